@@ -1,0 +1,95 @@
+"""Validate the fixed probe set (inputs, targets, sample ids) at the Recorder's boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from hooks.errors import ProbeInputError
+
+
+@dataclass
+class ProbeSet:
+    """The fixed inputs forwarded at every snapshot, with their targets and dataset indices."""
+
+    inputs: torch.Tensor
+    targets: npt.NDArray[Any] | None
+    sample_id: npt.NDArray[np.int64]
+
+    @property
+    def n_samples(self) -> int:
+        """Number of probe samples."""
+        return int(self.inputs.shape[0])
+
+
+def _as_tensor(x: object, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    msg = f"{what} must be a torch.Tensor or numpy array of shape (n_samples, ...); got {type(x).__name__}."
+    raise ProbeInputError(msg)
+
+
+def _as_numpy(x: object, what: str) -> npt.NDArray[Any]:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (list, tuple)):
+        return np.asarray(x)
+    msg = f"{what} must be a tensor, numpy array or list; got {type(x).__name__}."
+    raise ProbeInputError(msg)
+
+
+def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | None) -> ProbeSet:
+    """Return a validated `ProbeSet` from ``probe=x``, ``(x,)``, ``(x, y)`` or ``(x, y, ids)``.
+
+    Raises
+    ------
+    ProbeInputError
+        Inputs empty, on the meta device, of a floating dtype other than the model's; targets or
+        sample ids of another length; sample ids not unique integers.
+    """
+    parts = tuple(probe) if isinstance(probe, (tuple, list)) else (probe,)
+    if not 1 <= len(parts) <= 3:
+        msg = f"probe must be x, (x, y) or (x, y, sample_id); got a sequence of {len(parts)} items."
+        raise ProbeInputError(msg)
+    x = _as_tensor(parts[0], "probe inputs")
+    if x.ndim == 0 or x.shape[0] == 0:
+        msg = f"probe inputs must have shape (n_samples, ...) with n_samples >= 1; got {tuple(x.shape)}."
+        raise ProbeInputError(msg)
+    if x.device.type == "meta":
+        msg = "probe inputs must hold data; got a tensor on the meta device. Materialise it first."
+        raise ProbeInputError(msg)
+    if x.is_floating_point() and param_dtype is not None and x.dtype != param_dtype:
+        msg = (
+            f"probe inputs must have the model's floating dtype {param_dtype}; got {x.dtype}. "
+            f"Convert them, e.g. x_probe.to({param_dtype})."
+        )
+        raise ProbeInputError(msg)
+    n = int(x.shape[0])
+    y = None if len(parts) < 2 or parts[1] is None else _as_numpy(parts[1], "probe targets")
+    if y is not None and (y.ndim == 0 or y.shape[0] != n):
+        msg = (
+            f"probe targets must have one row per probe input ({n}); got shape {y.shape}. "
+            "Pass the targets of exactly the probe inputs."
+        )
+        raise ProbeInputError(msg)
+    if len(parts) == 3:
+        if sample_id is not None:
+            msg = "sample ids were given twice (in probe=(x, y, ids) and sample_id=); give them once."
+            raise ProbeInputError(msg)
+        sample_id = parts[2]
+    ids = np.arange(n, dtype=np.int64) if sample_id is None else _as_numpy(sample_id, "sample ids")
+    if ids.shape != (n,) or ids.dtype.kind not in "iu":
+        msg = f"sample ids must be {n} integers (one per probe input); got dtype {ids.dtype}, shape {ids.shape}."
+        raise ProbeInputError(msg)
+    if np.unique(ids).size != n:
+        msg = "sample ids must be unique (they index the source dataset); got duplicates."
+        raise ProbeInputError(msg)
+    return ProbeSet(inputs=x, targets=y, sample_id=ids.astype(np.int64))

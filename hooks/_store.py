@@ -1,0 +1,173 @@
+"""Create a run store, or reopen one for `resume`: validation, trimming to the commit counters.
+
+Runs on the training thread before the writer thread starts, so the writer still owns every zarr
+call made while recording.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+
+from hooks import schema
+from hooks._zarr_io import create_array, remove_partials, trim
+from hooks.errors import (
+    ResumeMismatchError,
+    SchemaMismatchError,
+    StoreCorruptError,
+    StoreExistsError,
+    StoreNotWritableError,
+)
+
+
+def probe_digest(inputs: npt.NDArray[Any]) -> str:
+    """Return a SHA-256 of the probe inputs (dtype, shape and bytes), to check them on resume."""
+    h = hashlib.sha256(f"{inputs.dtype.str}{inputs.shape}".encode())
+    h.update(np.ascontiguousarray(inputs).data)
+    return h.hexdigest()
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def read_root_attrs(path: Path) -> dict[str, Any] | None:
+    """Return the root attrs of the zarr group at ``path``, or None when it is not a zarr v3 group.
+
+    Raises
+    ------
+    StoreCorruptError
+        ``zarr.json`` exists but is not valid JSON.
+    """
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError) as err:
+        msg = f"{meta} cannot be parsed ({err}); the store's metadata is corrupted."
+        raise StoreCorruptError(msg) from err
+    if not isinstance(doc, dict) or doc.get("node_type") != "group":
+        return None
+    attrs = doc.get("attributes", {})
+    return attrs if isinstance(attrs, dict) else None
+
+
+def check_writable(path: Path) -> None:
+    """Create ``path``'s parent folders and check that files can be written there.
+
+    Raises
+    ------
+    StoreNotWritableError
+        The folder cannot be created or written (read-only file system, permissions, a file in the way).
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-write-test-"):
+            pass
+    except OSError as err:
+        msg = (
+            f"store location {str(path)!r} must be a writable folder; got {err.__class__.__name__}: "
+            f"{err.strerror or err}. Choose another path (e.g. under artifacts/)."
+        )
+        raise StoreNotWritableError(msg) from err
+
+
+def create_run(path: Path, attrs: Mapping[str, Any], probe: Mapping[str, npt.NDArray[Any]],
+               *, overwrite: bool) -> zarr.Group:
+    """Create a new run store at ``path`` with its root attrs and the ``probe/`` group."""
+    if path.exists() and not _is_empty_dir(path):
+        existing = read_root_attrs(path)
+        if existing is None or existing.get("schema") != schema.SCHEMA:
+            msg = (
+                f"store path {str(path)!r} exists and is not a probe run; refusing to write into it. "
+                "Choose a new path or delete it yourself."
+            )
+            raise SchemaMismatchError(msg)
+        if not overwrite:
+            msg = (
+                f"store path {str(path)!r} already holds a run; pass resume=True to continue it "
+                "or overwrite=True to replace it."
+            )
+            raise StoreExistsError(msg)
+        shutil.rmtree(path)
+    check_writable(path)
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    root.attrs.update(schema.to_json(dict(attrs)))
+    group = root.require_group(schema.PROBE)
+    for name, a in probe.items():
+        rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
+        arr = create_array(group, name, shape=a.shape, chunks=(rows, *a.shape[1:]), dtype=a.dtype,
+                           dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1),
+                           compressors=None)
+        arr[...] = a
+    return root
+
+
+def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
+    """Open an existing run for appending: validate it against ``expected``, trim uncommitted rows.
+
+    Rows past the commit counters (a snapshot a killed writer had started) are removed, as are the
+    ``*.partial`` temp files of interrupted atomic writes.
+
+    Raises
+    ------
+    SchemaMismatchError
+        The path is not a run of this schema version.
+    ResumeMismatchError
+        The run was recorded with other layers, probe inputs or dtype.
+    StoreCorruptError
+        Its metadata cannot be parsed or its arrays are shorter than its counters.
+    """
+    attrs = read_root_attrs(path)
+    if attrs is None:
+        msg = f"store path {str(path)!r} is not a probe run (no zarr group metadata); cannot resume it."
+        raise SchemaMismatchError(msg)
+    problem = schema.check_root_attrs(attrs)
+    if problem:
+        msg = f"store path {str(path)!r} cannot be resumed: {problem}."
+        raise SchemaMismatchError(msg)
+    for key in ("layers", "n_samples", "dtype", "probe_sha256"):
+        if attrs.get(key) != expected.get(key):
+            msg = (
+                f"resume=True needs the run's {key} to match; the store has {attrs.get(key)!r}, "
+                f"this Recorder has {expected.get(key)!r}. Record into a new store instead."
+            )
+            raise ResumeMismatchError(msg)
+    check_writable(path)
+    remove_partials(path)
+    root = zarr.open_group(str(path), mode="r+")
+    counters = {
+        schema.SNAPSHOTS: attrs[schema.N_COMMITTED], schema.LAYERS: attrs[schema.N_COMMITTED],
+        schema.OUTPUTS: attrs[schema.N_COMMITTED], schema.METRICS: attrs.get(schema.N_METRIC_RECORDS, 0),
+        schema.STREAM: attrs.get(schema.N_STREAM_ROWS, 0),
+    }
+    for member, node in root.members(max_depth=None):
+        top = member.split("/", 1)[0]
+        if isinstance(node, zarr.Array) and top in counters:
+            if node.shape[0] < counters[top]:
+                msg = (
+                    f"array {member!r} has {node.shape[0]} rows but the run's counters say "
+                    f"{counters[top]} were committed; the store's metadata is corrupted."
+                )
+                raise StoreCorruptError(msg)
+            trim(node, counters[top])
+    root.attrs.update({"resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "n_resumes": int(attrs.get("n_resumes", 0)) + 1})
+    return root
+
+
+def store_path(store: str | os.PathLike[str]) -> Path:
+    """Return the store argument as a `Path` (local folders only in schema v1)."""
+    return Path(os.fspath(store)).expanduser()

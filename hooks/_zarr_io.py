@@ -1,0 +1,83 @@
+"""Crash-safe zarr primitives: data-first append, trim to a committed length, stray-file cleanup.
+
+`append_rows` writes the new chunks *beyond* the array's current shape and only then rewrites its
+``zarr.json`` with the grown shape (one atomic rename in zarr >= 3.1.3's LocalStore). A reader or a
+killed writer therefore never sees rows whose data is missing; zarr's own ``Array.append`` does the
+opposite order (specs/storage.md §1.8, §3.C). Uses ``AsyncArray`` construction, a semi-internal API:
+zarr is pinned to 3.1.x and tests/hooks/test_crash.py guards the behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+from zarr.core.array import AsyncArray
+
+
+def fill_value(dtype: npt.DTypeLike) -> float | int:
+    """Return the fill value used for ``dtype``: NaN for floats (a missing row is visibly missing)."""
+    return np.nan if np.dtype(dtype).kind in "fc" else 0
+
+
+def create_array(
+    group: zarr.Group,
+    name: str,
+    *,
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    dtype: npt.DTypeLike,
+    dims: Sequence[str],
+    compressors: object,
+) -> zarr.Array:
+    """Create an array that grows along axis 0; unwritten rows read as `fill_value`."""
+    dtype = np.dtype(dtype)
+    return group.create_array(
+        name,
+        shape=tuple(shape),
+        chunks=tuple(chunks),
+        dtype=dtype,
+        fill_value=fill_value(dtype),
+        compressors=compressors,
+        dimension_names=tuple(dims),
+    )
+
+
+def append_rows(arr: zarr.Array, data: npt.NDArray[np.generic]) -> zarr.Array:
+    """Append ``data`` along axis 0, chunks first, metadata last; return the grown array."""
+    old = arr.shape[0]
+    new_shape = (old + data.shape[0], *arr.shape[1:])
+    if data.shape[1:] != arr.shape[1:]:
+        msg = (
+            f"rows to append to {arr.path!r} must have shape (n, {', '.join(map(str, arr.shape[1:]))}); "
+            f"got {data.shape}."
+        )
+        raise ValueError(msg)
+    aa = arr.async_array
+    grown = zarr.Array(
+        AsyncArray(metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path,
+                   config=aa.config)
+    )
+    grown[old:] = data  # chunks beyond the persisted shape: invisible to readers
+    arr.resize(new_shape)  # growing: writes zarr.json only, atomically
+    return arr
+
+
+def trim(arr: zarr.Array, n_rows: int) -> zarr.Array:
+    """Shrink ``arr`` to its first ``n_rows`` rows, deleting chunks past them (recovery only)."""
+    if arr.shape[0] > n_rows:
+        arr.resize((n_rows, *arr.shape[1:]))
+    return arr
+
+
+def remove_partials(root: str | os.PathLike[str]) -> int:
+    """Delete the ``*.partial`` temp files a killed writer leaves behind; return how many."""
+    n = 0
+    for p in Path(root).rglob("*.partial"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n

@@ -1,0 +1,89 @@
+"""Errors raised by the capture side (`hooks`).
+
+One base class, :class:`HooksError`; every concrete error also inherits the matching builtin so that
+``except KeyError`` or ``except OSError`` in user code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HooksError",
+    "LayerNotFoundError",
+    "NoLayersError",
+    "NonFiniteWarning",
+    "ProbeInputError",
+    "RecorderClosedError",
+    "RecorderConfigError",
+    "ResumeMismatchError",
+    "SchemaMismatchError",
+    "StepOrderError",
+    "StoreCorruptError",
+    "StoreExistsError",
+    "StoreNotWritableError",
+    "StreamShapeError",
+    "WriterError",
+]
+
+
+class HooksError(Exception):
+    """Base class of every error raised by `hooks`."""
+
+
+class LayerNotFoundError(HooksError, KeyError):
+    """A layer selector matched no module, or named one that does not exist."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class NoLayersError(HooksError, ValueError):
+    """The layer selection resolved to zero modules."""
+
+
+class RecorderConfigError(HooksError, TypeError):
+    """An argument of `Recorder` has the wrong type or value."""
+
+
+class ProbeInputError(HooksError, ValueError):
+    """The fixed probe inputs, targets or sample ids are unusable with this model."""
+
+
+class StepOrderError(HooksError, ValueError):
+    """An explicit step is not larger than the last recorded one."""
+
+
+class StreamShapeError(HooksError, ValueError):
+    """A watched layer's output does not have the batch as its first dimension."""
+
+
+class StoreExistsError(HooksError, FileExistsError):
+    """The store path already holds a run and neither ``resume`` nor ``overwrite`` was given."""
+
+
+class StoreNotWritableError(HooksError, PermissionError):
+    """The store location cannot be created or written."""
+
+
+class SchemaMismatchError(HooksError, ValueError):
+    """The path holds something that is not a run of this schema version."""
+
+
+class ResumeMismatchError(HooksError, ValueError):
+    """``resume=True`` on a run recorded with other layers, probe set or settings."""
+
+
+class StoreCorruptError(HooksError, ValueError):
+    """The store's metadata cannot be parsed or contradicts itself."""
+
+
+class RecorderClosedError(HooksError, RuntimeError):
+    """The recorder was used after `close()` or after its writer stopped."""
+
+
+class WriterError(HooksError, OSError):
+    """The background writer failed (for example, the disk is full); the store stays readable."""
+
+
+class NonFiniteWarning(UserWarning):
+    """Recorded activations hold NaN or Inf (kept as is and flagged in ``Run.info()``)."""

@@ -1,0 +1,148 @@
+"""Select modules of a model by dotted name, glob, module type or predicate.
+
+`unwrap_model` sees through `torch.compile` and DDP wrappers; `list_layers` shows the names;
+`resolve_layers` turns user selectors into ``{name: module}`` with nearest-match errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from typing import Union
+
+from torch import nn
+
+from hooks.errors import LayerNotFoundError, NoLayersError, RecorderConfigError
+
+__all__ = ["LayerSelector", "list_layers", "resolve_layers", "unwrap_model"]
+
+LayerSelector = Union[str, type, Callable[[str, nn.Module], bool]]
+_GLOB_CHARS = set("*?[")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the module whose submodules run the forward: through `torch.compile` and DDP/DP.
+
+    Hooks registered on the unwrapped module fire when the wrapper is called, and layer names are
+    the user's own ``named_modules()`` paths (no ``_orig_mod.`` or ``module.`` prefix).
+    """
+    if not isinstance(model, nn.Module):
+        msg = f"model must be a torch.nn.Module; got {type(model).__name__}."
+        raise RecorderConfigError(msg)
+    seen = 0
+    while seen < 8:
+        seen += 1
+        if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod  # torch.compile's OptimizedModule
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            break
+    return model
+
+
+def list_layers(model: nn.Module) -> list[str]:
+    """Return the dotted names of every submodule of ``model`` (the root, ``""``, excluded).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> list_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU()))
+    ['0', '1']
+    """
+    return [name for name, _ in unwrap_model(model).named_modules() if name]
+
+
+def _closest(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    if not close:
+        # Prefix matches help with typos in the last component ("encoder.layr1").
+        head = name.rsplit(".", 1)[0]
+        close = [n for n in names if n.startswith(head)][:3]
+    return ", ".join(repr(c) for c in close) if close else "none"
+
+
+def _missing(what: str, model: nn.Module, names: Sequence[str]) -> LayerNotFoundError:
+    msg = (
+        f"No layer {what} in {type(model).__name__}; closest: {_closest(what.strip(chr(39)), names)}. "
+        f"See hooks.list_layers(model) ({len(names)} layers)."
+    )
+    return LayerNotFoundError(msg)
+
+
+def resolve_layers(
+    model: nn.Module, layers: LayerSelector | Iterable[LayerSelector]
+) -> dict[str, nn.Module]:
+    """Resolve layer selectors to ``{dotted name: module}`` in the model's module order.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model (wrappers are unwrapped with `unwrap_model`).
+    layers : str, type, callable or a list of them
+        Exact dotted names (``"encoder.0"``), globs (``"encoder.*"``), module types (``nn.Linear``)
+        or predicates ``f(name, module) -> bool``. Each selector must match at least one module.
+
+    Returns
+    -------
+    dict of str to nn.Module
+
+    Raises
+    ------
+    LayerNotFoundError
+        A name or glob matches nothing; the message lists the closest names.
+    NoLayersError
+        The selection is empty.
+    RecorderConfigError
+        A selector is of an unsupported type.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> list(resolve_layers(net, nn.Linear))
+    ['0', '2']
+    """
+    model = unwrap_model(model)
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    names = [n for n, _ in modules]
+    if isinstance(layers, (str, type)) or callable(layers):
+        layers = [layers]  # type: ignore[list-item]
+    selectors = list(layers)  # type: ignore[arg-type]
+    if not selectors:
+        msg = "layers must name at least one module; got an empty selection. See hooks.list_layers(model)."
+        raise NoLayersError(msg)
+    chosen: set[str] = set()
+    for sel in selectors:
+        if isinstance(sel, str):
+            if _GLOB_CHARS & set(sel):
+                hits = [n for n in names if fnmatch.fnmatchcase(n, sel)]
+            else:
+                hits = [sel] if sel in names else []
+            if not hits:
+                raise _missing(repr(sel), model, names)
+        elif isinstance(sel, type) and issubclass(sel, nn.Module):
+            hits = [n for n, m in modules if isinstance(m, sel)]
+            if not hits:
+                msg = (
+                    f"No module of type {sel.__name__} in {type(model).__name__}. "
+                    f"See hooks.list_layers(model) ({len(names)} layers)."
+                )
+                raise LayerNotFoundError(msg)
+        elif callable(sel):
+            hits = [n for n, m in modules if sel(n, m)]
+        else:
+            msg = (
+                "each layer selector must be a str, an nn.Module subclass or a callable "
+                f"(name, module) -> bool; got {sel!r}."
+            )
+            raise RecorderConfigError(msg)
+        chosen.update(hits)
+    if not chosen:
+        msg = (
+            f"The layer selection matched no module of {type(model).__name__}; got {selectors!r}. "
+            f"See hooks.list_layers(model) ({len(names)} layers)."
+        )
+        raise NoLayersError(msg)
+    return {n: m for n, m in modules if n in chosen}

@@ -1,0 +1,112 @@
+"""The on-disk layout of a run store (schema v1, zarr format 3): names, dimensions, chunks, attrs.
+
+Shared by the writer (`hooks`) and the reader (`probe.store`); imports neither torch nor zarr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+SCHEMA = "probe-run"
+SCHEMA_VERSION = 1
+
+# Group paths inside a run.
+PROBE = "probe"
+SNAPSHOTS = "snapshots"
+LAYERS = "layers"
+OUTPUTS = "outputs"
+STREAM = "stream"
+METRICS = "metrics"
+
+# Commit counters kept in the root attrs; readers trim every array to them.
+N_COMMITTED = "n_committed"
+N_METRIC_RECORDS = "n_metric_records"
+N_STREAM_ROWS = "n_stream_rows"
+
+# Target bytes of one chunk (specs/storage.md: 1-2 MB chunks write fastest and read well).
+CHUNK_BYTES = 1 << 20
+METRICS_CHUNK = 4096
+REQUIRED_ATTRS = ("schema", "schema_version", N_COMMITTED, "layers")
+
+
+def layer_group(layer: str) -> str:
+    """Return the group path of a layer (``layers/<dotted.name>``)."""
+    return f"{LAYERS}/{layer}"
+
+
+def stream_group(layer: str) -> str:
+    """Return the stream group path of a layer (``stream/<dotted.name>``)."""
+    return f"{STREAM}/{layer}"
+
+
+def element_name(path: Sequence[str]) -> str:
+    """Return the array name of one captured element of a module output.
+
+    A plain tensor output is ``acts``; tuple/list elements append their index and dict entries their key
+    (``acts.0``, ``acts.hidden``); the k-th extra call of a module within one forward inserts
+    ``call<k>`` first (``acts.call1``, ``acts.call1.0``).
+    """
+    return ".".join(["acts", *path])
+
+
+def array_dims(path: str, lead: Sequence[str], n_feature_dims: int) -> tuple[str, ...]:
+    """Return an array's dimension names: ``lead`` then ``<path with dots>_f0, _f1, ...``.
+
+    Feature dimensions are named per array because xarray needs one size per dimension name, e.g.
+    ``layers/fc1/acts`` -> ``("snapshot", "sample", "layers.fc1.acts_f0")``. For weights ``_f0`` is
+    the output and ``_f1`` the (flattened) input dimension.
+    """
+    owner = path.replace("/", ".")
+    return (*lead, *(f"{owner}_f{i}" for i in range(n_feature_dims)))
+
+
+def rows_per_chunk(row_shape: Sequence[int], itemsize: int, n_rows: int | None = None,
+                   multiple: int = 1) -> int:
+    """Return how many leading-axis rows make one ~1 MiB chunk.
+
+    Parameters
+    ----------
+    row_shape : sequence of int
+        Shape of one row (everything after the leading axis).
+    itemsize : int
+        Bytes per element.
+    n_rows : int, optional
+        Upper bound (the total number of rows), when known.
+    multiple : int
+        Round the result to a multiple of this (the batch size of a stream).
+    """
+    row_bytes = max(1, math.prod(row_shape) * itemsize)
+    rows = max(1, CHUNK_BYTES // row_bytes)
+    if multiple > 1:
+        rows = max(multiple, (rows // multiple) * multiple)
+    if n_rows is not None:
+        rows = min(rows, max(1, n_rows))
+    return int(rows)
+
+
+def check_root_attrs(attrs: Mapping[str, Any]) -> str | None:
+    """Return why ``attrs`` are not the root attrs of a v1 run, or None when they are."""
+    if attrs.get("schema") != SCHEMA:
+        return f"schema must be {SCHEMA!r}; got {attrs.get('schema')!r}"
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        return (
+            f"schema_version must be {SCHEMA_VERSION}; got {attrs.get('schema_version')!r}"
+            " (written by another version of the toolkit)"
+        )
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        return f"root attrs lack {missing}"
+    n = attrs[N_COMMITTED]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        return f"{N_COMMITTED} must be a non-negative int; got {n!r}"
+    if not isinstance(attrs["layers"], list) or not all(isinstance(x, str) for x in attrs["layers"]):
+        return f"layers must be a list of str; got {attrs['layers']!r}"
+    return None
+
+
+def to_json(obj: Any) -> Any:
+    """Return ``obj`` as plain JSON data (no pickle anywhere); unknown objects become their repr."""
+    return json.loads(json.dumps(obj, default=repr))
