@@ -211,6 +211,7 @@ class Recorder:
             The background writer failed earlier (e.g. disk full).
         """
         self._check_open()
+        metrics = self._validated(metrics)
         if step is None:
             self.step_ += 1
         else:
@@ -223,7 +224,7 @@ class Recorder:
             self.step_ = int(step)
         if epoch is not None:
             self.epoch = int(epoch)
-        self.log(**metrics)
+        self._put_metrics(metrics)
         if self.probe_ is not None and self._due(self.step_):
             self.snapshot()
 
@@ -236,8 +237,15 @@ class Recorder:
             A metric value is not a number or a one-element tensor, or its name is reserved.
         """
         self._check_open()
-        if not metrics:
-            return
+        self._put_metrics(self._validated(metrics))
+
+    def _put_metrics(self, metrics: dict[str, Any]) -> None:
+        if metrics:
+            self.writer_.put(MetricRecord(self.step_, self.epoch, metrics), 64 * len(metrics))
+
+    @staticmethod
+    def _validated(metrics: dict[str, Any]) -> dict[str, Any]:
+        out = {}
         for name, value in metrics.items():
             if name in ("step", "epoch"):
                 msg = f"metric name {name!r} is reserved (it is a column of the metrics table)."
@@ -245,11 +253,12 @@ class Recorder:
             ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
             if isinstance(value, torch.Tensor):
                 ok = value.numel() == 1
-                metrics[name] = value.detach()
+                value = value.detach()
             if not ok:
                 msg = f"metric {name!r} must be a number or a one-element tensor; got {value!r}."
                 raise RecorderConfigError(msg)
-        self.writer_.put(MetricRecord(self.step_, self.epoch, metrics), 64 * len(metrics))
+            out[name] = value
+        return out
 
     def snapshot(self) -> None:
         """Forward the probe set in eval mode without gradients and record the selected layers.

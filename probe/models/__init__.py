@@ -1,0 +1,9 @@
+"""Reference models for the probing experiments.
+
+Small MNIST / 8x8-digits classifiers whose submodules have readable dotted names, so that
+activation capture can address them by name (``layers.0``, ``acts.0``, ``conv1``, ``head``).
+"""
+
+from probe.models.mnist import CNN, MLP, InputShapeError, ModelConfigError
+
+__all__ = ["CNN", "MLP", "InputShapeError", "ModelConfigError"]
