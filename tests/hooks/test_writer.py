@@ -1,0 +1,226 @@
+"""Writer and store round trips, back-pressure, disk-full handling, resume."""
+
+import errno
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import probe
+from hooks import (
+    Recorder,
+    ResumeMismatchError,
+    SchemaMismatchError,
+    StoreCorruptError,
+    StoreExistsError,
+    StoreNotWritableError,
+    WriterError,
+)
+from hooks.writer import MetricRecord, RunWriter, Snapshot, StreamBatch
+
+DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8]
+
+
+def _root(path):
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs.update({"schema": "probe-run", "schema_version": 1, "layers": ["a"], "n_samples": 0,
+                       "n_committed": 0})
+    return root
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n_samples=st.integers(1, 30),
+    feat=st.lists(st.integers(1, 6), min_size=0, max_size=3),
+    dtype=st.sampled_from(DTYPES),
+    n_snap=st.integers(1, 6),
+    flush_every=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_writer_roundtrip_any_shape_dtype_and_flushes(tmp_path_factory, n_samples, feat, dtype,
+                                                      n_snap, flush_every, seed):
+    path = tmp_path_factory.mktemp("w") / "run.zarr"
+    rng = np.random.default_rng(seed)
+    w = RunWriter(_root(path), max_bytes=1 << 16)
+    data = []
+    for i in range(n_snap):
+        a = (rng.standard_normal((n_samples, *feat)) * 50).astype(dtype)
+        data.append(a)
+        w.put(Snapshot(i * 10, 0, 0.0, {"layers/a/acts": a},
+                       {"layers/a/acts": ("sample", *[f"f{j}" for j in range(len(feat))])}), a.nbytes)
+        if (i + 1) % flush_every == 0:
+            w.flush()
+    w.close()
+    run = probe.open_run(path)
+    got = run.acts("a")
+    assert got.dtype == dtype and got.shape == (n_snap, n_samples, *feat)
+    np.testing.assert_array_equal(got, np.stack(data))
+    np.testing.assert_array_equal(run.steps, np.arange(n_snap) * 10)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.integers(1, 40), min_size=1, max_size=12), width=st.integers(1, 300))
+def test_stream_rows_roundtrip_across_chunk_boundaries(tmp_path_factory, batches, width):
+    path = tmp_path_factory.mktemp("s") / "run.zarr"
+    w = RunWriter(_root(path))
+    w._stream_rows_per_chunk = 16  # small chunks so batches straddle boundaries
+    rows, start = [], 0
+    for step, n in enumerate(batches):
+        a = np.arange(start * width, (start + n) * width, dtype=np.float32).reshape(n, width)
+        rows.append(a)
+        w.put(StreamBatch(step, np.arange(start, start + n), {"stream/a/acts": a}), a.nbytes)
+        start += n
+    w.close()
+    s = probe.open_run(path).stream("a")
+    np.testing.assert_array_equal(s.acts, np.concatenate(rows))
+    np.testing.assert_array_equal(s.sample_id, np.arange(start))
+    np.testing.assert_array_equal(s.step, np.repeat(np.arange(len(batches)), batches))
+
+
+def test_back_pressure_bounds_queued_bytes(tmp_path, monkeypatch):
+    import hooks._zarr_io as zio
+    import hooks.writer as wmod
+
+    slow = zio.append_rows
+
+    def slow_append(arr, data):
+        import time
+
+        time.sleep(0.01)
+        return slow(arr, data)
+
+    monkeypatch.setattr(wmod, "append_rows", slow_append)
+    budget = 3 * 4000
+    w = RunWriter(_root(tmp_path / "r.zarr"), max_bytes=budget)
+    for i in range(20):
+        a = np.full((10, 100), i, np.float32)  # 4,000 bytes
+        w.put(Snapshot(i, 0, 0.0, {"layers/a/acts": a}, {"layers/a/acts": ("sample", "f")}), a.nbytes)
+    w.close()
+    assert w.peak_bytes <= budget
+    assert w.wait_s > 0  # the producer was held back
+    np.testing.assert_array_equal(probe.open_run(tmp_path / "r.zarr").acts("a")[:, 0, 0], np.arange(20))
+
+
+def test_disk_full_stops_with_last_committed_step_and_store_stays_readable(tmp_path, monkeypatch,
+                                                                           tiny_mlp, probe_xy):
+    from zarr.storage import LocalStore
+
+    real_set = LocalStore.set
+    state = {"armed": False}
+
+    async def full_set(self, key, value):
+        if state["armed"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", full_set)
+    path = tmp_path / "r.zarr"
+    rec = Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], every=1)
+    rec.step(loss=1.0)
+    rec.flush()
+    state["armed"] = True
+    rec.step(loss=2.0)
+    with pytest.raises(WriterError, match=r"No space left on device.*last committed snapshot is step 1"):
+        rec.flush()
+    with pytest.raises(OSError, match="resume=True"):  # WriterError is an OSError too
+        rec.step()
+    state["armed"] = False
+    with pytest.raises(WriterError, match="last committed snapshot is step 1"):
+        rec.close()
+    run = probe.open_run(path)
+    np.testing.assert_array_equal(run.steps, [0, 1])
+    assert run.acts("0").shape == (2, 40, 16)
+    # resume continues after the failure
+    with Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], every=1, resume=True) as rec:
+        assert rec.step_ == 1
+        rec.step()
+    np.testing.assert_array_equal(probe.open_run(path).steps, [0, 1, 2])
+
+
+def test_resume_continues_and_validates(tmp_path, tiny_mlp, probe_xy):
+    path = tmp_path / "r.zarr"
+    x, y = probe_xy
+    with Recorder(tiny_mlp, layers="0", store=path, probe=(x, y), every=2) as rec:
+        for _ in range(4):
+            rec.step(loss=1.0)
+    with pytest.raises(StoreExistsError, match="pass resume=True to continue it or overwrite=True"):
+        Recorder(tiny_mlp, layers="0", store=path, probe=(x, y))
+    with pytest.raises(ResumeMismatchError, match="layers to match"):
+        Recorder(tiny_mlp, layers="2", store=path, probe=(x, y), resume=True)
+    with pytest.raises(ResumeMismatchError, match="probe_sha256 to match"):
+        Recorder(tiny_mlp, layers="0", store=path, probe=(x + 1, y), resume=True)
+    with Recorder(tiny_mlp, layers="0", store=path, probe=(x, y), every=2, resume=True) as rec:
+        assert rec.step_ == 4 and rec.n_snapshots == 3
+        for _ in range(2):
+            rec.step(loss=0.5)
+    run = probe.open_run(path)
+    np.testing.assert_array_equal(run.steps, [0, 2, 4, 6])
+    assert list(run.metrics()["step"]) == [1, 2, 3, 4, 5, 6]
+    assert run.attrs["n_resumes"] == 1
+    with Recorder(tiny_mlp, layers="0", store=path, probe=(x, y), overwrite=True) as rec:
+        pass
+    assert probe.open_run(path).n_snapshots == 1  # replaced: only the final snapshot at step 0
+
+
+def test_store_path_problems(tmp_path, tiny_mlp, probe_xy):
+    x = probe_xy[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.txt").write_text("not a run")
+    with pytest.raises(SchemaMismatchError, match="exists and is not a probe run"):
+        Recorder(tiny_mlp, layers="0", store=other, probe=x)
+    assert (other / "data.txt").read_text() == "not a run"
+    with pytest.raises(SchemaMismatchError, match="no zarr group metadata"):
+        Recorder(tiny_mlp, layers="0", store=other, probe=x, resume=True)
+    foreign = tmp_path / "foreign.zarr"
+    zarr.open_group(str(foreign), mode="w").attrs.update({"schema": "probe-run", "schema_version": 99})
+    with pytest.raises(SchemaMismatchError, match="schema_version must be 1; got 99"):
+        Recorder(tiny_mlp, layers="0", store=foreign, probe=x, resume=True)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreNotWritableError, match="must be a writable folder"):
+        Recorder(tiny_mlp, layers="0", store=blocker / "run.zarr", probe=x)
+    with pytest.raises(StoreNotWritableError, match="must be a writable folder"):
+        Recorder(tiny_mlp, layers="0", store="/proc/probe-test/run.zarr", probe=x)
+
+
+def test_resume_rejects_corrupted_metadata(tmp_path, tiny_mlp, probe_xy):
+    path = tmp_path / "r.zarr"
+    with Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], every=1) as rec:
+        rec.step()
+    (path / "zarr.json").write_text("{ not json")
+    with pytest.raises(StoreCorruptError, match="cannot be parsed"):
+        Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], resume=True)
+    with pytest.raises(StoreCorruptError, match="cannot be parsed"):
+        Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], overwrite=True)
+
+
+def test_resume_rejects_counters_past_the_data(tmp_path, tiny_mlp, probe_xy):
+    path = tmp_path / "r.zarr"
+    with Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], every=1) as rec:
+        rec.step()
+    zarr.open_group(str(path), mode="r+").attrs.update({"n_committed": 9})
+    with pytest.raises(StoreCorruptError, match="counters say 9 were committed"):
+        Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], resume=True)
+
+
+def test_metric_columns_appear_late_and_missing_layers_fill(tmp_path):
+    w = RunWriter(_root(tmp_path / "r.zarr"), metrics_every=2)
+    w.put(MetricRecord(1, 0, {"loss": 1.0}))
+    w.put(MetricRecord(2, 0, {"loss": 0.5}))
+    w.put(MetricRecord(3, 0, {"acc": torch.tensor(0.75)}))
+    a = np.ones((2, 3), np.float32)
+    dims = {"layers/a/acts": ("sample", "f"), "layers/b/acts": ("sample", "g")}
+    w.put(Snapshot(3, 0, 0.0, {"layers/a/acts": a, "layers/b/acts": a}, dims))
+    w.put(Snapshot(4, 0, 0.0, {"layers/a/acts": a}, dims))  # b did not fire this time
+    w.close()
+    root = zarr.open_group(str(tmp_path / "r.zarr"), mode="r")
+    np.testing.assert_array_equal(root["metrics/loss"][:], [1.0, 0.5, np.nan])
+    np.testing.assert_array_equal(root["metrics/acc"][:], [np.nan, np.nan, 0.75])
+    b = root["layers/b/acts"][:]
+    assert b.shape == (2, 2, 3) and np.isnan(b[1]).all() and (b[0] == 1).all()
+
