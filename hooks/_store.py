@@ -102,17 +102,27 @@ def create_run(path: Path, attrs: Mapping[str, Any], probe: Mapping[str, npt.NDA
             )
             raise StoreExistsError(msg)
         shutil.rmtree(path)
-    check_writable(path)
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    root.attrs.update(schema.to_json(dict(attrs)))
-    group = root.require_group(schema.PROBE)
-    for name, a in probe.items():
-        rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
-        arr = create_array(group, name, shape=a.shape, chunks=(rows, *a.shape[1:]), dtype=a.dtype,
-                           dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1),
-                           compressors=None)
-        arr[...] = a
-    return root
+    check_writable(path.parent)
+    # Build the store under a temporary name and rename it into place (atomic on one file
+    # system): a process killed while creating leaves no half-made run at ``path``.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        root.attrs.update(schema.to_json(dict(attrs)))
+        group = root.require_group(schema.PROBE)
+        for name, a in probe.items():
+            rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
+            arr = create_array(group, name, shape=a.shape, chunks=(rows, *a.shape[1:]),
+                               dtype=a.dtype, compressors=None,
+                               dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1))
+            arr[...] = a
+        if path.exists():
+            path.rmdir()  # an empty folder the user made
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return zarr.open_group(str(path), mode="r+")
 
 
 def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:

@@ -218,9 +218,7 @@ def load_dataset(name: str, train: bool, **kw: Any) -> tuple[torch.Tensor, torch
     raise UnknownDatasetError(msg)
 
 
-def stratified_probe(
-    y: npt.ArrayLike | torch.Tensor, n: int, seed: int
-) -> npt.NDArray[np.int64]:
+def stratified_probe(y: npt.ArrayLike | torch.Tensor, n: int, seed: int) -> npt.NDArray[np.int64]:
     """Pick ``n`` sample indices spread as evenly as possible over the classes of ``y``.
 
     Every class gets ``n // k`` samples (k classes) and a seeded random subset of classes

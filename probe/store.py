@@ -189,9 +189,10 @@ class Run:
         LayerNotInRunError
             The run did not record ``layer``.
         """
-        group = self._layer_path(layer)
-        node = self._group[group]
-        return sorted(name for name, _ in node.arrays())
+        group = self.path / self._layer_path(layer)
+        if not group.is_dir():  # no snapshot written yet
+            return []
+        return sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
 
     def snapshot_index(self, step: int) -> int:
         """Return the snapshot position of ``step``; negative values count from the end.

@@ -90,7 +90,9 @@ class MLP(nn.Module):
         self.gain = gain
         self.negative_slope = negative_slope
         widths = [in_features] + [hidden] * depth
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
         self.acts = nn.ModuleList(nn.LeakyReLU(negative_slope) for _ in range(depth))
         self.head = nn.Linear(hidden, n_classes)
         self.reset_parameters()
@@ -144,7 +146,7 @@ class MLP(nn.Module):
                 "Flatten the images or build the MLP with a matching in_features."
             )
             raise InputShapeError(msg)
-        for layer, act in zip(self.layers, self.acts):
+        for layer, act in zip(self.layers, self.acts, strict=True):
             x = act(layer(x))
         return self.head(x)
 
@@ -187,7 +189,10 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) != 2:
-            msg = f"channels must hold two sizes (conv1, conv2); got {channels!r}. Pass e.g. (32, 64)."
+            msg = (
+                f"channels must hold two sizes (conv1, conv2); got {channels!r}. "
+                "Pass e.g. (32, 64)."
+            )
             raise ModelConfigError(msg)
         c1, c2 = channels
         for name, value in (
@@ -230,7 +235,8 @@ class CNN(nn.Module):
         """
         s = self.image_size
         if not (
-            (x.ndim == 2 and x.shape[1] == s * s) or (x.ndim == 4 and tuple(x.shape[1:]) == (1, s, s))
+            (x.ndim == 2 and x.shape[1] == s * s)
+            or (x.ndim == 4 and tuple(x.shape[1:]) == (1, s, s))
         ):
             msg = (
                 f"input must have shape (n, {s * s}) or (n, 1, {s}, {s}); got {tuple(x.shape)}. "

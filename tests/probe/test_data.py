@@ -105,7 +105,8 @@ def offline(monkeypatch):
 
     def fail(*args, **kwargs):
         calls.append(args)
-        raise URLError("network is unreachable (test)")
+        msg = "network is unreachable (test)"
+        raise URLError(msg)
 
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", fail)
     monkeypatch.setattr(torchvision.datasets.utils, "download_url", fail)

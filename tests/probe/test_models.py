@@ -134,7 +134,9 @@ def test_cnn_named_modules_and_block_shapes():
 
 
 def test_cnn_rejects_wrong_input_shape():
-    with pytest.raises(InputShapeError, match=r"input must have shape \(n, 784\) or \(n, 1, 28, 28\)"):
+    with pytest.raises(
+        InputShapeError, match=r"input must have shape \(n, 784\) or \(n, 1, 28, 28\)"
+    ):
         CNN()(torch.randn(2, 64))
 
 

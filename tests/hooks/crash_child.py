@@ -1,0 +1,47 @@
+"""Child process for test_crash: records forever (until SIGKILL) into a run it resumes.
+
+Layer ``lin`` outputs ``x * step`` exactly, so every committed value can be checked against its step.
+Usage: python crash_child.py STORE [N_STEPS]
+"""
+
+import sys
+
+import torch
+from torch import nn
+
+from hooks import Recorder
+
+N_PROBE, WIDTH, BATCH = 2000, 64, 32
+
+
+class Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Identity()
+        self.register_buffer("s", torch.zeros(()))
+
+    def forward(self, x):
+        return self.lin(x * self.s)
+
+
+def probe_inputs():
+    return (torch.arange(N_PROBE * WIDTH, dtype=torch.float32).reshape(N_PROBE, WIDTH) % 97) - 48
+
+
+def main(store, n_steps):
+    model = Scale()
+    x = probe_inputs()
+    with Recorder(model, layers="lin", store=store, probe=x, every=1, resume=True) as rec:
+        print("ready", rec.step_, flush=True)
+        for _ in range(n_steps):
+            step = rec.step_ + 1
+            ids = torch.arange(step * BATCH, (step + 1) * BATCH) % N_PROBE
+            model.s.fill_(step - 1)  # the forward of step k runs with k-1 steps done
+            with rec.watch(sample_id=ids):
+                model(x[ids])
+            model.s.fill_(step)
+            rec.step(loss=float(step))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10**9)

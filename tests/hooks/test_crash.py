@@ -1,0 +1,87 @@
+"""SIGKILL a recording process at random moments; the store must open with every commit intact."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import probe
+from probe.errors import RunNotFoundError
+
+CHILD = Path(__file__).with_name("crash_child.py")
+ROOT = Path(__file__).parents[2]
+N_KILLS = 20
+
+
+def _spawn(store, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, str(CHILD), str(store), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def _probe():
+    n, w = 2000, 64
+    return (np.arange(n * w, dtype=np.float32).reshape(n, w) % 97) - 48
+
+
+def check_store(store, x):
+    """Assert every committed row equals what was captured; return the run (or None if absent)."""
+    try:
+        run = probe.open_run(store)
+    except RunNotFoundError:
+        return None
+    steps = run.steps
+    assert np.all(np.diff(steps) > 0)
+    if run.n_snapshots:
+        acts = run.acts("lin")
+        assert acts.shape == (run.n_snapshots, 2000, 64)
+        for k, s in enumerate(steps):
+            np.testing.assert_array_equal(acts[k], x * s)  # bit-identical, no fill rows
+        np.testing.assert_array_equal(run.outputs(), acts)
+    m = run.metrics()
+    if run.n_metric_records:
+        np.testing.assert_array_equal(m["loss"].to_numpy(), m["step"].to_numpy().astype(float))
+    if run.n_stream_rows:
+        s = run.stream("lin")
+        np.testing.assert_array_equal(s.acts, x[s.sample_id] * s.step[:, None].astype(np.float32))
+    return run
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    store = tmp_path / "run.zarr"
+    x = _probe()
+    rng = np.random.default_rng(12345)
+    n_reads = committed = 0
+    for trial in range(N_KILLS):
+        child = _spawn(store)
+        # Child start-up (imports, store creation) takes ~1-3 s here: kills land in it too.
+        deadline = time.monotonic() + rng.uniform(0.3, 4.0)
+        while time.monotonic() < deadline:  # a concurrent reader while the child writes
+            run = check_store(store, x)
+            n_reads += run is not None
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        run = check_store(store, x)
+        if run is not None:
+            assert run.n_snapshots >= committed  # nothing committed is ever lost
+            committed = run.n_snapshots
+    assert committed > 0 and n_reads > 0
+    # A clean resume after the last kill continues the same run.
+    before = probe.open_run(store)
+    child = _spawn(store, 5)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    after = check_store(store, x)
+    assert after.n_snapshots == before.n_snapshots + 5
+    assert after.steps[-1] == before.steps[-1] + 5
+    assert after.info()["state"] == "closed"
+    leftovers = list(store.rglob("*.partial")) + list(tmp_path.glob(".run.zarr.creating-*"))
+    assert not list(store.rglob("*.partial"))  # resume removed interrupted temp files
+    assert all(p.name.startswith(".run.zarr.creating-") for p in leftovers)
