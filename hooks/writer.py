@@ -2,7 +2,7 @@
 
 Producers (hooks, `Recorder.step`) put numpy arrays on a queue bounded by a byte budget, so a slow
 disk applies back-pressure instead of growing memory. The thread appends data-first
-(`hooks._zarr_io.append_rows`) and commits by rewriting the root attrs' counters last.
+(`hooks._zarr_io.append_many`) and commits by rewriting the root attrs' counters last.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy.typing as npt
 import zarr
 
 from hooks import schema
-from hooks._zarr_io import append_rows, create_array, fill_value
+from hooks._zarr_io import append_many, create_array, fill_value
 from hooks.errors import NonFiniteWarning, RecorderClosedError, WriterError
 
 __all__ = ["MetricRecord", "RunWriter", "Snapshot", "StreamBatch"]
@@ -108,6 +108,8 @@ class RunWriter:
         self._bytes = 0
         self.peak_bytes = 0
         self.wait_s = 0.0  # time producers spent blocked on the budget
+        self.busy_s = 0.0  # time the writer thread spent writing
+        self.bytes_written = 0  # array bytes handed to zarr
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="probe-writer", daemon=True)
         self._thread.start()
@@ -171,6 +173,7 @@ class RunWriter:
                 while not self._queue:
                     self._cond.wait()
                 item, nbytes = self._queue.popleft()
+            t0 = time.perf_counter()
             try:
                 if item is _CLOSE:
                     self._write_tails(final=True)
@@ -193,6 +196,8 @@ class RunWriter:
                 self._fail(exc)
                 return
             finally:
+                self.busy_s += time.perf_counter() - t0
+                self.bytes_written += nbytes
                 with self._cond:
                     self._bytes -= nbytes
                     self._cond.notify_all()
@@ -254,6 +259,7 @@ class RunWriter:
 
     def _write_snapshot(self, s: Snapshot) -> None:
         updates = self._write_metrics()
+        pairs = []
         for path, a in s.arrays.items():
             self._check_finite(path, s.step, a)
             chunks = (1, *a.shape)
@@ -262,16 +268,17 @@ class RunWriter:
                 chunks = (1, rows, *a.shape[1:])
             arr = self._array(path, a, ("snapshot",), s.dims[path], self.n_committed, chunks)
             self._snapshot_paths.add(path)
-            append_rows(arr, a[None])
-        for path in self._snapshot_paths - set(s.arrays):
+            pairs.append((arr, a[None]))
+        for path in self._snapshot_paths - set(s.arrays):  # a layer that did not fire: fill row
             arr = self._arrays.get(path) or self.root[path]
             self._arrays[path] = arr
-            append_rows(arr, np.full((1, *arr.shape[1:]), fill_value(arr.dtype), arr.dtype))
+            pairs.append((arr, np.full((1, *arr.shape[1:]), fill_value(arr.dtype), arr.dtype)))
         for name, value, dtype in (("step", s.step, np.int64), ("epoch", s.epoch, np.int64),
                                    ("wall_time", s.wall_time, np.float64)):
             a = np.asarray([value], dtype=dtype)
             path = f"{schema.SNAPSHOTS}/{name}"
-            append_rows(self._array(path, a[0], ("snapshot",), (), self.n_committed, (4096,)), a)
+            pairs.append((self._array(path, a[0], ("snapshot",), (), self.n_committed, (4096,)), a))
+        append_many(pairs)
         self.n_committed += 1
         self.last_step = s.step
         updates.update({schema.N_COMMITTED: self.n_committed, "last_step": s.step})
@@ -290,11 +297,11 @@ class RunWriter:
             cols[name] = np.array([_to_float(r.values.get(name, math.nan)) for r in recs], np.float64)
         for name in self._metric_names() - set(cols):
             cols[name] = np.full(len(recs), np.nan)
-        for name, col in cols.items():
-            path = f"{schema.METRICS}/{name}"
-            arr = self._array(path, col[0], ("record",), (), self.n_metric_records,
-                              (schema.METRICS_CHUNK,))
-            append_rows(arr, col)
+        append_many([
+            (self._array(f"{schema.METRICS}/{name}", col[0], ("record",), (),
+                         self.n_metric_records, (schema.METRICS_CHUNK,)), col)
+            for name, col in cols.items()
+        ])
         self.n_metric_records += len(recs)
         return {schema.N_METRIC_RECORDS: self.n_metric_records}
 
@@ -323,13 +330,15 @@ class RunWriter:
         if rest:  # keep the tail rows for the next whole chunk
             keep = {p: c[n_write:] for p, c in cols.items()}
             self._stream_buf = [StreamBatch(-1, keep["stream/sample_id"], keep)]
+        pairs = []
         for path, col in cols.items():
             col = col[:n_write]
             dims = schema.array_dims(path, ("row",), col.ndim - 1)[1:]
             arr = self._array(path, col[0], ("row",), dims, self.n_stream_rows, (r, *col.shape[1:]))
             self._stream_paths.add(path)
             self._check_finite(path, int(cols["stream/step"][0]), col)
-            append_rows(arr, col)
+            pairs.append((arr, col))
+        append_many(pairs)
         self.n_stream_rows += n_write
         return {schema.N_STREAM_ROWS: self.n_stream_rows}
 

@@ -212,8 +212,10 @@ class Run:
             return int(self.n_snapshots + step)
         hits = np.flatnonzero(self.steps == step)
         if not hits.size:
-            near = self.steps[np.argsort(np.abs(self.steps - step))[:3]] if self.n_snapshots else []
-            msg = (f"no snapshot at step {step}; nearest recorded steps: {sorted(int(s) for s in near)} "
+            before, after = self.steps[self.steps < step], self.steps[self.steps > step]
+            near = [str(int(before.max()))] if before.size else []
+            near += [str(int(after.min()))] if after.size else []
+            msg = (f"no snapshot at step {step}; nearest recorded steps: {' and '.join(near) or 'none'} "
                    f"({self.n_snapshots} snapshots). See Run.steps.")
             raise StepNotFoundError(msg)
         return int(hits[0])

@@ -53,6 +53,11 @@ class ClassifierResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def _weighted_layers(name: str, module: nn.Module) -> bool:
+    """Select every Linear and Conv2d layer (the layers whose weights the NFM analyses use)."""
+    return isinstance(module, (nn.Linear, nn.Conv2d))
+
+
 def _model(cfg: ClassifierConfig, in_features: int) -> nn.Module:
     if cfg.model == "mlp":
         return MLP(in_features=in_features, gain=cfg.gain)
@@ -118,7 +123,7 @@ def train_classifier(cfg: ClassifierConfig, out: str | Path, *, progress: bool =
     store = Path(out) / "run.zarr"
     t0 = time.perf_counter()
     history: list[dict[str, float]] = []
-    with Recorder(model, layers=[nn.Linear, nn.Conv2d], store=store,
+    with Recorder(model, layers=_weighted_layers, store=store,
                   probe=(x_te[probe_idx], y_te[probe_idx], probe_idx), every=schedule,
                   weights=cfg.weights, overwrite=True, config=asdict(cfg), seed=cfg.seed) as rec:
         bar = tqdm(total=n_steps, desc=f"{cfg.dataset} {cfg.model}", disable=not progress, unit="step")

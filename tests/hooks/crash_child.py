@@ -5,6 +5,7 @@ Usage: python crash_child.py STORE [N_STEPS]
 """
 
 import sys
+import time
 
 import torch
 from torch import nn
@@ -29,11 +30,14 @@ def probe_inputs():
 
 
 def main(store, n_steps):
+    stop = time.monotonic() + 60  # never outlive a test that failed to kill us
     model = Scale()
     x = probe_inputs()
     with Recorder(model, layers="lin", store=store, probe=x, every=1, resume=True) as rec:
         print("ready", rec.step_, flush=True)
         for _ in range(n_steps):
+            if time.monotonic() > stop:
+                break
             step = rec.step_ + 1
             ids = torch.arange(step * BATCH, (step + 1) * BATCH) % N_PROBE
             model.s.fill_(step - 1)  # the forward of step k runs with k-1 steps done

@@ -60,14 +60,16 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     n_reads = committed = 0
     for trial in range(N_KILLS):
         child = _spawn(store)
-        # Child start-up (imports, store creation) takes ~1-3 s here: kills land in it too.
-        deadline = time.monotonic() + rng.uniform(0.3, 4.0)
-        while time.monotonic() < deadline:  # a concurrent reader while the child writes
-            run = check_store(store, x)
-            n_reads += run is not None
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        try:
+            # Child start-up (imports, store creation) takes ~1-3 s here: kills land in it too.
+            deadline = time.monotonic() + rng.uniform(0.3, 4.0)
+            while time.monotonic() < deadline:  # a concurrent reader while the child writes
+                run = check_store(store, x)
+                n_reads += run is not None
+                time.sleep(0.05)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
         run = check_store(store, x)
         if run is not None:
             assert run.n_snapshots >= committed  # nothing committed is ever lost

@@ -85,15 +85,15 @@ def test_back_pressure_bounds_queued_bytes(tmp_path, monkeypatch):
     import hooks._zarr_io as zio
     import hooks.writer as wmod
 
-    slow = zio.append_rows
+    slow = zio.append_many
 
-    def slow_append(arr, data):
+    def slow_append(pairs):
         import time
 
         time.sleep(0.01)
-        return slow(arr, data)
+        return slow(pairs)
 
-    monkeypatch.setattr(wmod, "append_rows", slow_append)
+    monkeypatch.setattr(wmod, "append_many", slow_append)
     budget = 3 * 4000
     w = RunWriter(_root(tmp_path / "r.zarr"), max_bytes=budget)
     for i in range(20):

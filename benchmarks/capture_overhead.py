@@ -1,0 +1,155 @@
+"""Capture overhead of hooks.Recorder on an MNIST-sized MLP, side by side in one process.
+
+Variants per probe size, interleaved over rounds (medians reported):
+  plain     the training loop alone (784-4x200-10 MLP, batch 64, SGD)
+  manual    plus the same probe forwards done by hand every `every` steps, nothing recorded
+            (the physical floor of any capture tool)
+  recorder  plus hooks.Recorder(every=...) recording all 5 Linear layers and the output
+Also the disk's sequential write rate (fsync'd) and the Recorder's write rate.
+Prints one JSON document; `--quick` runs a small version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hooks import Recorder
+
+
+def mlp() -> nn.Module:
+    layers, d = [], 784
+    for _ in range(4):
+        layers += [nn.Linear(d, 200), nn.LeakyReLU()]
+        d = 200
+    return nn.Sequential(*layers, nn.Linear(d, 10))
+
+
+def train(n_steps, every, x_probe, mode, store):
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(4096, 784, generator=g)
+    labels = torch.randint(0, 10, (4096,), generator=g)
+    rec = None
+    if mode == "recorder":
+        rec = Recorder(model, layers=nn.Linear, store=store, probe=x_probe, every=every,
+                       overwrite=True)
+    t0 = time.perf_counter()
+    for step in range(1, n_steps + 1):
+        idx = torch.randint(0, 4096, (64,), generator=g)
+        loss = nn.functional.cross_entropy(model(data[idx]), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if rec is not None:
+            rec.step(loss=loss.detach())
+        elif mode == "manual" and step % every == 0:
+            model.eval()
+            with torch.no_grad():
+                for i in range(0, len(x_probe), 1024):
+                    model(x_probe[i:i + 1024])
+            model.train()
+    stats = {}
+    if rec is not None:
+        rec.close()  # includes draining the queue: part of the cost
+        w = rec.writer_
+        stats = {"bytes": w.bytes_written, "writer_busy_s": w.busy_s, "producer_wait_s": w.wait_s,
+                 "peak_queue_bytes": w.peak_bytes}
+    return time.perf_counter() - t0, stats
+
+
+def probe_forward_time(x_probe, n_snapshots):
+    """Time of the probe forwards alone, as done by the manual variant."""
+    model = mlp().eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(n_snapshots):
+            for i in range(0, len(x_probe), 1024):
+                model(x_probe[i:i + 1024])
+    return time.perf_counter() - t0
+
+
+def disk_write_rate(folder, mb=256):
+    buf = os.urandom(1 << 20)
+    path = Path(folder) / "dd.bin"
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            f.write(buf)
+        f.flush()
+        os.fsync(f.fileno())
+    rate = mb / (time.perf_counter() - t0)
+    path.unlink()
+    return rate
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--probe-sizes", type=int, nargs="+", default=[2000, 10000])
+    ap.add_argument("--quick", action="store_true", help="small version (seconds)")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.rounds, args.probe_sizes = 300, 1, [2000]
+    tmp = Path(tempfile.mkdtemp(prefix="probe-bench-"))
+    try:
+        result = {"benchmark": "capture_overhead", "machine": {
+            "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()},
+            "steps": args.steps, "every": args.every, "rounds": args.rounds,
+            "disk_seq_write_MBps": round(disk_write_rate(tmp), 1), "cases": []}
+        for n_probe in args.probe_sizes:
+            x_probe = torch.randn(n_probe, 784, generator=torch.Generator().manual_seed(1))
+            n_snap = args.steps // args.every + 1
+            times = {"plain": [], "manual": [], "recorder": []}
+            rec_stats = []
+            for _ in range(args.rounds):
+                for mode in times:
+                    t, stats = train(args.steps, args.every, x_probe, mode, tmp / "run.zarr")
+                    times[mode].append(t)
+                    if stats:
+                        rec_stats.append(stats)
+                    shutil.rmtree(tmp / "run.zarr", ignore_errors=True)
+            fwd = statistics.median(probe_forward_time(x_probe, n_snap) for _ in range(args.rounds))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            st = rec_stats[len(rec_stats) // 2]
+            extra = med["recorder"] - med["plain"]
+            result["cases"].append({
+                "n_probe": n_probe, "n_snapshots": n_snap,
+                "wall_s": {k: round(v, 3) for k, v in med.items()},
+                "probe_forwards_alone_s": round(fwd, 3),
+                "ratio_recorder_over_plain": round(med["recorder"] / med["plain"], 3),
+                "ratio_manual_over_plain": round(med["manual"] / med["plain"], 3),
+                "extra_s_over_probe_forwards": round(extra / fwd, 3),
+                "recorded_MB": round(st["bytes"] / 1e6, 1),
+                "writer_MBps": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9), 1),
+                "writer_MBps_over_disk": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9)
+                                               / result["disk_seq_write_MBps"], 3),
+                "producer_wait_s": round(st["producer_wait_s"], 3),
+                "peak_queue_MB": round(st["peak_queue_bytes"] / 1e6, 1),
+                "targets": {"ratio_recorder_over_plain<=1.15 (2000 probes)": n_probe != 2000 or
+                            med["recorder"] / med["plain"] <= 1.15,
+                            "extra<=1.5x probe forwards (10000 probes)": n_probe != 10000 or
+                            extra / fwd <= 1.5},
+            })
+        print(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
