@@ -82,7 +82,8 @@ class Recorder:
         Where probe batches are sent (default: the device of the model's first parameter).
     resume : bool
         Continue an existing run at ``store`` (same layers, probe inputs and dtype); creates it if
-        missing. Rows a killed writer left uncommitted are discarded.
+        missing. Rows a killed writer left uncommitted are discarded; the step counter continues
+        from the last recorded step (`step_`), and no snapshot is taken at construction.
     overwrite : bool
         Replace an existing run at ``store``.
     final_snapshot : bool
@@ -169,7 +170,8 @@ class Recorder:
         self._batch_rows = 0
 
         attrs = self._root_attrs(config, seed)
-        if resume and self.path.exists():
+        resumed = resume and self.path.exists()
+        if resumed:
             root = reopen_run(self.path, attrs)
             self.step_ = max(int(root.attrs.get("last_step", 0) or 0), self._last_metric_step(root))
             self.epoch = self._last_epoch(root)
@@ -179,8 +181,9 @@ class Recorder:
         self.writer_ = RunWriter(root, max_bytes=max_queue_bytes, compressors=compressors)
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
-        if self.probe_ is not None and self._due(self.step_) and (
-                self._last_snapshot_step != self.step_):
+        # A fresh run snapshots its initial state when due; a resumed one does not, because the
+        # model it is handed (e.g. from a checkpoint) need not be the state at the last step.
+        if self.probe_ is not None and not resumed and self._due(self.step_):
             self.snapshot()
 
     # ------------------------------------------------------------------ public API
