@@ -44,8 +44,9 @@ def train(n_steps, every, x_probe, mode, store):
     labels = torch.randint(0, 10, (4096,), generator=g)
     rec = None
     if mode == "recorder":
-        rec = Recorder(model, layers=nn.Linear, store=store, probe=x_probe, every=every,
-                       overwrite=True)
+        rec = Recorder(
+            model, layers=nn.Linear, store=store, probe=x_probe, every=every, overwrite=True
+        )
     t0 = time.perf_counter()
     for step in range(1, n_steps + 1):
         idx = torch.randint(0, 4096, (64,), generator=g)
@@ -59,14 +60,18 @@ def train(n_steps, every, x_probe, mode, store):
             model.eval()
             with torch.no_grad():
                 for i in range(0, len(x_probe), 1024):
-                    model(x_probe[i:i + 1024])
+                    model(x_probe[i : i + 1024])
             model.train()
     stats = {}
     if rec is not None:
         rec.close()  # includes draining the queue: part of the cost
         w = rec.writer_
-        stats = {"bytes": w.bytes_written, "writer_busy_s": w.busy_s, "producer_wait_s": w.wait_s,
-                 "peak_queue_bytes": w.peak_bytes}
+        stats = {
+            "bytes": w.bytes_written,
+            "writer_busy_s": w.busy_s,
+            "producer_wait_s": w.wait_s,
+            "peak_queue_bytes": w.peak_bytes,
+        }
     return time.perf_counter() - t0, stats
 
 
@@ -77,7 +82,7 @@ def probe_forward_time(x_probe, n_snapshots):
     with torch.no_grad():
         for _ in range(n_snapshots):
             for i in range(0, len(x_probe), 1024):
-                model(x_probe[i:i + 1024])
+                model(x_probe[i : i + 1024])
     return time.perf_counter() - t0
 
 
@@ -107,11 +112,20 @@ def main():
         args.steps, args.rounds, args.probe_sizes = 300, 1, [2000]
     tmp = Path(tempfile.mkdtemp(prefix="probe-bench-"))
     try:
-        result = {"benchmark": "capture_overhead", "machine": {
-            "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()},
-            "steps": args.steps, "every": args.every, "rounds": args.rounds,
-            "disk_seq_write_MBps": round(disk_write_rate(tmp), 1), "cases": []}
+        result = {
+            "benchmark": "capture_overhead",
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            },
+            "steps": args.steps,
+            "every": args.every,
+            "rounds": args.rounds,
+            "disk_seq_write_MBps": round(disk_write_rate(tmp), 1),
+            "cases": [],
+        }
         for n_probe in args.probe_sizes:
             x_probe = torch.randn(n_probe, 784, generator=torch.Generator().manual_seed(1))
             n_snap = args.steps // args.every + 1
@@ -128,24 +142,34 @@ def main():
             med = {k: statistics.median(v) for k, v in times.items()}
             st = rec_stats[len(rec_stats) // 2]
             extra = med["recorder"] - med["plain"]
-            result["cases"].append({
-                "n_probe": n_probe, "n_snapshots": n_snap,
-                "wall_s": {k: round(v, 3) for k, v in med.items()},
-                "probe_forwards_alone_s": round(fwd, 3),
-                "ratio_recorder_over_plain": round(med["recorder"] / med["plain"], 3),
-                "ratio_manual_over_plain": round(med["manual"] / med["plain"], 3),
-                "extra_s_over_probe_forwards": round(extra / fwd, 3),
-                "recorded_MB": round(st["bytes"] / 1e6, 1),
-                "writer_MBps": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9), 1),
-                "writer_MBps_over_disk": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9)
-                                               / result["disk_seq_write_MBps"], 3),
-                "producer_wait_s": round(st["producer_wait_s"], 3),
-                "peak_queue_MB": round(st["peak_queue_bytes"] / 1e6, 1),
-                "targets": {"ratio_recorder_over_plain<=1.15 (2000 probes)": n_probe != 2000 or
-                            med["recorder"] / med["plain"] <= 1.15,
-                            "extra<=1.5x probe forwards (10000 probes)": n_probe != 10000 or
-                            extra / fwd <= 1.5},
-            })
+            result["cases"].append(
+                {
+                    "n_probe": n_probe,
+                    "n_snapshots": n_snap,
+                    "wall_s": {k: round(v, 3) for k, v in med.items()},
+                    "probe_forwards_alone_s": round(fwd, 3),
+                    "ratio_recorder_over_plain": round(med["recorder"] / med["plain"], 3),
+                    "ratio_manual_over_plain": round(med["manual"] / med["plain"], 3),
+                    "extra_s_over_probe_forwards": round(extra / fwd, 3),
+                    "recorded_MB": round(st["bytes"] / 1e6, 1),
+                    "writer_MBps": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9), 1),
+                    "writer_MBps_over_disk": round(
+                        st["bytes"]
+                        / 1e6
+                        / max(st["writer_busy_s"], 1e-9)
+                        / result["disk_seq_write_MBps"],
+                        3,
+                    ),
+                    "producer_wait_s": round(st["producer_wait_s"], 3),
+                    "peak_queue_MB": round(st["peak_queue_bytes"] / 1e6, 1),
+                    "targets": {
+                        "ratio_recorder_over_plain<=1.15 (2000 probes)": n_probe != 2000
+                        or med["recorder"] / med["plain"] <= 1.15,
+                        "extra<=1.5x probe forwards (10000 probes)": n_probe != 10000
+                        or extra / fwd <= 1.5,
+                    },
+                }
+            )
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

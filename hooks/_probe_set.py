@@ -82,7 +82,9 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
         raise ProbeInputError(msg)
     if len(parts) == 3:
         if sample_id is not None:
-            msg = "sample ids were given twice (in probe=(x, y, ids) and sample_id=); give them once."
+            msg = (
+                "sample ids were given twice (in probe=(x, y, ids) and sample_id=); give them once."
+            )
             raise ProbeInputError(msg)
         sample_id = parts[2]
     ids = np.arange(n, dtype=np.int64) if sample_id is None else _as_numpy(sample_id, "sample ids")

@@ -84,8 +84,9 @@ def check_writable(path: Path) -> None:
         raise StoreNotWritableError(msg) from err
 
 
-def create_run(path: Path, attrs: Mapping[str, Any], probe: Mapping[str, npt.NDArray[Any]],
-               *, overwrite: bool) -> zarr.Group:
+def create_run(
+    path: Path, attrs: Mapping[str, Any], probe: Mapping[str, npt.NDArray[Any]], *, overwrite: bool
+) -> zarr.Group:
     """Create a new run store at ``path`` with its root attrs and the ``probe/`` group."""
     if path.exists() and not _is_empty_dir(path):
         existing = read_root_attrs(path)
@@ -112,9 +113,15 @@ def create_run(path: Path, attrs: Mapping[str, Any], probe: Mapping[str, npt.NDA
         group = root.require_group(schema.PROBE)
         for name, a in probe.items():
             rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
-            arr = create_array(group, name, shape=a.shape, chunks=(rows, *a.shape[1:]),
-                               dtype=a.dtype, compressors=None,
-                               dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1))
+            arr = create_array(
+                group,
+                name,
+                shape=a.shape,
+                chunks=(rows, *a.shape[1:]),
+                dtype=a.dtype,
+                compressors=None,
+                dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1),
+            )
             arr[...] = a
         if path.exists():
             path.rmdir()  # an empty folder the user made
@@ -159,8 +166,10 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
     remove_partials(path)
     root = zarr.open_group(str(path), mode="r+")
     counters = {
-        schema.SNAPSHOTS: attrs[schema.N_COMMITTED], schema.LAYERS: attrs[schema.N_COMMITTED],
-        schema.OUTPUTS: attrs[schema.N_COMMITTED], schema.METRICS: attrs.get(schema.N_METRIC_RECORDS, 0),
+        schema.SNAPSHOTS: attrs[schema.N_COMMITTED],
+        schema.LAYERS: attrs[schema.N_COMMITTED],
+        schema.OUTPUTS: attrs[schema.N_COMMITTED],
+        schema.METRICS: attrs.get(schema.N_METRIC_RECORDS, 0),
         schema.STREAM: attrs.get(schema.N_STREAM_ROWS, 0),
     }
     for member, node in root.members(max_depth=None):
@@ -173,8 +182,12 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
                 )
                 raise StoreCorruptError(msg)
             trim(node, counters[top])
-    root.attrs.update({"resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "n_resumes": int(attrs.get("n_resumes", 0)) + 1})
+    root.attrs.update(
+        {
+            "resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "n_resumes": int(attrs.get("n_resumes", 0)) + 1,
+        }
+    )
     return root
 
 

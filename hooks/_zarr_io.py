@@ -65,8 +65,9 @@ def append_many(pairs: Sequence[tuple[zarr.Array, npt.NDArray[np.generic]]]) -> 
         aa = arr.async_array
         old = aa.metadata.shape[0]
         new_shape = (old + data.shape[0], *aa.metadata.shape[1:])
-        grown = AsyncArray(metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path,
-                           config=aa.config)
+        grown = AsyncArray(
+            metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path, config=aa.config
+        )
         plans.append((aa, grown, old, new_shape, data))
 
     async def run() -> None:

@@ -15,8 +15,9 @@ __all__ = ["flatten_output", "to_host"]
 _MAX_DEPTH = 8
 
 
-def flatten_output(out: object, _path: tuple[str, ...] = (), _depth: int = 0
-                   ) -> Iterator[tuple[tuple[str, ...], torch.Tensor]]:
+def flatten_output(
+    out: object, _path: tuple[str, ...] = (), _depth: int = 0
+) -> Iterator[tuple[tuple[str, ...], torch.Tensor]]:
     """Yield ``(key path, tensor)`` for every tensor in a module output.
 
     A tensor yields the empty path; tuple/list elements add their index and mapping entries their

@@ -11,26 +11,24 @@ import atexit
 import contextlib
 import time
 import warnings
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from hooks import schema
+from hooks._hookset import HookSet
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._store import create_run, probe_digest, reopen_run, store_path
-from hooks.capture import flatten_output, to_host
+from hooks.capture import to_host
 from hooks.errors import (
     ProbeInputError,
     RecorderClosedError,
     RecorderConfigError,
     StepOrderError,
-    StreamShapeError,
     WriterError,
 )
 from hooks.layers import LayerSelector, resolve_layers, unwrap_model
@@ -147,8 +145,11 @@ class Recorder:
         self.weights = bool(weights)
         self.final_snapshot = final_snapshot
         params = list(self.root_.parameters())
-        self.device = torch.device(device) if device is not None else (
-            params[0].device if params else torch.device("cpu"))
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else (params[0].device if params else torch.device("cpu"))
+        )
         param_dtype = next((p.dtype for p in params if p.is_floating_point()), None)
         self.probe_: ProbeSet | None = None
         if probe is not None:
@@ -162,12 +163,7 @@ class Recorder:
         self.step_ = 0
         self.epoch = 0
         self._closed = False
-        self._handles: list[RemovableHandle] = []
-        self._mode: str | None = None
-        self._buf: dict[str, list[torch.Tensor]] = defaultdict(list)
-        self._calls: Counter[str] = Counter()
-        self._stream_ids: np.ndarray | None = None
-        self._batch_rows = 0
+        self._hooks = HookSet(self.root_, self.layers_, self.dtype)
 
         attrs = self._root_attrs(config, seed)
         resumed = resume and self.path.exists()
@@ -176,8 +172,9 @@ class Recorder:
             self.step_ = max(int(root.attrs.get("last_step", 0) or 0), self._last_metric_step(root))
             self.epoch = self._last_epoch(root)
         else:
-            root = create_run(self.path, attrs, self._probe_arrays(store_probe_inputs),
-                              overwrite=overwrite)
+            root = create_run(
+                self.path, attrs, self._probe_arrays(store_probe_inputs), overwrite=overwrite
+            )
         self.writer_ = RunWriter(root, max_bytes=max_queue_bytes, compressors=compressors)
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
@@ -218,7 +215,11 @@ class Recorder:
         if step is None:
             self.step_ += 1
         else:
-            if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step <= self.step_:
+            if (
+                not isinstance(step, (int, np.integer))
+                or isinstance(step, bool)
+                or step <= self.step_
+            ):
                 msg = (
                     f"step must be an int larger than the last step {self.step_}; got {step!r}. "
                     "Steps count optimizer updates and never go backwards (use a new store to restart)."
@@ -280,17 +281,11 @@ class Recorder:
             raise RecorderConfigError(msg)
         if self._last_snapshot_step == self.step_:
             return
-        with self._probe_mode():
-            self._attach("probe")
-            try:
-                x = self.probe_.inputs
-                for i in range(0, x.shape[0], self.batch_size):
-                    self._calls.clear()
-                    self.root_(x[i:i + self.batch_size].to(self.device, non_blocking=True))
-            finally:
-                self._detach()
-        arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
-        self._buf.clear()
+        x = self.probe_.inputs
+        with self._probe_mode(), self._hooks.attached("probe"):
+            for i in range(0, x.shape[0], self.batch_size):
+                self.root_(x[i : i + self.batch_size].to(self.device, non_blocking=True))
+        arrays = self._hooks.take()
         dims = {k: schema.array_dims(k, ("sample",), a.ndim - 1) for k, a in arrays.items()}
         if self.weights:
             for name, module in self.layers_.items():
@@ -322,15 +317,22 @@ class Recorder:
             A watched output's first dimension is not the batch, or ``sample_id`` has another length.
         """
         self._check_open()
-        self._stream_ids = None if sample_id is None else np.asarray(
-            sample_id.detach().cpu() if isinstance(sample_id, torch.Tensor) else sample_id
-        ).astype(np.int64).reshape(-1)
-        self._attach("stream")
-        try:
+        ids = (
+            None
+            if sample_id is None
+            else np.asarray(
+                sample_id.detach().cpu() if isinstance(sample_id, torch.Tensor) else sample_id
+            )
+            .astype(np.int64)
+            .reshape(-1)
+        )
+        with self._hooks.attached("stream", self._put_stream_batch, ids):
             yield self
-        finally:
-            self._detach()
-            self._buf.clear()
+
+    def _put_stream_batch(self, arrays: dict[str, np.ndarray], ids: np.ndarray) -> None:
+        self.writer_.put(
+            StreamBatch(self.step_, ids, arrays), sum(a.nbytes for a in arrays.values())
+        )
 
     def flush(self) -> None:
         """Block until everything recorded so far is written and committed."""
@@ -342,8 +344,12 @@ class Recorder:
         if self._closed:
             return
         try:
-            if (self.final_snapshot and self.probe_ is not None and self.writer_.error is None
-                    and self._last_snapshot_step != self.step_):
+            if (
+                self.final_snapshot
+                and self.probe_ is not None
+                and self.writer_.error is None
+                and self._last_snapshot_step != self.step_
+            ):
                 self.snapshot()
         finally:
             self._close_quietly()
@@ -352,8 +358,12 @@ class Recorder:
     def __enter__(self) -> Recorder:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc is None:
             self.close()
             return
@@ -361,76 +371,6 @@ class Recorder:
         self._close_quietly()
         if self.writer_.error is not None:
             warnings.warn(f"the run's writer also failed: {self.writer_.error}", stacklevel=2)
-
-    # ------------------------------------------------------------------ hooks
-    def _attach(self, mode: str) -> None:
-        if self._handles:
-            msg = "Recorder.watch() and snapshot() cannot be nested; leave the watch block first."
-            raise RecorderConfigError(msg)
-        self._mode = mode
-        self._buf.clear()
-        self._calls.clear()
-        self._handles.append(self.root_.register_forward_pre_hook(self._root_pre_hook))
-        for name, module in self.layers_.items():
-            self._handles.append(module.register_forward_hook(self._layer_hook(name)))
-        self._handles.append(self.root_.register_forward_hook(self._root_hook))
-
-    def _detach(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        self._mode = None
-
-    def _layer_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
-        group = schema.layer_group(name)
-
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            k = self._calls[name]
-            self._calls[name] = k + 1
-            call = (f"call{k}",) if k else ()
-            for path, t in flatten_output(output):
-                self._capture(f"{group}/{schema.element_name(call + path)}", name, t)
-
-        return hook
-
-    def _capture(self, key: str, name: str, t: torch.Tensor) -> None:
-        if self._mode == "stream":
-            if t.ndim == 0 or t.shape[0] != self._batch_rows:
-                msg = (
-                    f"watched layer {name!r} must output (batch, ...) with batch={self._batch_rows}; "
-                    f"got shape {tuple(t.shape)}. Record it with snapshots instead, or watch other layers."
-                )
-                raise StreamShapeError(msg)
-        self._buf[key].append(to_host(t, self.dtype))
-
-    def _root_pre_hook(self, module: nn.Module, args: Any) -> None:
-        self._calls.clear()
-        if self._mode == "stream":
-            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-            if first is None or first.ndim == 0:
-                msg = "watch() needs the model's first positional argument to be the batch tensor."
-                raise StreamShapeError(msg)
-            self._batch_rows = int(first.shape[0])
-            ids = self._stream_ids
-            if ids is not None and ids.shape[0] != self._batch_rows:
-                msg = (f"sample_id must have one entry per batch sample ({self._batch_rows}); "
-                       f"got {ids.shape[0]}.")
-                raise StreamShapeError(msg)
-
-    def _root_hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        if self._mode == "probe":
-            for path, t in flatten_output(output):
-                self._buf[f"{schema.OUTPUTS}/{schema.element_name(path)}"].append(
-                    to_host(t, self.dtype))
-            return
-        arrays = {
-            f"{schema.STREAM}/{k.split('/', 1)[1]}": torch.cat(v).numpy()
-            for k, v in self._buf.items()
-        }
-        self._buf.clear()
-        n = self._batch_rows
-        ids = self._stream_ids if self._stream_ids is not None else np.full(n, -1, np.int64)
-        self.writer_.put(StreamBatch(self.step_, ids, arrays), sum(a.nbytes for a in arrays.values()))
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
@@ -521,7 +461,7 @@ class Recorder:
         self.writer_.check()
 
     def _close_quietly(self) -> None:
-        self._detach()
+        self._hooks.detach()
         self._closed = True
         atexit.unregister(self._atexit)
         with contextlib.suppress(WriterError):

@@ -65,8 +65,9 @@ def as_schedule(every: int | Iterable[int] | Schedule | None) -> Schedule:
         return lambda step: bool(every(step))
     elif isinstance(every, Iterable) and not isinstance(every, (str, bytes)):
         steps = list(every)
-        if all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0
-               for s in steps):
+        if all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in steps
+        ):
             wanted = {int(s) for s in steps}
             return wanted.__contains__
     msg = (

@@ -63,8 +63,9 @@ def array_dims(path: str, lead: Sequence[str], n_feature_dims: int) -> tuple[str
     return (*lead, *(f"{owner}_f{i}" for i in range(n_feature_dims)))
 
 
-def rows_per_chunk(row_shape: Sequence[int], itemsize: int, n_rows: int | None = None,
-                   multiple: int = 1) -> int:
+def rows_per_chunk(
+    row_shape: Sequence[int], itemsize: int, n_rows: int | None = None, multiple: int = 1
+) -> int:
     """Return how many leading-axis rows make one ~1 MiB chunk.
 
     Parameters
@@ -102,7 +103,9 @@ def check_root_attrs(attrs: Mapping[str, Any]) -> str | None:
     n = attrs[N_COMMITTED]
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         return f"{N_COMMITTED} must be a non-negative int; got {n!r}"
-    if not isinstance(attrs["layers"], list) or not all(isinstance(x, str) for x in attrs["layers"]):
+    if not isinstance(attrs["layers"], list) or not all(
+        isinstance(x, str) for x in attrs["layers"]
+    ):
         return f"layers must be a list of str; got {attrs['layers']!r}"
     return None
 

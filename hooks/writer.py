@@ -85,8 +85,14 @@ class RunWriter:
         Write buffered metric records once this many have accumulated (and at every snapshot).
     """
 
-    def __init__(self, root: zarr.Group, *, max_bytes: int = 256 << 20,
-                 compressors: object = None, metrics_every: int = 256) -> None:
+    def __init__(
+        self,
+        root: zarr.Group,
+        *,
+        max_bytes: int = 256 << 20,
+        compressors: object = None,
+        metrics_every: int = 256,
+    ) -> None:
         self.root = root
         self.max_bytes = int(max_bytes)
         self.compressors = compressors
@@ -119,8 +125,12 @@ class RunWriter:
         """Queue ``item``; block while the byte budget is exceeded; raise if the writer failed."""
         t0 = time.perf_counter()
         with self._cond:
-            while (self._bytes > 0 and self._bytes + nbytes > self.max_bytes
-                   and self.error is None and self._thread.is_alive()):
+            while (
+                self._bytes > 0
+                and self._bytes + nbytes > self.max_bytes
+                and self.error is None
+                and self._thread.is_alive()
+            ):
                 self._cond.wait(0.5)
             self.check()
             if not self._thread.is_alive():
@@ -222,8 +232,15 @@ class RunWriter:
                     paths.add(path)
         return paths
 
-    def _array(self, path: str, like: Array, lead: tuple[str, ...], dims: tuple[str, ...],
-               n_rows: int, chunks: tuple[int, ...]) -> zarr.Array:
+    def _array(
+        self,
+        path: str,
+        like: Array,
+        lead: tuple[str, ...],
+        dims: tuple[str, ...],
+        n_rows: int,
+        chunks: tuple[int, ...],
+    ) -> zarr.Array:
         arr = self._arrays.get(path)
         if arr is None:
             if path in self.root:
@@ -237,9 +254,13 @@ class RunWriter:
             else:
                 group, _, name = path.rpartition("/")
                 arr = create_array(
-                    self.root.require_group(group) if group else self.root, name,
-                    shape=(n_rows, *like.shape), chunks=chunks, dtype=like.dtype,
-                    dims=(*lead, *dims), compressors=self.compressors,
+                    self.root.require_group(group) if group else self.root,
+                    name,
+                    shape=(n_rows, *like.shape),
+                    chunks=chunks,
+                    dtype=like.dtype,
+                    dims=(*lead, *dims),
+                    compressors=self.compressors,
                 )
             self._arrays[path] = arr
         return arr
@@ -251,8 +272,10 @@ class RunWriter:
         if n_bad:
             entries = self.nonfinite.setdefault(path, [])
             if not entries:
-                msg = (f"{path} holds {n_bad} NaN/Inf values at step {step}; recorded as is and "
-                       "listed in Run.info()['nonfinite'].")
+                msg = (
+                    f"{path} holds {n_bad} NaN/Inf values at step {step}; recorded as is and "
+                    "listed in Run.info()['nonfinite']."
+                )
                 warnings.warn(msg, NonFiniteWarning, stacklevel=2)
             if len(entries) < _MAX_NONFINITE_ENTRIES:
                 entries.append([int(step), n_bad])
@@ -273,8 +296,11 @@ class RunWriter:
             arr = self._arrays.get(path) or self.root[path]
             self._arrays[path] = arr
             pairs.append((arr, np.full((1, *arr.shape[1:]), fill_value(arr.dtype), arr.dtype)))
-        for name, value, dtype in (("step", s.step, np.int64), ("epoch", s.epoch, np.int64),
-                                   ("wall_time", s.wall_time, np.float64)):
+        for name, value, dtype in (
+            ("step", s.step, np.int64),
+            ("epoch", s.epoch, np.int64),
+            ("wall_time", s.wall_time, np.float64),
+        ):
             a = np.asarray([value], dtype=dtype)
             path = f"{schema.SNAPSHOTS}/{name}"
             pairs.append((self._array(path, a[0], ("snapshot",), (), self.n_committed, (4096,)), a))
@@ -294,14 +320,27 @@ class RunWriter:
         }
         names = list(dict.fromkeys(k for r in recs for k in r.values))
         for name in names:
-            cols[name] = np.array([_to_float(r.values.get(name, math.nan)) for r in recs], np.float64)
+            cols[name] = np.array(
+                [_to_float(r.values.get(name, math.nan)) for r in recs], np.float64
+            )
         for name in self._metric_names() - set(cols):
             cols[name] = np.full(len(recs), np.nan)
-        append_many([
-            (self._array(f"{schema.METRICS}/{name}", col[0], ("record",), (),
-                         self.n_metric_records, (schema.METRICS_CHUNK,)), col)
-            for name, col in cols.items()
-        ])
+        append_many(
+            [
+                (
+                    self._array(
+                        f"{schema.METRICS}/{name}",
+                        col[0],
+                        ("record",),
+                        (),
+                        self.n_metric_records,
+                        (schema.METRICS_CHUNK,),
+                    ),
+                    col,
+                )
+                for name, col in cols.items()
+            ]
+        )
         self.n_metric_records += len(recs)
         return {schema.N_METRIC_RECORDS: self.n_metric_records}
 
@@ -316,10 +355,16 @@ class RunWriter:
             return {}
         if not self._stream_rows_per_chunk:
             first = self._stream_buf[0]
-            self._stream_rows_per_chunk = min(
-                schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, multiple=max(1, first.n_rows))
-                for a in first.arrays.values()
-            ) if first.arrays else 4096
+            self._stream_rows_per_chunk = (
+                min(
+                    schema.rows_per_chunk(
+                        a.shape[1:], a.dtype.itemsize, multiple=max(1, first.n_rows)
+                    )
+                    for a in first.arrays.values()
+                )
+                if first.arrays
+                else 4096
+            )
         r = self._stream_rows_per_chunk
         n_write = buffered if final else (buffered // r) * r
         if not n_write:
@@ -353,9 +398,12 @@ class RunWriter:
             protos[p] = np.empty((0, *arr.shape[1:]), arr.dtype)
         cols: dict[str, Array] = {}
         for p, proto in protos.items():
-            parts = [b.arrays[p] if p in b.arrays else
-                     np.full((b.n_rows, *proto.shape[1:]), fill_value(proto.dtype), proto.dtype)
-                     for b in batches]
+            parts = [
+                b.arrays[p]
+                if p in b.arrays
+                else np.full((b.n_rows, *proto.shape[1:]), fill_value(proto.dtype), proto.dtype)
+                for b in batches
+            ]
             cols[p] = np.concatenate(parts)
         return cols
 

@@ -29,7 +29,9 @@ def format_info(info: dict[str, Any]) -> str:
     if info["nonfinite"]:
         lines.append("NaN/Inf      (recorded as is)")
         for path, entries in info["nonfinite"].items():
-            lines.append(f"  {path}: at steps {[e[0] for e in entries]} ({sum(e[1] for e in entries)} values)")
+            lines.append(
+                f"  {path}: at steps {[e[0] for e in entries]} ({sum(e[1] for e in entries)} values)"
+            )
     else:
         lines.append("NaN/Inf      none")
     return "\n".join(lines)

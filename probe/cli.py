@@ -29,9 +29,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _classifier_config(args: argparse.Namespace) -> object:
     from probe.experiments.mnist import ClassifierConfig
 
-    return ClassifierConfig(dataset=args.dataset, model=args.model, epochs=args.epochs,
-                            optimizer=args.optimizer, lr=args.lr, loss=args.loss, gain=args.gain,
-                            probe_size=args.probe_size, max_steps=args.max_steps, seed=args.seed)
+    return ClassifierConfig(
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        loss=args.loss,
+        gain=args.gain,
+        probe_size=args.probe_size,
+        max_steps=args.max_steps,
+        seed=args.seed,
+    )
 
 
 def _cmd_run_mnist(args: argparse.Namespace) -> int:
@@ -39,8 +48,10 @@ def _cmd_run_mnist(args: argparse.Namespace) -> int:
 
     cfg = _classifier_config(args)
     res = train_classifier(cfg, args.out)  # type: ignore[arg-type]
-    print(f"\n{args.dataset} {args.model}: test accuracy {res.test_accuracy:.4f}, "
-          f"test loss {res.test_loss:.4f}, {res.n_steps} steps in {res.wall_s:.1f} s")
+    print(
+        f"\n{args.dataset} {args.model}: test accuracy {res.test_accuracy:.4f}, "
+        f"test loss {res.test_loss:.4f}, {res.n_steps} steps in {res.wall_s:.1f} s"
+    )
     print(f"run store: {res.store}   (inspect: probe info {res.store})")
     return 0
 
@@ -64,21 +75,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(format_info(open_run(res.store).info()))
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
-    print(f"  {cfg.dataset} MLP: test accuracy {res.test_accuracy:.4f} after {res.n_steps} steps "
-          f"({res.wall_s:.0f} s)")
+    print(
+        f"  {cfg.dataset} MLP: test accuracy {res.test_accuracy:.4f} after {res.n_steps} steps "
+        f"({res.wall_s:.0f} s)"
+    )
     print(f"  run store: {res.store}")
     return 0
 
 
 def _add_classifier_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist",
-                   help="mnist (torchvision; data root $PROBE_DATA) or digits (bundled 8x8, offline)")
+    p.add_argument(
+        "--dataset",
+        choices=["mnist", "digits"],
+        default="mnist",
+        help="mnist (torchvision; data root $PROBE_DATA) or digits (bundled 8x8, offline)",
+    )
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--loss", choices=["ce", "mse"], default="ce",
-                   help="cross-entropy, or 0.5*MSE on one-hot targets")
+    p.add_argument(
+        "--loss",
+        choices=["ce", "mse"],
+        default="ce",
+        help="cross-entropy, or 0.5*MSE on one-hot targets",
+    )
     p.add_argument("--gain", type=float, default=1.0, help="MLP init gain")
     p.add_argument("--probe-size", type=int, default=2000, help="stratified test images recorded")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
@@ -95,17 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("run", help="run a reference experiment",
-                       description="Run a reference experiment.")
+    p = sub.add_parser(
+        "run", help="run a reference experiment", description="Run a reference experiment."
+    )
     exp = p.add_subparsers(dest="experiment", required=True)
-    q = exp.add_parser("mnist", help="MNIST/digits classifier with recorded representations",
-                       description="Train an MNIST (or digits) classifier with a Recorder attached.")
+    q = exp.add_parser(
+        "mnist",
+        help="MNIST/digits classifier with recorded representations",
+        description="Train an MNIST (or digits) classifier with a Recorder attached.",
+    )
     _add_classifier_args(q)
     q.add_argument("--out", default="artifacts/mnist", help="output folder")
     q.set_defaults(func=_cmd_run_mnist)
 
-    p = sub.add_parser("demo", help="the main job on embedded defaults",
-                       description="Run a small real version of every reference experiment.")
+    p = sub.add_parser(
+        "demo",
+        help="the main job on embedded defaults",
+        description="Run a small real version of every reference experiment.",
+    )
     p.add_argument("--out", default="artifacts/demo", help="output folder")
     p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
     p.set_defaults(func=_cmd_demo)

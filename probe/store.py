@@ -123,8 +123,10 @@ class Run:
             raise CorruptRunError(msg) from err
         attrs = doc.get("attributes") if isinstance(doc, dict) else None
         if not isinstance(attrs, dict) or attrs.get("schema") != schema.SCHEMA:
-            msg = (f"{str(self.path)!r} is a zarr store but not a probe run "
-                   f"(attrs schema={None if attrs is None else attrs.get('schema')!r}).")
+            msg = (
+                f"{str(self.path)!r} is a zarr store but not a probe run "
+                f"(attrs schema={None if attrs is None else attrs.get('schema')!r})."
+            )
             raise NotARunError(msg)
         if attrs.get("schema_version") != schema.SCHEMA_VERSION:
             msg = (
@@ -154,8 +156,10 @@ class Run:
             raise LayerNotInRunError(msg)
         arr = self._array(key)
         if n is not None and arr.shape[0] < n:
-            msg = (f"array {key!r} has {arr.shape[0]} rows but {n} are committed; "
-                   "the run's metadata is corrupted.")
+            msg = (
+                f"array {key!r} has {arr.shape[0]} rows but {n} are committed; "
+                "the run's metadata is corrupted."
+            )
             raise CorruptRunError(msg)
         if isinstance(index, slice):
             start, stop, _ = index.indices(n if n is not None else arr.shape[0])
@@ -215,8 +219,10 @@ class Run:
             before, after = self.steps[self.steps < step], self.steps[self.steps > step]
             near = [str(int(before.max()))] if before.size else []
             near += [str(int(after.min()))] if after.size else []
-            msg = (f"no snapshot at step {step}; nearest recorded steps: {' and '.join(near) or 'none'} "
-                   f"({self.n_snapshots} snapshots). See Run.steps.")
+            msg = (
+                f"no snapshot at step {step}; nearest recorded steps: {' and '.join(near) or 'none'} "
+                f"({self.n_snapshots} snapshots). See Run.steps."
+            )
             raise StepNotFoundError(msg)
         return int(hits[0])
 
@@ -272,8 +278,10 @@ class Run:
     def _layer_path(self, layer: str) -> str:
         if layer not in self.layers:
             close = difflib.get_close_matches(layer, self.layers, n=3, cutoff=0.4)
-            msg = (f"No layer {layer!r} in this run; closest: {', '.join(map(repr, close)) or 'none'}. "
-                   f"Recorded layers: {self.layers}.")
+            msg = (
+                f"No layer {layer!r} in this run; closest: {', '.join(map(repr, close)) or 'none'}. "
+                f"Recorded layers: {self.layers}."
+            )
             raise LayerNotInRunError(msg)
         return schema.layer_group(layer)
 
@@ -311,8 +319,9 @@ class Run:
             msg = f"layer {layer!r} has no stream {key!r}; record it inside Recorder.watch()."
             raise LayerNotInRunError(msg)
         n = self.n_stream_rows
-        return StreamRows(self._read(path, n), self._read("stream/step", n),
-                          self._read("stream/sample_id", n))
+        return StreamRows(
+            self._read(path, n), self._read("stream/step", n), self._read("stream/sample_id", n)
+        )
 
     # ------------------------------------------------------------------ summaries
     def info(self) -> dict[str, Any]:
@@ -321,8 +330,11 @@ class Run:
         for path, node in self._group.members(max_depth=None):
             if isinstance(node, zarr.Array):
                 top = path.split("/", 1)[0]
-                n = {schema.METRICS: self.n_metric_records, schema.STREAM: self.n_stream_rows,
-                     schema.PROBE: node.shape[0] if node.shape else 0}.get(top, self.n_snapshots)
+                n = {
+                    schema.METRICS: self.n_metric_records,
+                    schema.STREAM: self.n_stream_rows,
+                    schema.PROBE: node.shape[0] if node.shape else 0,
+                }.get(top, self.n_snapshots)
                 arrays[path] = (n, *node.shape[1:]) if node.shape else ()
         a = self.attrs
         return {
@@ -366,8 +378,11 @@ class Run:
             import dask.array as da
         except ImportError:
             da = None
-        counts = {"snapshot": self.n_snapshots, "record": self.n_metric_records,
-                  "row": self.n_stream_rows}
+        counts = {
+            "snapshot": self.n_snapshots,
+            "record": self.n_metric_records,
+            "row": self.n_stream_rows,
+        }
         data_vars = {}
         for path, node in self._group.members(max_depth=None):
             if not isinstance(node, zarr.Array) or path == "snapshots/step":
@@ -378,10 +393,15 @@ class Run:
             if dims and dims[0] in counts:
                 lazy = lazy[: counts[dims[0]]]
             data_vars[path] = (dims, lazy)
-        coords = {"snapshot": self.steps, "sample": self.sample_ids} if (
-            self.path / "probe/sample_id").is_dir() else {"snapshot": self.steps}
+        coords = (
+            {"snapshot": self.steps, "sample": self.sample_ids}
+            if (self.path / "probe/sample_id").is_dir()
+            else {"snapshot": self.steps}
+        )
         return xr.Dataset(data_vars, coords=coords, attrs={"path": str(self.path)})
 
     def __repr__(self) -> str:
-        return (f"Run({str(self.path)!r}, layers={self.layers}, n_snapshots={self.n_snapshots}, "
-                f"steps={self.steps[:1].tolist()}..{self.steps[-1:].tolist()})")
+        return (
+            f"Run({str(self.path)!r}, layers={self.layers}, n_snapshots={self.n_snapshots}, "
+            f"steps={self.steps[:1].tolist()}..{self.steps[-1:].tolist()})"
+        )

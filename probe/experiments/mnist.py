@@ -62,7 +62,7 @@ def _model(cfg: ClassifierConfig, in_features: int) -> nn.Module:
     if cfg.model == "mlp":
         return MLP(in_features=in_features, gain=cfg.gain)
     if cfg.model == "cnn":
-        return CNN(image_size=int(round(in_features ** 0.5)))
+        return CNN(image_size=int(round(in_features**0.5)))
     msg = f"model must be 'mlp' or 'cnn'; got {cfg.model!r}."
     raise ValueError(msg)
 
@@ -71,24 +71,30 @@ def _loss_fn(cfg: ClassifierConfig) -> Any:
     if cfg.loss == "ce":
         return nn.functional.cross_entropy
     if cfg.loss == "mse":
+
         def half_mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             onehot = nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
             return 0.5 * ((logits - onehot) ** 2).sum(1).mean()
+
         return half_mse
     msg = f"loss must be 'ce' or 'mse'; got {cfg.loss!r}."
     raise ValueError(msg)
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any
+) -> tuple[float, float]:
     was = model.training
     model.eval()
-    logits = torch.cat([model(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+    logits = torch.cat([model(x[i : i + 4096]) for i in range(0, len(x), 4096)])
     model.train(was)
     return float(loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
 
 
-def train_classifier(cfg: ClassifierConfig, out: str | Path, *, progress: bool = True) -> ClassifierResult:
+def train_classifier(
+    cfg: ClassifierConfig, out: str | Path, *, progress: bool = True
+) -> ClassifierResult:
     """Train one classifier and record it into ``out/run.zarr``.
 
     Parameters
@@ -111,7 +117,8 @@ def train_classifier(cfg: ClassifierConfig, out: str | Path, *, progress: bool =
     model = _model(cfg, x_tr.shape[1])
     loss_fn = _loss_fn(cfg)
     opt: torch.optim.Optimizer = (
-        torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
+        torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        if cfg.optimizer == "adam"
         else torch.optim.SGD(model.parameters(), lr=cfg.lr)
     )
     steps_per_epoch = -(-len(x_tr) // cfg.batch_size)
@@ -123,36 +130,54 @@ def train_classifier(cfg: ClassifierConfig, out: str | Path, *, progress: bool =
     store = Path(out) / "run.zarr"
     t0 = time.perf_counter()
     history: list[dict[str, float]] = []
-    with Recorder(model, layers=_weighted_layers, store=store,
-                  probe=(x_te[probe_idx], y_te[probe_idx], probe_idx), every=schedule,
-                  weights=cfg.weights, overwrite=True, config=asdict(cfg), seed=cfg.seed) as rec:
-        bar = tqdm(total=n_steps, desc=f"{cfg.dataset} {cfg.model}", disable=not progress, unit="step")
+    with Recorder(
+        model,
+        layers=_weighted_layers,
+        store=store,
+        probe=(x_te[probe_idx], y_te[probe_idx], probe_idx),
+        every=schedule,
+        weights=cfg.weights,
+        overwrite=True,
+        config=asdict(cfg),
+        seed=cfg.seed,
+    ) as rec:
+        bar = tqdm(
+            total=n_steps, desc=f"{cfg.dataset} {cfg.model}", disable=not progress, unit="step"
+        )
         step = 0
         for epoch in range(cfg.epochs):
             perm = torch.randperm(len(x_tr), generator=gen)
             for i in range(0, len(x_tr), cfg.batch_size):
                 if step >= n_steps:
                     break
-                idx = perm[i:i + cfg.batch_size]
+                idx = perm[i : i + cfg.batch_size]
                 logits = model(x_tr[idx])
                 loss = loss_fn(logits, y_tr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
-                rec.step(epoch=epoch, loss=loss.detach(),
-                         accuracy=(logits.argmax(1) == y_tr[idx]).float().mean())
+                rec.step(
+                    epoch=epoch,
+                    loss=loss.detach(),
+                    accuracy=(logits.argmax(1) == y_tr[idx]).float().mean(),
+                )
                 bar.update()
             test_loss, test_acc = _evaluate(model, x_te, y_te, loss_fn)
             rec.log(test_loss=test_loss, test_accuracy=test_acc)
             rec.snapshot()  # one per epoch end, on top of the log-spaced schedule
-            history.append({"epoch": epoch, "step": step, "test_loss": test_loss,
-                            "test_accuracy": test_acc})
+            history.append(
+                {"epoch": epoch, "step": step, "test_loss": test_loss, "test_accuracy": test_acc}
+            )
             bar.set_postfix(test_acc=f"{test_acc:.4f}")
             if step >= n_steps:
                 break
         bar.close()
-    return ClassifierResult(store=store, test_accuracy=history[-1]["test_accuracy"],
-                            test_loss=history[-1]["test_loss"], n_steps=step,
-                            wall_s=time.perf_counter() - t0, history=history)
-
+    return ClassifierResult(
+        store=store,
+        test_accuracy=history[-1]["test_accuracy"],
+        test_loss=history[-1]["test_loss"],
+        n_steps=step,
+        wall_s=time.perf_counter() - t0,
+        history=history,
+    )

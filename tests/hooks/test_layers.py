@@ -30,7 +30,11 @@ def test_selectors_name_glob_type_predicate():
     net = Net()
     assert list(resolve_layers(net, "head")) == ["head"]
     assert list(resolve_layers(net, ["encoder.*", "head"])) == [
-        "encoder.0", "encoder.1", "encoder.2", "head"]
+        "encoder.0",
+        "encoder.1",
+        "encoder.2",
+        "head",
+    ]
     assert list(resolve_layers(net, nn.Linear)) == ["encoder.0", "encoder.2", "head"]
     assert list(resolve_layers(net, lambda n, m: n.endswith("2"))) == ["encoder.2"]
     # duplicates across selectors collapse, order follows the model
@@ -38,8 +42,11 @@ def test_selectors_name_glob_type_predicate():
 
 
 def test_unknown_name_lists_closest_and_count():
-    with pytest.raises(LayerNotFoundError, match=r"No layer 'encoder\.3' in Net; closest: 'encoder\.2', 'encoder\.1'.*"
-                       r"\(5 layers\)"):
+    with pytest.raises(
+        LayerNotFoundError,
+        match=r"No layer 'encoder\.3' in Net; closest: 'encoder\.2', 'encoder\.1'.*"
+        r"\(5 layers\)",
+    ):
         resolve_layers(Net(), "encoder.3")
     with pytest.raises(KeyError):  # also a KeyError, for code that catches lookups
         resolve_layers(Net(), "haed")

@@ -24,8 +24,10 @@ def _expected(model, x, names):
     """Reference: plain forward hooks with clone, in eval mode, no grad."""
     got = {}
     mods = dict(model.named_modules())
-    handles = [mods[n].register_forward_hook(
-        lambda m, a, o, n=n: got.setdefault(n, o.detach().clone())) for n in names]
+    handles = [
+        mods[n].register_forward_hook(lambda m, a, o, n=n: got.setdefault(n, o.detach().clone()))
+        for n in names
+    ]
     was = model.training
     model.eval()
     with torch.no_grad():
@@ -40,8 +42,9 @@ def test_roundtrip_snapshots_equal_module_outputs(tmp_path, tiny_mlp, probe_xy):
     x, y = probe_xy
     opt = torch.optim.SGD(tiny_mlp.parameters(), lr=0.1)
     expected = {}
-    with Recorder(tiny_mlp, layers=["0", "2"], store=tmp_path / "r.zarr", probe=(x, y), every=3,
-                  batch_size=7) as rec:
+    with Recorder(
+        tiny_mlp, layers=["0", "2"], store=tmp_path / "r.zarr", probe=(x, y), every=3, batch_size=7
+    ) as rec:
         expected[0] = _expected(tiny_mlp, x, ["0", "2"])
         for step in range(1, 10):
             loss = nn.functional.cross_entropy(tiny_mlp(x), y)
@@ -74,9 +77,13 @@ def test_output_kinds_in_place_and_repeated_calls(tmp_path, branchy):
     def grab(name):
         def hook(m, a, o):
             captured.setdefault(name, []).append(
-                tuple(t.detach().clone() for t in o) if isinstance(o, tuple)
+                tuple(t.detach().clone() for t in o)
+                if isinstance(o, tuple)
                 else {k: v.detach().clone() for k, v in o.items() if torch.is_tensor(v)}
-                if isinstance(o, dict) else o.detach().clone())
+                if isinstance(o, dict)
+                else o.detach().clone()
+            )
+
         return hook
 
     hs = [getattr(branchy, n).register_forward_hook(grab(n)) for n in layers]
@@ -86,27 +93,32 @@ def test_output_kinds_in_place_and_repeated_calls(tmp_path, branchy):
         branchy.train()
     for h in hs:
         h.remove()
-    with Recorder(branchy, layers=layers, store=tmp_path / "r.zarr", probe=x, every=None,
-                  final_snapshot=False) as rec:
+    with Recorder(
+        branchy, layers=layers, store=tmp_path / "r.zarr", probe=x, every=None, final_snapshot=False
+    ) as rec:
         rec.snapshot()
     run = probe.open_run(tmp_path / "r.zarr")
     # enc is followed by an in-place ReLU: the recorded value must be pre-activation.
     assert (captured["enc"][0] < 0).any()
     np.testing.assert_array_equal(run.acts("enc", -1), captured["enc"][0].numpy())
     assert run.keys("split") == ["acts.0", "acts.1"]
-    np.testing.assert_array_equal(run.acts("split", -1, key="acts.1"), captured["split"][0][1].numpy())
+    np.testing.assert_array_equal(
+        run.acts("split", -1, key="acts.1"), captured["split"][0][1].numpy()
+    )
     assert run.keys("heads") == ["acts.h"]  # None and int entries are skipped
     assert run.keys("shared") == ["acts", "acts.call1"]
-    np.testing.assert_array_equal(run.acts("shared", -1, key="acts.call1"),
-                                  captured["shared"][1].numpy())
+    np.testing.assert_array_equal(
+        run.acts("shared", -1, key="acts.call1"), captured["shared"][1].numpy()
+    )
     np.testing.assert_array_equal(run.outputs(-1, key="acts.0"), out[0].numpy())
     np.testing.assert_array_equal(run.outputs(-1, key="acts.1"), out[1].numpy())
 
 
 def test_hooks_removed_after_close_and_after_error(tmp_path, tiny_mlp, probe_xy):
     tiny_mlp[0].eval()  # a user's own per-module flag must survive snapshots
-    with Recorder(tiny_mlp, layers=nn.Linear, store=tmp_path / "a.zarr", probe=probe_xy[0],
-                  every=1) as rec:
+    with Recorder(
+        tiny_mlp, layers=nn.Linear, store=tmp_path / "a.zarr", probe=probe_xy[0], every=1
+    ) as rec:
         rec.step()
         assert _no_hooks(tiny_mlp)  # hooks only exist while the recorder forwards
         with rec.watch():
@@ -114,8 +126,12 @@ def test_hooks_removed_after_close_and_after_error(tmp_path, tiny_mlp, probe_xy)
             tiny_mlp(probe_xy[0])
     assert _no_hooks(tiny_mlp)
     assert tiny_mlp.training and not tiny_mlp[0].training
-    with pytest.raises(ZeroDivisionError), Recorder(
-            tiny_mlp, layers=nn.Linear, store=tmp_path / "b.zarr", probe=probe_xy[0], every=1) as rec:
+    with (
+        pytest.raises(ZeroDivisionError),
+        Recorder(
+            tiny_mlp, layers=nn.Linear, store=tmp_path / "b.zarr", probe=probe_xy[0], every=1
+        ) as rec,
+    ):
         with rec.watch():
             tiny_mlp(probe_xy[0])
             1 / 0
@@ -130,7 +146,9 @@ def _train(seed, store=None, every=1, watch=True):
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(64, 8, generator=g), torch.randint(0, 4, (64,), generator=g)
-    rec = Recorder(net, layers=["0", "2"], store=store, probe=x[:20], every=every) if store else None
+    rec = (
+        Recorder(net, layers=["0", "2"], store=store, probe=x[:20], every=every) if store else None
+    )
     losses = []
     for i in range(25):
         idx = torch.randint(0, 64, (16,))
@@ -186,10 +204,19 @@ def test_watch_stream_rows_steps_and_ids(tmp_path, tiny_mlp):
 
 def test_schedules_and_float16_and_weights(tmp_path, probe_xy):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Unflatten(1, (2, 2, 2)), nn.Conv2d(2, 3, 2), nn.Flatten(), nn.Linear(3, 4))
+    net = nn.Sequential(
+        nn.Unflatten(1, (2, 2, 2)), nn.Conv2d(2, 3, 2), nn.Flatten(), nn.Linear(3, 4)
+    )
     sched = log_schedule(20, 5)
-    with Recorder(net, layers=["1", "3"], store=tmp_path / "r.zarr", probe=probe_xy[0], every=sched,
-                  dtype="float16", weights=True) as rec:
+    with Recorder(
+        net,
+        layers=["1", "3"],
+        store=tmp_path / "r.zarr",
+        probe=probe_xy[0],
+        every=sched,
+        dtype="float16",
+        weights=True,
+    ) as rec:
         for _ in range(20):
             rec.step()
     run = probe.open_run(tmp_path / "r.zarr")
@@ -197,8 +224,9 @@ def test_schedules_and_float16_and_weights(tmp_path, probe_xy):
     assert run.acts("3", -1).dtype == np.float16
     assert run.weights("1", -1).shape == (3, 2 * 2 * 2)  # conv flattened to (out, in*kh*kw)
     np.testing.assert_array_equal(run.weights("3", 0), net[3].weight.detach().numpy())
-    with Recorder(net, layers="3", store=tmp_path / "c.zarr", probe=probe_xy[0],
-                  every=lambda s: s in (2, 5)) as rec:
+    with Recorder(
+        net, layers="3", store=tmp_path / "c.zarr", probe=probe_xy[0], every=lambda s: s in (2, 5)
+    ) as rec:
         for _ in range(6):
             rec.step()
     np.testing.assert_array_equal(probe.open_run(tmp_path / "c.zarr").steps, [2, 5, 6])
@@ -207,8 +235,10 @@ def test_schedules_and_float16_and_weights(tmp_path, probe_xy):
 def test_nan_activations_recorded_and_flagged(tmp_path, tiny_mlp, probe_xy):
     x = probe_xy[0].clone()
     x[3, 0] = float("nan")
-    with pytest.warns(NonFiniteWarning, match="NaN/Inf"), Recorder(
-            tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=x, every=1) as rec:
+    with (
+        pytest.warns(NonFiniteWarning, match="NaN/Inf"),
+        Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=x, every=1) as rec,
+    ):
         rec.step()
     run = probe.open_run(tmp_path / "r.zarr")
     assert np.isnan(run.acts("0", 0)[3]).all() and np.isfinite(run.acts("0", 0)[4]).all()
@@ -217,7 +247,9 @@ def test_nan_activations_recorded_and_flagged(tmp_path, tiny_mlp, probe_xy):
 
 
 def test_explicit_steps_epochs_and_log(tmp_path, tiny_mlp, probe_xy):
-    with Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=probe_xy[0], every=100) as rec:
+    with Recorder(
+        tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=probe_xy[0], every=100
+    ) as rec:
         rec.step(step=100, epoch=1, loss=0.5)
         rec.log(test_accuracy=0.9)
         rec.step(step=250, loss=torch.tensor(0.25))
@@ -239,7 +271,11 @@ def test_explicit_steps_epochs_and_log(tmp_path, tiny_mlp, probe_xy):
 @pytest.mark.parametrize("wrapper", ["compile", "dataparallel"])
 def test_wrapped_models_record_under_their_own_names(tmp_path, tiny_mlp, probe_xy, wrapper):
     x = probe_xy[0]
-    model = torch.compile(tiny_mlp, backend="eager") if wrapper == "compile" else nn.DataParallel(tiny_mlp)
+    model = (
+        torch.compile(tiny_mlp, backend="eager")
+        if wrapper == "compile"
+        else nn.DataParallel(tiny_mlp)
+    )
     with Recorder(model, layers=["0"], store=tmp_path / "r.zarr", probe=x, every=1) as rec:
         with rec.watch():
             model(x[:8])
@@ -272,7 +308,9 @@ def test_recorder_errors(tmp_path, tiny_mlp, probe_xy):
     with pytest.raises(ProbeInputError, match="sample ids must be 40 integers"):
         Recorder(tiny_mlp, layers="0", store=s, probe=x, sample_id=np.arange(3))
     with pytest.raises(ProbeInputError, match="given twice"):
-        Recorder(tiny_mlp, layers="0", store=s, probe=(x, y, np.arange(40)), sample_id=np.arange(40))
+        Recorder(
+            tiny_mlp, layers="0", store=s, probe=(x, y, np.arange(40)), sample_id=np.arange(40)
+        )
     with pytest.raises(ProbeInputError, match="tensor, numpy array or list"):
         Recorder(tiny_mlp, layers="0", store=s, probe=(x, "labels"))
     with pytest.raises(RecorderConfigError, match="'probe' must be given too"):
@@ -291,7 +329,10 @@ def test_recorder_errors(tmp_path, tiny_mlp, probe_xy):
         rec.snapshot()
     with rec.watch(), pytest.raises(RecorderConfigError, match="cannot be nested"):
         rec.watch().__enter__()
-    with pytest.raises(StreamShapeError, match="one entry per batch sample"), rec.watch(sample_id=[1, 2]):
+    with (
+        pytest.raises(StreamShapeError, match="one entry per batch sample"),
+        rec.watch(sample_id=[1, 2]),
+    ):
         tiny_mlp(x[:5])
     rec.close()
     rec.close()  # idempotent
@@ -311,7 +352,10 @@ def test_stream_shape_errors(tmp_path):
 
     model = SeqFirst()
     with Recorder(model, layers="rnn", store=tmp_path / "r.zarr") as rec:
-        with pytest.raises(StreamShapeError, match="must output \\(batch, ...\\) with batch=4"), rec.watch():
+        with (
+            pytest.raises(StreamShapeError, match="must output \\(batch, ...\\) with batch=4"),
+            rec.watch(),
+        ):
             model(torch.randn(4, 7, 3))
 
     class Kw(nn.Module):

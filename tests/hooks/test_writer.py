@@ -8,7 +8,6 @@ import torch
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 import probe
 from hooks import (
@@ -27,12 +26,21 @@ DTYPES = [np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8]
 
 def _root(path):
     root = zarr.open_group(str(path), mode="w")
-    root.attrs.update({"schema": "probe-run", "schema_version": 1, "layers": ["a"], "n_samples": 0,
-                       "n_committed": 0})
+    root.attrs.update(
+        {
+            "schema": "probe-run",
+            "schema_version": 1,
+            "layers": ["a"],
+            "n_samples": 0,
+            "n_committed": 0,
+        }
+    )
     return root
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     n_samples=st.integers(1, 30),
     feat=st.lists(st.integers(1, 6), min_size=0, max_size=3),
@@ -41,8 +49,9 @@ def _root(path):
     flush_every=st.integers(1, 4),
     seed=st.integers(0, 2**16),
 )
-def test_writer_roundtrip_any_shape_dtype_and_flushes(tmp_path_factory, n_samples, feat, dtype,
-                                                      n_snap, flush_every, seed):
+def test_writer_roundtrip_any_shape_dtype_and_flushes(
+    tmp_path_factory, n_samples, feat, dtype, n_snap, flush_every, seed
+):
     path = tmp_path_factory.mktemp("w") / "run.zarr"
     rng = np.random.default_rng(seed)
     w = RunWriter(_root(path), max_bytes=1 << 16)
@@ -50,8 +59,16 @@ def test_writer_roundtrip_any_shape_dtype_and_flushes(tmp_path_factory, n_sample
     for i in range(n_snap):
         a = (rng.standard_normal((n_samples, *feat)) * 50).astype(dtype)
         data.append(a)
-        w.put(Snapshot(i * 10, 0, 0.0, {"layers/a/acts": a},
-                       {"layers/a/acts": ("sample", *[f"f{j}" for j in range(len(feat))])}), a.nbytes)
+        w.put(
+            Snapshot(
+                i * 10,
+                0,
+                0.0,
+                {"layers/a/acts": a},
+                {"layers/a/acts": ("sample", *[f"f{j}" for j in range(len(feat))])},
+            ),
+            a.nbytes,
+        )
         if (i + 1) % flush_every == 0:
             w.flush()
     w.close()
@@ -62,7 +79,9 @@ def test_writer_roundtrip_any_shape_dtype_and_flushes(tmp_path_factory, n_sample
     np.testing.assert_array_equal(run.steps, np.arange(n_snap) * 10)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batches=st.lists(st.integers(1, 40), min_size=1, max_size=12), width=st.integers(1, 300))
 def test_stream_rows_roundtrip_across_chunk_boundaries(tmp_path_factory, batches, width):
     path = tmp_path_factory.mktemp("s") / "run.zarr"
@@ -98,15 +117,20 @@ def test_back_pressure_bounds_queued_bytes(tmp_path, monkeypatch):
     w = RunWriter(_root(tmp_path / "r.zarr"), max_bytes=budget)
     for i in range(20):
         a = np.full((10, 100), i, np.float32)  # 4,000 bytes
-        w.put(Snapshot(i, 0, 0.0, {"layers/a/acts": a}, {"layers/a/acts": ("sample", "f")}), a.nbytes)
+        w.put(
+            Snapshot(i, 0, 0.0, {"layers/a/acts": a}, {"layers/a/acts": ("sample", "f")}), a.nbytes
+        )
     w.close()
     assert w.peak_bytes <= budget
     assert w.wait_s > 0  # the producer was held back
-    np.testing.assert_array_equal(probe.open_run(tmp_path / "r.zarr").acts("a")[:, 0, 0], np.arange(20))
+    np.testing.assert_array_equal(
+        probe.open_run(tmp_path / "r.zarr").acts("a")[:, 0, 0], np.arange(20)
+    )
 
 
-def test_disk_full_stops_with_last_committed_step_and_store_stays_readable(tmp_path, monkeypatch,
-                                                                           tiny_mlp, probe_xy):
+def test_disk_full_stops_with_last_committed_step_and_store_stays_readable(
+    tmp_path, monkeypatch, tiny_mlp, probe_xy
+):
     from zarr.storage import LocalStore
 
     real_set = LocalStore.set
@@ -124,7 +148,9 @@ def test_disk_full_stops_with_last_committed_step_and_store_stays_readable(tmp_p
     rec.flush()
     state["armed"] = True
     rec.step(loss=2.0)
-    with pytest.raises(WriterError, match=r"No space left on device.*last committed snapshot is step 1"):
+    with pytest.raises(
+        WriterError, match=r"No space left on device.*last committed snapshot is step 1"
+    ):
         rec.flush()
     with pytest.raises(OSError, match="resume=True"):  # WriterError is an OSError too
         rec.step()
@@ -177,7 +203,9 @@ def test_store_path_problems(tmp_path, tiny_mlp, probe_xy):
     with pytest.raises(SchemaMismatchError, match="no zarr group metadata"):
         Recorder(tiny_mlp, layers="0", store=other, probe=x, resume=True)
     foreign = tmp_path / "foreign.zarr"
-    zarr.open_group(str(foreign), mode="w").attrs.update({"schema": "probe-run", "schema_version": 99})
+    zarr.open_group(str(foreign), mode="w").attrs.update(
+        {"schema": "probe-run", "schema_version": 99}
+    )
     with pytest.raises(SchemaMismatchError, match="schema_version must be 1; got 99"):
         Recorder(tiny_mlp, layers="0", store=foreign, probe=x, resume=True)
     blocker = tmp_path / "file"
@@ -223,4 +251,3 @@ def test_metric_columns_appear_late_and_missing_layers_fill(tmp_path):
     np.testing.assert_array_equal(root["metrics/acc"][:], [np.nan, np.nan, 0.75])
     b = root["layers/b/acts"][:]
     assert b.shape == (2, 2, 3) and np.isnan(b[1]).all() and (b[0] == 1).all()
-

@@ -18,8 +18,16 @@ def run_path(tmp_path):
     x, y = torch.randn(30, 6), torch.randint(0, 3, (30,))
     path = tmp_path / "run.zarr"
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    with Recorder(net, layers=["0", "2"], store=path, probe=(x, y, np.arange(100, 130)), every=5,
-                  weights=True, config={"lr": 0.1}, seed=7) as rec:
+    with Recorder(
+        net,
+        layers=["0", "2"],
+        store=path,
+        probe=(x, y, np.arange(100, 130)),
+        every=5,
+        weights=True,
+        config={"lr": 0.1},
+        seed=7,
+    ) as rec:
         for step in range(12):
             with rec.watch(sample_id=np.arange(8)):
                 loss = nn.functional.cross_entropy(net(x[:8]), y[:8])
@@ -55,9 +63,14 @@ def test_run_lookup_errors(run_path):
         run.acts("1")
     with pytest.raises(KeyError):
         run.acts("1")
-    with pytest.raises(probe.LayerNotInRunError, match=r"has no array 'acts.0'; recorded: \['acts', 'weight'\]"):
+    with pytest.raises(
+        probe.LayerNotInRunError, match=r"has no array 'acts.0'; recorded: \['acts', 'weight'\]"
+    ):
         run.acts("0", key="acts.0")
-    with pytest.raises(probe.StepNotFoundError, match=r"no snapshot at step 6; nearest recorded steps: 5 and 10 \(4 snapshots\)"):
+    with pytest.raises(
+        probe.StepNotFoundError,
+        match=r"no snapshot at step 6; nearest recorded steps: 5 and 10 \(4 snapshots\)",
+    ):
         run.acts("0", step=6)
     with pytest.raises(probe.StepNotFoundError, match="counts back past the first of 4"):
         run.acts("0", step=-5)
@@ -71,7 +84,9 @@ def test_run_lookup_errors(run_path):
 
 def test_weights_missing(tmp_path):
     path = tmp_path / "r.zarr"
-    with Recorder(nn.Sequential(nn.Linear(2, 2)), layers="0", store=path, probe=torch.ones(3, 2)) as rec:
+    with Recorder(
+        nn.Sequential(nn.Linear(2, 2)), layers="0", store=path, probe=torch.ones(3, 2)
+    ) as rec:
         rec.step()
     with pytest.raises(probe.LayerNotInRunError, match="weights=True"):
         probe.open_run(path).weights("0")
@@ -135,7 +150,9 @@ def test_to_xarray_and_open_zarr_named_dims(run_path):
     assert acts.dims == ("snapshot", "sample", "layers.0.acts_f0")
     np.testing.assert_array_equal(ds["snapshot"], [0, 5, 10, 12])
     np.testing.assert_array_equal(ds["sample"], np.arange(100, 130))
-    np.testing.assert_array_equal(acts.sel(snapshot=5).values, probe.open_run(run_path).acts("0", 5))
+    np.testing.assert_array_equal(
+        acts.sel(snapshot=5).values, probe.open_run(run_path).acts("0", 5)
+    )
     assert ds["metrics/loss"].dims == ("record",) and ds["stream/0/acts"].sizes["row"] == 96
     # Plain xarray, no toolkit: each group opens with named dims.
     raw = xr.open_zarr(run_path, group="layers/0", consolidated=False)
@@ -155,8 +172,13 @@ def test_cli_info(run_path, capsys):
 
 
 def test_cli_help_on_every_verb(capsys):
-    for argv in (["--help"], ["info", "--help"], ["run", "--help"], ["run", "mnist", "--help"],
-                 ["demo", "--help"]):
+    for argv in (
+        ["--help"],
+        ["info", "--help"],
+        ["run", "--help"],
+        ["run", "mnist", "--help"],
+        ["demo", "--help"],
+    ):
         with pytest.raises(SystemExit) as exc:
             cli_main(argv)
         assert exc.value.code == 0

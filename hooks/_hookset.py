@@ -1,0 +1,123 @@
+"""The capture hooks of one Recorder: registered for a snapshot or a watch block, then removed.
+
+In ``probe`` mode the selected layers and the root output are collected across the probe
+batches; in ``stream`` mode each top-level forward is handed to a callback as one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from hooks import schema
+from hooks.capture import flatten_output, to_host
+from hooks.errors import RecorderConfigError, StreamShapeError
+
+StreamCallback = Callable[[dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]], None]
+
+
+class HookSet:
+    """Forward hooks on ``layers`` and on ``root`` that copy outputs to host, keyed by store path."""
+
+    def __init__(self, root: nn.Module, layers: dict[str, nn.Module], dtype: torch.dtype) -> None:
+        self.root = root
+        self.layers = layers
+        self.dtype = dtype
+        self._handles: list[RemovableHandle] = []
+        self._mode: str | None = None
+        self._buf: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._calls: Counter[str] = Counter()
+        self._on_batch: StreamCallback | None = None
+        self._ids: npt.NDArray[np.int64] | None = None
+        self._batch_rows = 0
+
+    @contextlib.contextmanager
+    def attached(
+        self,
+        mode: str,
+        on_batch: StreamCallback | None = None,
+        sample_id: npt.NDArray[np.int64] | None = None,
+    ) -> Iterator[None]:
+        """Register every hook for ``mode`` ("probe" or "stream") for the duration of the block."""
+        if self._handles:
+            msg = "Recorder.watch() and snapshot() cannot be nested; leave the watch block first."
+            raise RecorderConfigError(msg)
+        self._mode, self._on_batch, self._ids = mode, on_batch, sample_id
+        self._buf.clear()
+        self._handles.append(self.root.register_forward_pre_hook(self._root_pre_hook))
+        for name, module in self.layers.items():
+            self._handles.append(module.register_forward_hook(self._layer_hook(name)))
+        self._handles.append(self.root.register_forward_hook(self._root_hook))
+        try:
+            yield
+        finally:
+            self.detach()
+
+    def detach(self) -> None:
+        """Remove every registered hook (idempotent)."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._mode = None
+
+    def take(self) -> dict[str, npt.NDArray[Any]]:
+        """Return the collected outputs concatenated over batches, and clear them."""
+        arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
+        self._buf.clear()
+        return arrays
+
+    def _layer_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        group = schema.layer_group(name)
+
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            k = self._calls[name]
+            self._calls[name] = k + 1
+            call = (f"call{k}",) if k else ()  # a module called twice per forward
+            for path, t in flatten_output(output):
+                if self._mode == "stream" and (t.ndim == 0 or t.shape[0] != self._batch_rows):
+                    msg = (
+                        f"watched layer {name!r} must output (batch, ...) with batch="
+                        f"{self._batch_rows}; got shape {tuple(t.shape)}. Record it with snapshots "
+                        "instead, or watch other layers."
+                    )
+                    raise StreamShapeError(msg)
+                self._buf[f"{group}/{schema.element_name(call + path)}"].append(
+                    to_host(t, self.dtype)
+                )
+
+        return hook
+
+    def _root_pre_hook(self, module: nn.Module, args: Any) -> None:
+        self._calls.clear()
+        if self._mode != "stream":
+            return
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is None or first.ndim == 0:
+            msg = "watch() needs the model's first positional argument to be the batch tensor."
+            raise StreamShapeError(msg)
+        self._batch_rows = int(first.shape[0])
+        if self._ids is not None and self._ids.shape[0] != self._batch_rows:
+            msg = (
+                f"sample_id must have one entry per batch sample ({self._batch_rows}); "
+                f"got {self._ids.shape[0]}."
+            )
+            raise StreamShapeError(msg)
+
+    def _root_hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._mode == "probe":
+            for path, t in flatten_output(output):
+                self._buf[f"{schema.OUTPUTS}/{schema.element_name(path)}"].append(
+                    to_host(t, self.dtype)
+                )
+        elif self._on_batch is not None:
+            arrays = {f"{schema.STREAM}/{k.split('/', 1)[1]}": a for k, a in self.take().items()}
+            ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)
+            self._on_batch(arrays, ids)
