@@ -25,7 +25,7 @@ StreamCallback = Callable[[dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]], 
 
 
 class HookSet:
-    """Forward hooks on ``layers`` and on ``root`` that copy outputs to host, keyed by store path."""
+    """Forward hooks on ``layers`` and ``root`` that copy outputs to host, keyed by store path."""
 
     def __init__(self, root: nn.Module, layers: dict[str, nn.Module], dtype: torch.dtype) -> None:
         self.root = root

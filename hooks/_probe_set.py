@@ -31,7 +31,10 @@ def _as_tensor(x: object, what: str) -> torch.Tensor:
         return x
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x)
-    msg = f"{what} must be a torch.Tensor or numpy array of shape (n_samples, ...); got {type(x).__name__}."
+    msg = (
+        f"{what} must be a torch.Tensor or numpy array of shape (n_samples, ...); "
+        f"got {type(x).__name__}."
+    )
     raise ProbeInputError(msg)
 
 
@@ -61,7 +64,10 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
         raise ProbeInputError(msg)
     x = _as_tensor(parts[0], "probe inputs")
     if x.ndim == 0 or x.shape[0] == 0:
-        msg = f"probe inputs must have shape (n_samples, ...) with n_samples >= 1; got {tuple(x.shape)}."
+        msg = (
+            "probe inputs must have shape (n_samples, ...) with n_samples >= 1; "
+            f"got {tuple(x.shape)}."
+        )
         raise ProbeInputError(msg)
     if x.device.type == "meta":
         msg = "probe inputs must hold data; got a tensor on the meta device. Materialise it first."
@@ -89,7 +95,10 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
         sample_id = parts[2]
     ids = np.arange(n, dtype=np.int64) if sample_id is None else _as_numpy(sample_id, "sample ids")
     if ids.shape != (n,) or ids.dtype.kind not in "iu":
-        msg = f"sample ids must be {n} integers (one per probe input); got dtype {ids.dtype}, shape {ids.shape}."
+        msg = (
+            f"sample ids must be {n} integers (one per probe input); "
+            f"got dtype {ids.dtype}, shape {ids.shape}."
+        )
         raise ProbeInputError(msg)
     if np.unique(ids).size != n:
         msg = "sample ids must be unique (they index the source dataset); got duplicates."

@@ -70,7 +70,8 @@ def check_writable(path: Path) -> None:
     Raises
     ------
     StoreNotWritableError
-        The folder cannot be created or written (read-only file system, permissions, a file in the way).
+        The folder cannot be created or written (read-only file system, permissions, a file in
+        the way).
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,8 @@ def check_writable(path: Path) -> None:
             pass
     except OSError as err:
         msg = (
-            f"store location {str(path)!r} must be a writable folder; got {err.__class__.__name__}: "
+            f"store location {str(path)!r} must be a writable folder; "
+            f"got {err.__class__.__name__}: "
             f"{err.strerror or err}. Choose another path (e.g. under artifacts/)."
         )
         raise StoreNotWritableError(msg) from err
@@ -92,7 +94,8 @@ def create_run(
         existing = read_root_attrs(path)
         if existing is None or existing.get("schema") != schema.SCHEMA:
             msg = (
-                f"store path {str(path)!r} exists and is not a probe run; refusing to write into it. "
+                f"store path {str(path)!r} exists and is not a probe run; "
+                "refusing to write into it. "
                 "Choose a new path or delete it yourself."
             )
             raise SchemaMismatchError(msg)
@@ -149,7 +152,10 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
     """
     attrs = read_root_attrs(path)
     if attrs is None:
-        msg = f"store path {str(path)!r} is not a probe run (no zarr group metadata); cannot resume it."
+        msg = (
+            f"store path {str(path)!r} is not a probe run (no zarr group metadata); "
+            "cannot resume it."
+        )
         raise SchemaMismatchError(msg)
     problem = schema.check_root_attrs(attrs)
     if problem:

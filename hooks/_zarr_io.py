@@ -22,7 +22,7 @@ from zarr.core.sync import sync
 
 
 def fill_value(dtype: npt.DTypeLike) -> float | int:
-    """Return the fill value used for ``dtype``: NaN for floats (a missing row is visibly missing)."""
+    """Return the fill value for ``dtype``: NaN for floats (a missing row is visibly missing)."""
     return np.nan if np.dtype(dtype).kind in "fc" else 0
 
 
@@ -50,7 +50,7 @@ def create_array(
 
 
 def append_many(pairs: Sequence[tuple[zarr.Array, npt.NDArray[np.generic]]]) -> None:
-    """Append rows to several arrays in two concurrent rounds: every chunk, then every ``zarr.json``.
+    """Append rows to several arrays in two concurrent rounds: all chunks, then all ``zarr.json``.
 
     One event-loop round trip per round instead of two per array (a snapshot touches ~10 arrays).
     """

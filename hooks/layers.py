@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
-from typing import Union
 
 from torch import nn
 
@@ -17,7 +16,7 @@ from hooks.errors import LayerNotFoundError, NoLayersError, RecorderConfigError
 
 __all__ = ["LayerSelector", "list_layers", "resolve_layers", "unwrap_model"]
 
-LayerSelector = Union[str, type, Callable[[str, nn.Module], bool]]
+LayerSelector = str | type | Callable[[str, nn.Module], bool]
 _GLOB_CHARS = set("*?[")
 
 
@@ -65,7 +64,8 @@ def _closest(name: str, names: Sequence[str]) -> str:
 
 def _missing(what: str, model: nn.Module, names: Sequence[str]) -> LayerNotFoundError:
     msg = (
-        f"No layer {what} in {type(model).__name__}; closest: {_closest(what.strip(chr(39)), names)}. "
+        f"No layer {what} in {type(model).__name__}; "
+        f"closest: {_closest(what.strip(chr(39)), names)}. "
         f"See hooks.list_layers(model) ({len(names)} layers)."
     )
     return LayerNotFoundError(msg)
@@ -111,7 +111,10 @@ def resolve_layers(
         layers = [layers]  # type: ignore[list-item]
     selectors = list(layers)  # type: ignore[arg-type]
     if not selectors:
-        msg = "layers must name at least one module; got an empty selection. See hooks.list_layers(model)."
+        msg = (
+            "layers must name at least one module; got an empty selection. "
+            "See hooks.list_layers(model)."
+        )
         raise NoLayersError(msg)
     chosen: set[str] = set()
     for sel in selectors:

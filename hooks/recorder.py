@@ -1,4 +1,4 @@
-"""`Recorder`: attach to an existing training loop, snapshot a fixed probe set, stream training batches.
+"""`Recorder`: attach to a training loop, snapshot a fixed probe set, stream training batches.
 
 Hooks exist only while the Recorder itself forwards the probe set (`snapshot`) or while the user's
 forward runs inside `watch`; otherwise the model carries no hook at all, and `close` (also on error)
@@ -56,7 +56,8 @@ class Recorder:
     Parameters
     ----------
     model : nn.Module
-        Any module; `torch.compile` and DDP wrappers are seen through (hooks go on the wrapped module).
+        Any module; `torch.compile` and DDP wrappers are seen through (hooks go on the wrapped
+        module).
     layers : str, type, callable or a list of them
         Dotted names, globs (``"encoder.*"``), module types (``nn.Linear``) or predicates
         ``f(name, module) -> bool``; see `hooks.list_layers`. Resolved here, before training starts.
@@ -67,7 +68,8 @@ class Recorder:
         Needed for snapshots; without it only `step` metrics and `watch` streams are recorded.
     every : int, list of int or callable, optional
         Snapshot schedule over optimizer steps: every N steps (step 0 included), the listed steps
-        (e.g. `hooks.log_schedule`), or a predicate ``step -> bool``. None: only explicit `snapshot`.
+        (e.g. `hooks.log_schedule`), or a predicate ``step -> bool``. None: only explicit
+        `snapshot`.
     sample_id : array of int, optional
         Dataset indices of the probe samples (default ``arange(n_samples)``).
     weights : bool
@@ -87,7 +89,8 @@ class Recorder:
     final_snapshot : bool
         On a clean exit, snapshot the last step if it is not snapshotted yet.
     compressors : object, optional
-        zarr compressors for activations (default None: raw bytes; dense float data barely compresses).
+        zarr compressors for activations (default None: raw bytes; dense float data barely
+        compresses).
     max_queue_bytes : int
         Memory budget of arrays waiting for the writer; beyond it the training thread waits.
     config : mapping, optional
@@ -222,7 +225,8 @@ class Recorder:
             ):
                 msg = (
                     f"step must be an int larger than the last step {self.step_}; got {step!r}. "
-                    "Steps count optimizer updates and never go backwards (use a new store to restart)."
+                    "Steps count optimizer updates and never go backwards "
+                    "(use a new store to restart)."
                 )
                 raise StepOrderError(msg)
             self.step_ = int(step)
@@ -314,7 +318,8 @@ class Recorder:
         Raises
         ------
         StreamShapeError
-            A watched output's first dimension is not the batch, or ``sample_id`` has another length.
+            A watched output's first dimension is not the batch, or ``sample_id`` has another
+            length.
         """
         self._check_open()
         ids = (
@@ -340,7 +345,7 @@ class Recorder:
         self.writer_.flush()
 
     def close(self) -> None:
-        """Take the final snapshot if due, flush, stop the writer and remove every hook (idempotent)."""
+        """Take the final snapshot if due, flush, stop the writer, remove all hooks (idempotent)."""
         if self._closed:
             return
         try:
@@ -456,7 +461,10 @@ class Recorder:
 
     def _check_open(self) -> None:
         if self._closed:
-            msg = f"this Recorder is closed; reopen the run with Recorder(..., store={str(self.path)!r}, resume=True)."
+            msg = (
+                "this Recorder is closed; reopen the run with "
+                f"Recorder(..., store={str(self.path)!r}, resume=True)."
+            )
             raise RecorderClosedError(msg)
         self.writer_.check()
 

@@ -1,4 +1,4 @@
-"""Snapshot schedules: every N steps, an explicit list of steps, a predicate, or log-spaced steps."""
+"""Snapshot schedules: every N steps, an explicit list of steps, a predicate or log-spaced steps."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ Schedule = Callable[[int], bool]
 
 
 def log_schedule(n_steps: int, n_points: int = 50, *, include_zero: bool = True) -> list[int]:
-    """Return about ``n_points`` log-spaced integer steps in ``[1, n_steps]`` (plus 0), sorted, unique.
+    """Return about ``n_points`` sorted, unique log-spaced int steps in ``[1, n_steps]`` (plus 0).
 
     Early training changes fastest, so snapshots are dense at the start and sparse later.
 
@@ -72,6 +72,7 @@ def as_schedule(every: int | Iterable[int] | Schedule | None) -> Schedule:
             return wanted.__contains__
     msg = (
         "'every' must be a positive int, a list of non-negative int steps, a callable "
-        f"step -> bool or None; got {every!r}. Example: every=100 or every=hooks.log_schedule(5000)."
+        f"step -> bool or None; got {every!r}. "
+        "Example: every=100 or every=hooks.log_schedule(5000)."
     )
     raise RecorderConfigError(msg)

@@ -45,9 +45,9 @@ def stream_group(layer: str) -> str:
 def element_name(path: Sequence[str]) -> str:
     """Return the array name of one captured element of a module output.
 
-    A plain tensor output is ``acts``; tuple/list elements append their index and dict entries their key
-    (``acts.0``, ``acts.hidden``); the k-th extra call of a module within one forward inserts
-    ``call<k>`` first (``acts.call1``, ``acts.call1.0``).
+    A plain tensor output is ``acts``; tuple/list elements append their index and dict entries
+    their key (``acts.0``, ``acts.hidden``); the k-th extra call of a module within one forward
+    inserts ``call<k>`` first (``acts.call1``, ``acts.call1.0``).
     """
     return ".".join(["acts", *path])
 

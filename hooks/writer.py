@@ -134,7 +134,10 @@ class RunWriter:
                 self._cond.wait(0.5)
             self.check()
             if not self._thread.is_alive():
-                msg = "the run's writer is closed; create a new Recorder (resume=True) to record more."
+                msg = (
+                    "the run's writer is closed; "
+                    "create a new Recorder (resume=True) to record more."
+                )
                 raise RecorderClosedError(msg)
             self._queue.append((item, nbytes))
             self._bytes += nbytes
@@ -155,7 +158,7 @@ class RunWriter:
         self.check()
 
     def close(self) -> None:
-        """Write everything queued, commit the tails, stop the thread; raise the writer's error if any."""
+        """Write everything queued, commit the tails, stop the thread; raise any writer error."""
         if self._thread.is_alive():
             with self._cond:
                 self._queue.append((_CLOSE, 0))

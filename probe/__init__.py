@@ -1,4 +1,4 @@
-"""Analysis side of the toolkit: read run stores, analyse representations, run reference experiments."""
+"""Analysis side of the toolkit: read run stores, analyse them, run reference experiments."""
 
 from probe.errors import (
     CorruptRunError,

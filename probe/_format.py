@@ -15,9 +15,11 @@ def format_info(info: dict[str, Any]) -> str:
     """Return `Run.info()` as an aligned, one-screen text summary."""
     lines = [
         f"run          {info['path']}",
-        f"state        {info['state']} (schema v{info['schema_version']}, created {info['created_utc']}, "
+        f"state        {info['state']} (schema v{info['schema_version']}, "
+        f"created {info['created_utc']}, "
         f"toolkit {info['toolkit_version']})",
-        f"model        {info['model_class']}; {info['n_samples']} probe samples stored as {info['dtype']}",
+        f"model        {info['model_class']}; {info['n_samples']} probe samples "
+        f"stored as {info['dtype']}",
         f"snapshots    {info['n_snapshots']} at steps {_steps(info['steps'])}",
         f"metrics      {info['n_metric_records']} records: {', '.join(info['metrics']) or 'none'}",
         f"stream       {info['n_stream_rows']} rows",
@@ -30,7 +32,8 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append("NaN/Inf      (recorded as is)")
         for path, entries in info["nonfinite"].items():
             lines.append(
-                f"  {path}: at steps {[e[0] for e in entries]} ({sum(e[1] for e in entries)} values)"
+                f"  {path}: at steps {[e[0] for e in entries]} "
+                f"({sum(e[1] for e in entries)} values)"
             )
     else:
         lines.append("NaN/Inf      none")

@@ -114,7 +114,10 @@ class Run:
             msg = f"no run at {str(self.path)!r}: the path does not exist."
             raise RunNotFoundError(msg)
         if not meta.is_file():
-            msg = f"{str(self.path)!r} is not a probe run (no zarr.json); pass the folder a Recorder wrote."
+            msg = (
+                f"{str(self.path)!r} is not a probe run (no zarr.json); "
+                "pass the folder a Recorder wrote."
+            )
             raise NotARunError(msg)
         try:
             doc = json.loads(meta.read_text())
@@ -146,7 +149,10 @@ class Run:
             # A fresh handle each time: an opened zarr.Array never sees later appends.
             arr = zarr.open_array(str(self.path / key), mode="r", zarr_format=3)
         except Exception as err:
-            msg = f"array {key!r} of {str(self.path)!r} cannot be opened ({err}); the run is corrupted."
+            msg = (
+                f"array {key!r} of {str(self.path)!r} cannot be opened ({err}); "
+                "the run is corrupted."
+            )
             raise CorruptRunError(msg) from err
         return arr
 
@@ -220,7 +226,8 @@ class Run:
             near = [str(int(before.max()))] if before.size else []
             near += [str(int(after.min()))] if after.size else []
             msg = (
-                f"no snapshot at step {step}; nearest recorded steps: {' and '.join(near) or 'none'} "
+                f"no snapshot at step {step}; "
+                f"nearest recorded steps: {' and '.join(near) or 'none'} "
                 f"({self.n_snapshots} snapshots). See Run.steps."
             )
             raise StepNotFoundError(msg)
@@ -252,7 +259,7 @@ class Run:
         return self._snapshot_array(f"{self._layer_path(layer)}/{self._key(layer, key)}", step)
 
     def outputs(self, step: int | None = None, *, key: str = "acts") -> Array:
-        """Return the model output on the probe set, of shape (n_samples, ...) or (n_snapshots, ...)."""
+        """Return the model output on the probe set: (n_samples, ...) or (n_snapshots, ...)."""
         return self._snapshot_array(f"{schema.OUTPUTS}/{key}", step)
 
     def weights(self, layer: str, step: int | None = None) -> Array:
@@ -265,7 +272,10 @@ class Run:
         """
         path = f"{self._layer_path(layer)}/weight"
         if not (self.path / path).is_dir():
-            msg = f"the run recorded no weights for layer {layer!r}; record with Recorder(..., weights=True)."
+            msg = (
+                f"the run recorded no weights for layer {layer!r}; "
+                "record with Recorder(..., weights=True)."
+            )
             raise LayerNotInRunError(msg)
         return self._snapshot_array(path, step)
 
@@ -279,7 +289,8 @@ class Run:
         if layer not in self.layers:
             close = difflib.get_close_matches(layer, self.layers, n=3, cutoff=0.4)
             msg = (
-                f"No layer {layer!r} in this run; closest: {', '.join(map(repr, close)) or 'none'}. "
+                f"No layer {layer!r} in this run; "
+                f"closest: {', '.join(map(repr, close)) or 'none'}. "
                 f"Recorded layers: {self.layers}."
             )
             raise LayerNotInRunError(msg)
@@ -307,7 +318,7 @@ class Run:
         return pd.DataFrame({k: cols[k] for k in first + [c for c in names if c not in first]})
 
     def stream(self, layer: str, *, key: str = "acts") -> StreamRows:
-        """Return the watched training-batch activations of ``layer`` with their steps and sample ids.
+        """Return the watched training-batch activations of ``layer`` with steps and sample ids.
 
         Raises
         ------

@@ -5,7 +5,7 @@ from torch import nn
 
 
 class Branchy(nn.Module):
-    """Outputs of every kind: tensor, tuple, dict with None, a module called twice, in-place ReLU."""
+    """Outputs of every kind: tensor, tuple, dict with None, module called twice, in-place ReLU."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,6 +1,7 @@
 """Child process for test_crash: records forever (until SIGKILL) into a run it resumes.
 
-Layer ``lin`` outputs ``x * step`` exactly, so every committed value can be checked against its step.
+Layer ``lin`` outputs ``x * step`` exactly, so every committed value can be checked against its
+step.
 Usage: python crash_child.py STORE [N_STEPS]
 """
 

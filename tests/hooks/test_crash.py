@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     x = _probe()
     rng = np.random.default_rng(12345)
     n_reads = committed = 0
-    for trial in range(N_KILLS):
+    for _ in range(N_KILLS):
         child = _spawn(store)
         try:
             # Child start-up (imports, store creation) takes ~1-3 s here: kills land in it too.

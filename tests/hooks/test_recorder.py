@@ -126,15 +126,17 @@ def test_hooks_removed_after_close_and_after_error(tmp_path, tiny_mlp, probe_xy)
             tiny_mlp(probe_xy[0])
     assert _no_hooks(tiny_mlp)
     assert tiny_mlp.training and not tiny_mlp[0].training
-    with (
-        pytest.raises(ZeroDivisionError),
-        Recorder(
+
+    def _fail_while_watching():
+        with Recorder(
             tiny_mlp, layers=nn.Linear, store=tmp_path / "b.zarr", probe=probe_xy[0], every=1
-        ) as rec,
-    ):
-        with rec.watch():
-            tiny_mlp(probe_xy[0])
-            1 / 0
+        ) as rec:
+            with rec.watch():
+                tiny_mlp(probe_xy[0])
+                raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        _fail_while_watching()
     assert _no_hooks(tiny_mlp)
     run = probe.open_run(tmp_path / "b.zarr")
     assert run.n_snapshots == 1  # the step-0 snapshot survived the error
@@ -150,7 +152,7 @@ def _train(seed, store=None, every=1, watch=True):
         Recorder(net, layers=["0", "2"], store=store, probe=x[:20], every=every) if store else None
     )
     losses = []
-    for i in range(25):
+    for _ in range(25):
         idx = torch.randint(0, 64, (16,))
         ctx = rec.watch(sample_id=idx) if rec and watch else _null()
         with ctx:
@@ -178,7 +180,7 @@ def test_training_trajectory_bit_identical(tmp_path):
     plain_losses, plain_params = _train(3)
     rec_losses, rec_params = _train(3, store=tmp_path / "r.zarr")
     assert plain_losses == rec_losses  # exact equality, dropout included
-    for a, b in zip(plain_params, rec_params):
+    for a, b in zip(plain_params, rec_params, strict=True):
         assert torch.equal(a, b)
     run = probe.open_run(tmp_path / "r.zarr")
     assert run.n_snapshots == 26 and run.n_stream_rows == 25 * 16
