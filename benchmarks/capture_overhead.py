@@ -68,7 +68,7 @@ def train(n_steps, every, x_probe, mode, store):
         w = rec.writer_
         stats = {
             "bytes": w.bytes_written,
-            "writer_busy_s": w.busy_s,
+            "writer_busy_s": w.busy_s, "writer_cpu_s": w.cpu_s,
             "producer_wait_s": w.wait_s,
             "peak_queue_bytes": w.peak_bytes,
         }

@@ -7,6 +7,7 @@ batches; in ``stream`` mode each top-level forward is handed to a callback as on
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from hooks import schema
-from hooks.capture import flatten_output, to_host
+from hooks.capture import flatten_output, host_dtype, to_host
 from hooks.errors import RecorderConfigError, StreamShapeError
 
 StreamCallback = Callable[[dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]], None]
@@ -35,6 +36,10 @@ class HookSet:
         self._mode: str | None = None
         self._buf: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._calls: Counter[str] = Counter()
+        self._out: dict[str, torch.Tensor] = {}  # probe mode: preallocated (n_rows, ...) buffers
+        self._filled: Counter[str] = Counter()
+        self._n_rows = 0
+        self._offset = self._batch = 0
         self._on_batch: StreamCallback | None = None
         self._ids: npt.NDArray[np.int64] | None = None
         self._batch_rows = 0
@@ -45,13 +50,21 @@ class HookSet:
         mode: str,
         on_batch: StreamCallback | None = None,
         sample_id: npt.NDArray[np.int64] | None = None,
+        n_rows: int = 0,
     ) -> Iterator[None]:
-        """Register every hook for ``mode`` ("probe" or "stream") for the duration of the block."""
+        """Register every hook for ``mode`` ("probe" or "stream") for the duration of the block.
+
+        In probe mode, batch-first outputs are copied straight into ``(n_rows, ...)`` buffers
+        (one copy, no concatenation); call `begin_batch` before each probe batch.
+        """
         if self._handles:
             msg = "Recorder.watch() and snapshot() cannot be nested; leave the watch block first."
             raise RecorderConfigError(msg)
         self._mode, self._on_batch, self._ids = mode, on_batch, sample_id
         self._buf.clear()
+        self._out.clear()
+        self._filled.clear()
+        self._n_rows = n_rows
         self._handles.append(self.root.register_forward_pre_hook(self._root_pre_hook))
         for name, module in self.layers.items():
             self._handles.append(module.register_forward_hook(self._layer_hook(name)))
@@ -68,11 +81,44 @@ class HookSet:
         self._handles.clear()
         self._mode = None
 
+    def begin_batch(self, offset: int, size: int) -> None:
+        """Announce the rows ``offset:offset + size`` of the probe set about to be forwarded."""
+        self._offset, self._batch = offset, size
+
     def take(self) -> dict[str, npt.NDArray[Any]]:
-        """Return the collected outputs concatenated over batches, and clear them."""
+        """Return the collected outputs (complete over the probe set) and clear them.
+
+        An output that did not fire in every probe batch is left out, with a warning: the
+        writer then stores a fill-valued row for it, so nothing is silently misaligned.
+        """
         arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
+        for key, out in self._out.items():
+            if self._filled[key] == out.shape[0]:
+                arrays[key] = out.numpy()
+            else:
+                msg = (f"{key} fired for {self._filled[key]} of {out.shape[0]} probe samples; "
+                       "not recorded at this snapshot (stored as fill values).")
+                warnings.warn(msg, UserWarning, stacklevel=3)
         self._buf.clear()
+        self._out.clear()
+        self._filled.clear()
         return arrays
+
+    def _keep(self, key: str, t: torch.Tensor) -> None:
+        out = self._out.get(key)
+        batch_first = self._n_rows and t.ndim and t.shape[0] == self._batch
+        if batch_first and key not in self._buf:
+            if out is None:
+                out = torch.empty((self._n_rows, *t.shape[1:]), dtype=host_dtype(t, self.dtype))
+                self._out[key] = out
+            if out.shape[1:] == t.shape[1:]:
+                out[self._offset : self._offset + self._batch].copy_(t.detach())
+                self._filled[key] += self._batch
+                return
+        if out is not None:  # shape changed between batches: concatenate instead
+            self._buf[key].append(out[: self._filled.pop(key, 0)])
+            del self._out[key]
+        self._buf[key].append(to_host(t, self.dtype))
 
     def _layer_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
         group = schema.layer_group(name)
@@ -89,9 +135,7 @@ class HookSet:
                         "instead, or watch other layers."
                     )
                     raise StreamShapeError(msg)
-                self._buf[f"{group}/{schema.element_name(call + path)}"].append(
-                    to_host(t, self.dtype)
-                )
+                self._keep(f"{group}/{schema.element_name(call + path)}", t)
 
         return hook
 
@@ -114,9 +158,7 @@ class HookSet:
     def _root_hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if self._mode == "probe":
             for path, t in flatten_output(output):
-                self._buf[f"{schema.OUTPUTS}/{schema.element_name(path)}"].append(
-                    to_host(t, self.dtype)
-                )
+                self._keep(f"{schema.OUTPUTS}/{schema.element_name(path)}", t)
         elif self._on_batch is not None:
             arrays = {f"{schema.STREAM}/{k.split('/', 1)[1]}": a for k, a in self.take().items()}
             ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)

@@ -10,15 +10,23 @@ zarr is pinned to 3.1.x and tests/hooks/test_crash.py guards the behaviour.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import zarr
+from zarr.codecs import BytesCodec
+from zarr.codecs.bytes import Endian
 from zarr.core.array import AsyncArray
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 
 def fill_value(dtype: npt.DTypeLike) -> float | int:
@@ -50,11 +58,13 @@ def create_array(
 
 
 def append_many(pairs: Sequence[tuple[zarr.Array, npt.NDArray[np.generic]]]) -> None:
-    """Append rows to several arrays in two concurrent rounds: all chunks, then all ``zarr.json``.
+    """Append rows to several arrays: all chunks first, then all ``zarr.json``, each atomically.
 
-    One event-loop round trip per round instead of two per array (a snapshot touches ~10 arrays).
+    Chunks of uncompressed arrays that start on a chunk boundary are written straight to their
+    files (`_write_raw_chunks`); the rest go through zarr in one concurrent round. zarr's own
+    path costs ~1 ms of CPU per file, taken from the training process.
     """
-    plans = []
+    plans, via_zarr = [], []
     for arr, data in pairs:
         if data.shape[1:] != arr.shape[1:]:
             msg = (
@@ -64,19 +74,79 @@ def append_many(pairs: Sequence[tuple[zarr.Array, npt.NDArray[np.generic]]]) -> 
             raise ValueError(msg)
         aa = arr.async_array
         old = aa.metadata.shape[0]
-        new_shape = (old + data.shape[0], *aa.metadata.shape[1:])
-        grown = AsyncArray(
-            metadata=aa.metadata.update_shape(new_shape), store_path=aa.store_path, config=aa.config
-        )
-        plans.append((aa, grown, old, new_shape, data))
+        meta = aa.metadata.update_shape((old + data.shape[0], *aa.metadata.shape[1:]))
+        folder = _raw_folder(aa)
+        if folder is not None and old % meta.chunk_grid.chunk_shape[0] == 0:
+            _write_raw_chunks(folder, meta, old, data)
+        else:
+            grown = AsyncArray(metadata=meta, store_path=aa.store_path, config=aa.config)
+            via_zarr.append(grown.setitem(slice(old, None), data))
+        plans.append((aa, meta, folder))
 
-    async def run() -> None:
-        # Chunks beyond the persisted shapes first: invisible to readers until the resize.
-        await asyncio.gather(*(g.setitem(slice(old, None), d) for _, g, old, _, d in plans))
-        # Growing resizes only rewrite zarr.json (atomically, one file each).
-        await asyncio.gather(*(aa.resize(shape) for aa, _, _, shape, _ in plans))
+    async def write_chunks() -> None:
+        await asyncio.gather(*via_zarr)
 
-    sync(run())
+    if via_zarr:
+        sync(write_chunks())
+    # Only now the grown shapes: a reader never sees rows whose chunks are missing.
+    for aa, meta, folder in plans:
+        if folder is None:
+            sync(aa.resize(meta.shape))
+        else:
+            _atomic_write(folder / "zarr.json", _metadata_bytes(meta))
+            object.__setattr__(aa, "metadata", meta)  # what zarr's own resize does in memory
+
+
+def _raw_folder(aa: AsyncArray[Any]) -> Path | None:
+    """Return the array's folder when its chunks are plain little-endian bytes on local disk."""
+    meta = aa.metadata
+    store = aa.store_path.store
+    codecs = getattr(meta, "codecs", ())
+    if (
+        isinstance(store, LocalStore)
+        and len(codecs) == 1
+        and isinstance(codecs[0], BytesCodec)
+        and codecs[0].endian in (None, Endian.little)
+        and isinstance(meta.chunk_grid, RegularChunkGrid)
+    ):
+        return Path(store.root) / aa.store_path.path
+    return None
+
+
+def _write_raw_chunks(folder: Path, meta: Any, start: int, data: npt.NDArray[Any]) -> None:
+    """Write ``data`` (rows ``start:``) as whole chunk files; edge chunks padded with fill."""
+    chunks = meta.chunk_grid.chunk_shape
+    dtype = data.dtype.newbyteorder("<")
+    fill = fill_value(dtype)
+    first = start // chunks[0]
+    grid = [range(first, -(-meta.shape[0] // chunks[0]))]
+    grid += [range(-(-s // c)) for s, c in zip(meta.shape[1:], chunks[1:], strict=True)]
+    for idx in itertools.product(*grid):
+        lo = [i * c for i, c in zip(idx, chunks, strict=True)]
+        lo[0] -= start
+        block = data[tuple(slice(a, a + c) for a, c in zip(lo, chunks, strict=True))]
+        if block.shape != tuple(chunks):
+            padded = np.full(chunks, fill, dtype)
+            padded[tuple(slice(0, b) for b in block.shape)] = block
+            block = padded
+        _atomic_write(folder / meta.encode_chunk_key(idx), np.ascontiguousarray(block, dtype))
+
+
+def _metadata_bytes(meta: Any) -> bytes:
+    return bytes(meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
+
+
+def _atomic_write(path: Path, data: bytes | npt.NDArray[Any]) -> None:
+    """Write via a ``*.partial`` temp file and rename (zarr's LocalStore convention)."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        f = open(tmp, "wb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:  # first chunk in a new folder: one mkdir, not one per chunk
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "wb")  # noqa: SIM115
+    with f:
+        f.write(memoryview(data).cast("B") if isinstance(data, np.ndarray) else data)
+    os.replace(tmp, path)
 
 
 def trim(arr: zarr.Array, n_rows: int) -> zarr.Array:

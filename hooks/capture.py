@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
-__all__ = ["flatten_output", "to_host"]
+__all__ = ["flatten_output", "host_dtype", "to_host"]
 
 _MAX_DEPTH = 8
 
@@ -42,12 +42,18 @@ def flatten_output(
             yield from flatten_output(value, (*_path, str(i)), _depth + 1)
 
 
+def host_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.dtype:
+    """Return the dtype ``t`` is stored with: ``dtype`` for floating tensors, else its own.
+
+    bfloat16 kept as is becomes float32, since zarr 3.1 has no bfloat16 dtype.
+    """
+    target = dtype if t.is_floating_point() else t.dtype
+    return torch.float32 if target == torch.bfloat16 else target
+
+
 def to_host(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Return a detached CPU copy of ``t``; floating tensors are cast to ``dtype``.
 
     ``copy=True`` guarantees a fresh buffer even when ``t`` is already a CPU tensor of that dtype.
     """
-    target = dtype if t.is_floating_point() else t.dtype
-    if t.dtype == torch.bfloat16 and target == t.dtype:
-        target = torch.float32  # zarr 3.1 has no bfloat16 dtype
-    return t.detach().to(device="cpu", dtype=target, copy=True)
+    return t.detach().to(device="cpu", dtype=host_dtype(t, dtype), copy=True)

@@ -286,9 +286,11 @@ class Recorder:
         if self._last_snapshot_step == self.step_:
             return
         x = self.probe_.inputs
-        with self._probe_mode(), self._hooks.attached("probe"):
+        with self._probe_mode(), self._hooks.attached("probe", n_rows=x.shape[0]):
             for i in range(0, x.shape[0], self.batch_size):
-                self.root_(x[i : i + self.batch_size].to(self.device, non_blocking=True))
+                batch = x[i : i + self.batch_size]
+                self._hooks.begin_batch(i, batch.shape[0])
+                self.root_(batch.to(self.device, non_blocking=True))
         arrays = self._hooks.take()
         dims = {k: schema.array_dims(k, ("sample",), a.ndim - 1) for k, a in arrays.items()}
         if self.weights:

@@ -82,7 +82,10 @@ class RunWriter:
     compressors : object
         Passed to `zarr.Group.create_array` (None: raw bytes, the default for dense float data).
     metrics_every : int
-        Write buffered metric records once this many have accumulated (and at every snapshot).
+        Write buffered metric records once this many have accumulated ...
+    metrics_interval_s : float
+        ... or once this many seconds have passed since the last write (and at `flush`/`close`).
+        A killed process loses at most that much of its metric log; snapshots are unaffected.
     """
 
     def __init__(
@@ -92,11 +95,13 @@ class RunWriter:
         max_bytes: int = 256 << 20,
         compressors: object = None,
         metrics_every: int = 256,
+        metrics_interval_s: float = 10.0,
     ) -> None:
         self.root = root
         self.max_bytes = int(max_bytes)
         self.compressors = compressors
         self.metrics_every = int(metrics_every)
+        self.metrics_interval_s = float(metrics_interval_s)
         attrs = dict(root.attrs)
         self.n_committed: int = attrs.get(schema.N_COMMITTED, 0)
         self.n_metric_records: int = attrs.get(schema.N_METRIC_RECORDS, 0)
@@ -107,6 +112,7 @@ class RunWriter:
         self._snapshot_paths = self._existing_paths(root, "snapshot")
         self._stream_paths = self._existing_paths(root, "row")
         self._metrics_buf: list[MetricRecord] = []
+        self._metrics_flushed = time.monotonic()
         self._stream_buf: list[StreamBatch] = []
         self._stream_rows_per_chunk = 0
         self._queue: collections.deque[tuple[object, int]] = collections.deque()
@@ -114,7 +120,8 @@ class RunWriter:
         self._bytes = 0
         self.peak_bytes = 0
         self.wait_s = 0.0  # time producers spent blocked on the budget
-        self.busy_s = 0.0  # time the writer thread spent writing
+        self.busy_s = 0.0  # wall time the writer thread spent writing
+        self.cpu_s = 0.0  # CPU time of the writer thread (what it takes from training)
         self.bytes_written = 0  # array bytes handed to zarr
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="probe-writer", daemon=True)
@@ -186,7 +193,7 @@ class RunWriter:
                 while not self._queue:
                     self._cond.wait()
                 item, nbytes = self._queue.popleft()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 if item is _CLOSE:
                     self._write_tails(final=True)
@@ -198,7 +205,8 @@ class RunWriter:
                     self._write_snapshot(item)
                 elif isinstance(item, MetricRecord):
                     self._metrics_buf.append(item)
-                    if len(self._metrics_buf) >= self.metrics_every:
+                    if (len(self._metrics_buf) >= self.metrics_every
+                            or time.monotonic() - self._metrics_flushed > self.metrics_interval_s):
                         self._commit(self._write_metrics())
                 elif isinstance(item, StreamBatch):
                     item.arrays["stream/step"] = np.full(item.n_rows, item.step, np.int64)
@@ -210,6 +218,7 @@ class RunWriter:
                 return
             finally:
                 self.busy_s += time.perf_counter() - t0
+                self.cpu_s += time.thread_time() - c0
                 self.bytes_written += nbytes
                 with self._cond:
                     self._bytes -= nbytes
@@ -284,7 +293,7 @@ class RunWriter:
                 entries.append([int(step), n_bad])
 
     def _write_snapshot(self, s: Snapshot) -> None:
-        updates = self._write_metrics()
+        updates: dict[str, Any] = {}
         pairs = []
         for path, a in s.arrays.items():
             self._check_finite(path, s.step, a)
@@ -306,7 +315,7 @@ class RunWriter:
         ):
             a = np.asarray([value], dtype=dtype)
             path = f"{schema.SNAPSHOTS}/{name}"
-            pairs.append((self._array(path, a[0], ("snapshot",), (), self.n_committed, (4096,)), a))
+            pairs.append((self._array(path, a[0], ("snapshot",), (), self.n_committed, (1,)), a))
         append_many(pairs)
         self.n_committed += 1
         self.last_step = s.step
@@ -317,6 +326,7 @@ class RunWriter:
         if not self._metrics_buf:
             return {}
         recs, self._metrics_buf = self._metrics_buf, []
+        self._metrics_flushed = time.monotonic()
         cols: dict[str, Array] = {
             "step": np.array([r.step for r in recs], np.int64),
             "epoch": np.array([r.epoch for r in recs], np.int64),

@@ -379,3 +379,32 @@ def test_log_schedule_and_errors():
     assert log_schedule(1000, 30, include_zero=False)[0] == 1
     with pytest.raises(RecorderConfigError, match="'n_points' must be a positive int"):
         log_schedule(10, 0)
+
+
+class _Odd(nn.Module):
+    """`gated` skips small batches; `pooled` outputs one row per batch, not per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.gated = nn.Linear(3, 3)
+        self.pooled = nn.Identity()
+
+    def forward(self, x):
+        h = self.gated(x) if x.shape[0] >= 4 else x
+        self.pooled(h.sum(0, keepdim=True))
+        return h
+
+
+def test_outputs_that_are_not_per_sample_or_skip_batches(tmp_path):
+    model = _Odd()
+    x = torch.randn(10, 3)
+    with pytest.warns(UserWarning, match="fired for 8 of 10 probe samples"), Recorder(
+        model, layers=["gated", "pooled"], store=tmp_path / "r.zarr", probe=x, batch_size=4
+    ) as rec:
+        rec.snapshot()
+    run = probe.open_run(tmp_path / "r.zarr")
+    # not batch-first: concatenated per batch (batches of 4, 4 and 2 samples)
+    pooled = run.acts("pooled", 0)
+    assert pooled.shape == (3, 3)
+    np.testing.assert_allclose(pooled[2], x[8:].sum(0).numpy(), rtol=1e-6)  # small batch: h = x
+    assert run.keys("gated") == []  # fired for some samples only: not recorded, warned

@@ -141,7 +141,18 @@ def test_disk_full_stops_with_last_committed_step_and_store_stays_readable(
             raise OSError(errno.ENOSPC, "No space left on device")
         return await real_set(self, key, value)
 
+    import hooks._zarr_io as zio
+
+    real_write = zio._atomic_write
+
+    def full_write(path, data):
+        if state["armed"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    # Both write paths: zarr's store (metadata, small arrays) and the raw chunk writer.
     monkeypatch.setattr(LocalStore, "set", full_set)
+    monkeypatch.setattr(zio, "_atomic_write", full_write)
     path = tmp_path / "r.zarr"
     rec = Recorder(tiny_mlp, layers="0", store=path, probe=probe_xy[0], every=1)
     rec.step(loss=1.0)
