@@ -106,8 +106,11 @@ def main():
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--probe-sizes", type=int, nargs="+", default=[2000, 10000])
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--quick", action="store_true", help="small version (seconds)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.rounds, args.probe_sizes = 300, 1, [2000]
     tmp = Path(tempfile.mkdtemp(prefix="probe-bench-"))

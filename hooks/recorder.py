@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from zarr.abc.codec import BytesBytesCodec
+from zarr.codecs import BloscCodec, ZstdCodec
 
 from hooks import schema
 from hooks._hookset import HookSet
@@ -38,6 +40,10 @@ from hooks.writer import MetricRecord, RunWriter, Snapshot, StreamBatch
 __all__ = ["Recorder"]
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_COMPRESSORS = {
+    "zstd": lambda: (ZstdCodec(level=0),),  # pays on sparse post-ReLU data (specs/storage.md)
+    "blosc": lambda: (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
+}
 _WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
 
 
@@ -88,8 +94,8 @@ class Recorder:
         Replace an existing run at ``store``.
     final_snapshot : bool
         On a clean exit, snapshot the last step if it is not snapshotted yet.
-    compressors : object, optional
-        zarr compressors for activations (default None: raw bytes; dense float data barely
+    compressors : {None, "zstd", "blosc"} or zarr codecs, optional
+        Compression of recorded arrays (default None: raw bytes; dense float data barely
         compresses).
     max_queue_bytes : int
         Memory budget of arrays waiting for the writer; beyond it the training thread waits.
@@ -141,6 +147,7 @@ class Recorder:
         self.layers_ = resolve_layers(self.root_, layers)
         self._due = as_schedule(every)
         self.dtype = self._parse_dtype(dtype)
+        self._parse_compressors(compressors)  # fail before anything touches the disk
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"'batch_size' must be a positive int; got {batch_size!r}."
             raise RecorderConfigError(msg)
@@ -178,7 +185,9 @@ class Recorder:
             root = create_run(
                 self.path, attrs, self._probe_arrays(store_probe_inputs), overwrite=overwrite
             )
-        self.writer_ = RunWriter(root, max_bytes=max_queue_bytes, compressors=compressors)
+        self.writer_ = RunWriter(
+            root, max_bytes=max_queue_bytes, compressors=self._parse_compressors(compressors)
+        )
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
         # A fresh run snapshots its initial state when due; a resumed one does not, because the
@@ -405,6 +414,21 @@ class Recorder:
                 "accepts, of shape (n_samples, ...)."
             )
             raise ProbeInputError(msg) from err
+
+    @staticmethod
+    def _parse_compressors(compressors: object) -> object:
+        if compressors is None:
+            return None
+        if isinstance(compressors, str) and compressors in _COMPRESSORS:
+            return _COMPRESSORS[compressors]()
+        items = compressors if isinstance(compressors, (list, tuple)) else [compressors]
+        if items and all(isinstance(c, BytesBytesCodec) for c in items):
+            return tuple(items)
+        msg = (
+            f"'compressors' must be None, one of {sorted(_COMPRESSORS)} or zarr bytes-to-bytes "
+            f"codecs (e.g. zarr.codecs.ZstdCodec()); got {compressors!r}."
+        )
+        raise RecorderConfigError(msg)
 
     @staticmethod
     def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:

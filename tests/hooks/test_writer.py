@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import probe
 from hooks import (
     Recorder,
+    RecorderConfigError,
     ResumeMismatchError,
     SchemaMismatchError,
     StoreCorruptError,
@@ -262,3 +263,27 @@ def test_metric_columns_appear_late_and_missing_layers_fill(tmp_path):
     np.testing.assert_array_equal(root["metrics/acc"][:], [np.nan, np.nan, 0.75])
     b = root["layers/b/acts"][:]
     assert b.shape == (2, 2, 3) and np.isnan(b[1]).all() and (b[0] == 1).all()
+
+
+@pytest.mark.parametrize("compressors", ["zstd", "blosc"])
+def test_compressed_runs_roundtrip_through_zarr(tmp_path, tiny_mlp, probe_xy, compressors):
+    path = tmp_path / "r.zarr"
+    with Recorder(tiny_mlp, layers="1", store=path, probe=probe_xy[0], every=1,
+                  compressors=compressors) as rec:
+        for _ in range(3):
+            with rec.watch():
+                tiny_mlp(probe_xy[0])
+            rec.step()
+    run = probe.open_run(path)
+    meta = zarr.open_array(str(path / "layers/1/acts")).metadata
+    assert len(meta.codecs) == 2  # bytes + the compressor: written by zarr, not the raw path
+    with torch.no_grad():
+        expected = torch.relu(tiny_mlp[0](probe_xy[0])).numpy()
+    np.testing.assert_array_equal(run.acts("1", -1), expected)
+    np.testing.assert_array_equal(run.stream("1").acts[-40:], expected)
+
+
+def test_bad_compressors(tmp_path, tiny_mlp):
+    with pytest.raises(RecorderConfigError, match="'compressors' must be None, one of"):
+        Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", compressors="lzma")
+    assert not (tmp_path / "r.zarr").exists()
