@@ -35,6 +35,7 @@ def _classifier_config(args: argparse.Namespace) -> object:
         epochs=args.epochs,
         optimizer=args.optimizer,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         loss=args.loss,
         gain=args.gain,
         probe_size=args.probe_size,
@@ -92,8 +93,10 @@ def _add_classifier_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                   help="cosine decay to 0 over the run, or a constant learning rate")
     p.add_argument(
         "--loss",
         choices=["ce", "mse"],

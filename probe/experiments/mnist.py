@@ -30,8 +30,9 @@ class ClassifierConfig:
     model: str = "mlp"
     epochs: int = 1
     batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
     loss: str = "ce"
     gain: float = 1.0
     probe_size: int = 2000
@@ -126,6 +127,11 @@ def train_classifier(
     if cfg.max_steps is not None:
         n_steps = min(n_steps, cfg.max_steps)
     schedule = log_schedule(n_steps, cfg.n_log_snapshots)
+    decay = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps)
+        if cfg.lr_schedule == "cosine"
+        else None
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     store = Path(out) / "run.zarr"
     t0 = time.perf_counter()
@@ -156,6 +162,8 @@ def train_classifier(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if decay is not None:
+                    decay.step()
                 step += 1
                 rec.step(
                     epoch=epoch,
