@@ -6,6 +6,7 @@ One base class, :class:`ProbeError`; every concrete error also inherits the matc
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "CorruptRunError",
     "LayerNotInRunError",
     "NotARunError",
@@ -48,3 +49,7 @@ class LayerNotInRunError(ProbeError, _KeyMessage):
 
 class StepNotFoundError(ProbeError, _KeyMessage):
     """A step at which the run has no snapshot."""
+
+
+class ConfigError(ProbeError, ValueError):
+    """An experiment setting outside its allowed values."""

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
 from probe.data import load_dataset, stratified_probe
+from probe.errors import ConfigError
 from probe.models import CNN, MLP
 
 __all__ = ["ClassifierConfig", "ClassifierResult", "train_classifier"]
@@ -59,18 +60,33 @@ def _weighted_layers(name: str, module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Conv2d))
 
 
+_CHOICES = {
+    "model": ("mlp", "cnn"),
+    "optimizer": ("sgd", "adam"),
+    "loss": ("ce", "mse"),
+    "lr_schedule": ("cosine", "constant"),
+}
+
+
+def _validate(cfg: ClassifierConfig) -> None:
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            msg = f"{name} must be one of {allowed}; got {getattr(cfg, name)!r}."
+            raise ConfigError(msg)
+    for name in ("epochs", "batch_size", "probe_size"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            msg = f"{name} must be a positive int; got {value!r}."
+            raise ConfigError(msg)
+
+
 def _model(cfg: ClassifierConfig, in_features: int) -> nn.Module:
     if cfg.model == "mlp":
         return MLP(in_features=in_features, gain=cfg.gain)
-    if cfg.model == "cnn":
-        return CNN(image_size=int(round(in_features**0.5)))
-    msg = f"model must be 'mlp' or 'cnn'; got {cfg.model!r}."
-    raise ValueError(msg)
+    return CNN(image_size=int(round(in_features**0.5)))
 
 
 def _loss_fn(cfg: ClassifierConfig) -> Any:
-    if cfg.loss == "ce":
-        return nn.functional.cross_entropy
     if cfg.loss == "mse":
 
         def half_mse(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -78,8 +94,7 @@ def _loss_fn(cfg: ClassifierConfig) -> Any:
             return 0.5 * ((logits - onehot) ** 2).sum(1).mean()
 
         return half_mse
-    msg = f"loss must be 'ce' or 'mse'; got {cfg.loss!r}."
-    raise ValueError(msg)
+    return nn.functional.cross_entropy
 
 
 @torch.no_grad()
@@ -111,6 +126,7 @@ def train_classifier(
     -------
     ClassifierResult
     """
+    _validate(cfg)
     torch.manual_seed(cfg.seed)
     x_tr, y_tr = load_dataset(cfg.dataset, train=True)
     x_te, y_te = load_dataset(cfg.dataset, train=False)
