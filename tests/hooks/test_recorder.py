@@ -408,3 +408,20 @@ def test_outputs_that_are_not_per_sample_or_skip_batches(tmp_path):
     assert pooled.shape == (3, 3)
     np.testing.assert_allclose(pooled[2], x[8:].sum(0).numpy(), rtol=1e-6)  # small batch: h = x
     assert run.keys("gated") == []  # fired for some samples only: not recorded, warned
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_records_and_training_is_unchanged(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).cuda()
+    x = torch.randn(50, 8)  # probe on the host: sent to the model's device per batch
+    with Recorder(net, layers=["0", "2"], store=tmp_path / "r.zarr", probe=x, every=1,
+                  batch_size=16) as rec:
+        with rec.watch():
+            net(x[:10].cuda())
+        rec.step()
+    run = probe.open_run(tmp_path / "r.zarr")
+    with torch.no_grad():
+        np.testing.assert_allclose(run.acts("2", 1), net(x.cuda()).cpu().numpy(), rtol=1e-5)
+    assert run.stream("0").acts.shape == (10, 16)
