@@ -5,5 +5,14 @@ activation capture can address them by name (``layers.0``, ``acts.0``, ``conv1``
 """
 
 from probe.models.mnist import CNN, MLP, InputShapeError, ModelConfigError
+from probe.models.polynomial import ProductNet, SumNet, TwoBranchNet
 
-__all__ = ["CNN", "MLP", "InputShapeError", "ModelConfigError"]
+__all__ = [
+    "CNN",
+    "MLP",
+    "InputShapeError",
+    "ModelConfigError",
+    "ProductNet",
+    "SumNet",
+    "TwoBranchNet",
+]
