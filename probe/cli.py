@@ -1,6 +1,7 @@
-"""The ``probe`` command line: ``probe info RUN``, ``probe run mnist``, ``probe demo``.
+"""The ``probe`` command line: ``info``, ``run mnist``, ``run finetune-speed`` and ``demo``.
 
 Every verb has ``--help``; outputs go under ``artifacts/`` unless ``--out`` says otherwise.
+Experiment flags are generated from the experiments' config dataclasses.
 """
 
 from __future__ import annotations
@@ -8,14 +9,45 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
+from probe._cli_config import add_config_args, config_from_args
 from probe._format import format_info
 from probe.errors import ProbeError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+_CLASSIFIER_HELP = {
+    "dataset": "mnist (torchvision; data root $PROBE_DATA) or digits (bundled 8x8, offline)",
+    "loss": "ce: cross-entropy; mse: 0.5*MSE on one-hot targets",
+    "lr_schedule": "cosine decay to 0 over the run, or constant",
+    "gain": "init gain of the MLP",
+    "probe_size": "stratified test images recorded at every snapshot",
+    "n_log_snapshots": "log-spaced snapshots (plus one per epoch end)",
+    "max_steps": "stop after this many optimizer steps",
+    "weights": "record the weights of every Linear/Conv layer",
+}
+_CLASSIFIER_CHOICES = {
+    "dataset": ["mnist", "digits"],
+    "model": ["mlp", "cnn"],
+    "optimizer": ["adam", "sgd"],
+    "loss": ["ce", "mse"],
+    "lr_schedule": ["cosine", "constant"],
+}
+_FINETUNE_HELP = {
+    "seeds": "paired seeds (>= 6 for a Wilcoxon p below 0.05)",
+    "seed0": "first seed",
+    "width": "hidden width of every branch MLP",
+    "depth": "hidden layers of every branch MLP",
+    "pretrain_steps": "full-batch Adam steps on (x+1)^2",
+    "finetune_steps": "full-batch Adam steps on each task A, B",
+    "threshold": "loss threshold of steps_to_threshold",
+    "n_grid": "points of the x-grid on [-2, 2] (training set and probe set)",
+    "supervise_branches": "also supervise the branches with their factors/terms in pretraining",
+    "n_snapshots": "log-spaced snapshots of each finetune run",
+    "alpha": "significance level of the verdicts",
+    "n_bootstrap": "bootstrap resamples of the CI",
+}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -26,87 +58,39 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classifier_config(args: argparse.Namespace) -> object:
-    from probe.experiments.mnist import ClassifierConfig
-
-    return ClassifierConfig(
-        dataset=args.dataset,
-        model=args.model,
-        epochs=args.epochs,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        loss=args.loss,
-        gain=args.gain,
-        probe_size=args.probe_size,
-        max_steps=args.max_steps,
-        seed=args.seed,
-    )
-
-
 def _cmd_run_mnist(args: argparse.Namespace) -> int:
-    from probe.experiments.mnist import train_classifier
+    from probe.experiments.mnist import ClassifierConfig, train_classifier
 
-    cfg = _classifier_config(args)
-    res = train_classifier(cfg, args.out)  # type: ignore[arg-type]
+    cfg = config_from_args(ClassifierConfig, args)
+    res = train_classifier(cfg, args.out)
     print(
-        f"\n{args.dataset} {args.model}: test accuracy {res.test_accuracy:.4f}, "
+        f"\n{cfg.dataset} {cfg.model}: test accuracy {res.test_accuracy:.4f}, "
         f"test loss {res.test_loss:.4f}, {res.n_steps} steps in {res.wall_s:.1f} s"
     )
     print(f"run store: {res.store}   (inspect: probe info {res.store})")
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from probe.data import DatasetUnavailableError
-    from probe.experiments.mnist import ClassifierConfig, train_classifier
-    from probe.store import open_run
-
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    cfg = ClassifierConfig(dataset=args.dataset, model="mlp", epochs=1, seed=0)
-    try:
-        res = train_classifier(cfg, out / "mnist-mlp")
-    except DatasetUnavailableError as err:
-        if args.dataset != "mnist":
-            raise
-        print(f"{err}\nfalling back to --dataset digits", file=sys.stderr)
-        cfg = ClassifierConfig(dataset="digits", model="mlp", epochs=20, seed=0)
-        res = train_classifier(cfg, out / "digits-mlp")
-    print()
-    print(format_info(open_run(res.store).info()))
-    print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
-    print(
-        f"  {cfg.dataset} MLP: test accuracy {res.test_accuracy:.4f} after {res.n_steps} steps "
-        f"({res.wall_s:.0f} s)"
+def _cmd_run_finetune(args: argparse.Namespace) -> int:
+    from probe.experiments.finetune_speed import (
+        FinetuneConfig,
+        format_summary,
+        run_finetune_speed,
     )
-    print(f"  run store: {res.store}")
+
+    res = run_finetune_speed(config_from_args(FinetuneConfig, args), args.out)
+    print("\n" + format_summary(res.summary))
+    print(
+        f"written: {res.metrics_csv}, {res.summary_json}, {res.figure}; run stores in {res.runs}/"
+    )
     return 0
 
 
-def _add_classifier_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dataset",
-        choices=["mnist", "digits"],
-        default="mnist",
-        help="mnist (torchvision; data root $PROBE_DATA) or digits (bundled 8x8, offline)",
-    )
-    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
-                   help="cosine decay to 0 over the run, or a constant learning rate")
-    p.add_argument(
-        "--loss",
-        choices=["ce", "mse"],
-        default="ce",
-        help="cross-entropy, or 0.5*MSE on one-hot targets",
-    )
-    p.add_argument("--gain", type=float, default=1.0, help="MLP init gain")
-    p.add_argument("--probe-size", type=int, default=2000, help="stratified test images recorded")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    p.add_argument("--seed", type=int, default=0)
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from probe.experiments.demo import run_demo
+
+    print(run_demo(args.out, dataset=args.dataset, seeds=args.seeds))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,22 +107,42 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a reference experiment", description="Run a reference experiment."
     )
     exp = p.add_subparsers(dest="experiment", required=True)
+    from probe.experiments.finetune_speed import FinetuneConfig
+    from probe.experiments.mnist import ClassifierConfig
+
     q = exp.add_parser(
         "mnist",
         help="MNIST/digits classifier with recorded representations",
         description="Train an MNIST (or digits) classifier with a Recorder attached.",
     )
-    _add_classifier_args(q)
+    add_config_args(
+        q,
+        ClassifierConfig,
+        helps=_CLASSIFIER_HELP,
+        choices=_CLASSIFIER_CHOICES,
+        defaults={"epochs": 3},
+    )
     q.add_argument("--out", default="artifacts/mnist", help="output folder")
     q.set_defaults(func=_cmd_run_mnist)
+
+    q = exp.add_parser(
+        "finetune-speed",
+        help="ProductNet vs SumNet finetuned to related polynomials",
+        description="Pretrain ProductNet and SumNet on (x+1)^2, finetune on A=(x+1)(x+2) and "
+        "B=x^2+2.5x+1, compare learning speed paired across seeds.",
+    )
+    add_config_args(q, FinetuneConfig, helps=_FINETUNE_HELP)
+    q.add_argument("--out", default="artifacts/finetune-speed", help="output folder")
+    q.set_defaults(func=_cmd_run_finetune)
 
     p = sub.add_parser(
         "demo",
         help="the main job on embedded defaults",
-        description="Run a small real version of every reference experiment.",
+        description="Run a small real version of every reference experiment (artifacts/demo/).",
     )
     p.add_argument("--out", default="artifacts/demo", help="output folder")
     p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
+    p.add_argument("--seeds", type=int, default=6, help="finetune-speed seeds")
     p.set_defaults(func=_cmd_demo)
     return parser
 

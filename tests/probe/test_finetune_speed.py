@@ -385,3 +385,36 @@ def test_end_to_end_tiny(tmp_path):
     text = format_summary(summary)
     assert "task A: (x + 1)(x + 2) = x^2 + 3x + 2" in text
     assert "verdict: no significant difference" in text
+
+
+def test_cli_run_finetune_speed(tmp_path, capsys):
+    from probe.cli import main as cli_main
+
+    out = tmp_path / "cli"
+    argv = [
+        "run",
+        "finetune-speed",
+        "--seeds",
+        "2",
+        "--width",
+        "4",
+        "--pretrain-steps",
+        "5",
+        "--finetune-steps",
+        "4",
+        "--n-grid",
+        "16",
+        "--n-snapshots",
+        "2",
+        "--n-bootstrap",
+        "50",
+        "--no-supervise-branches",
+        "--out",
+        str(out),
+    ]
+    assert cli_main(argv) == 0
+    text = capsys.readouterr().out
+    assert "finetune-speed, 2 seeds" in text and "verdict" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["supervise_branches"] is False
+    assert summary["config"]["finetune_steps"] == 4

@@ -177,6 +177,7 @@ def test_cli_help_on_every_verb(capsys):
         ["info", "--help"],
         ["run", "--help"],
         ["run", "mnist", "--help"],
+        ["run", "finetune-speed", "--help"],
         ["demo", "--help"],
     ):
         with pytest.raises(SystemExit) as exc:
