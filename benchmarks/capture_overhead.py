@@ -155,7 +155,8 @@ def main():
                     "ratio_manual_over_plain": round(med["manual"] / med["plain"], 3),
                     "extra_s_over_probe_forwards": round(extra / fwd, 3),
                     "recorded_MB": round(st["bytes"] / 1e6, 1),
-                    "writer_MBps": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9), 1),
+                    "writer_cpu_s": round(st["writer_cpu_s"], 3),
+                "writer_MBps": round(st["bytes"] / 1e6 / max(st["writer_busy_s"], 1e-9), 1),
                     "writer_MBps_over_disk": round(
                         st["bytes"]
                         / 1e6
