@@ -96,8 +96,10 @@ class HookSet:
             if self._filled[key] == out.shape[0]:
                 arrays[key] = out.numpy()
             else:
-                msg = (f"{key} fired for {self._filled[key]} of {out.shape[0]} probe samples; "
-                       "not recorded at this snapshot (stored as fill values).")
+                msg = (
+                    f"{key} fired for {self._filled[key]} of {out.shape[0]} probe samples; "
+                    "not recorded at this snapshot (stored as fill values)."
+                )
                 warnings.warn(msg, UserWarning, stacklevel=3)
         self._buf.clear()
         self._out.clear()

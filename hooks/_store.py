@@ -200,3 +200,30 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
 def store_path(store: str | os.PathLike[str]) -> Path:
     """Return the store argument as a `Path` (local folders only in schema v1)."""
     return Path(os.fspath(store)).expanduser()
+
+
+def last_metric_step(root: zarr.Group) -> int:
+    """Return the step of the last committed metric record (0 if none)."""
+    n = int(root.attrs.get(schema.N_METRIC_RECORDS, 0))
+    if n and f"{schema.METRICS}/step" in root:
+        return int(root[f"{schema.METRICS}/step"][n - 1])
+    return 0
+
+
+def last_epoch(root: zarr.Group) -> int:
+    """Return the epoch of the last committed snapshot (0 if none)."""
+    n = int(root.attrs.get(schema.N_COMMITTED, 0))
+    if n and f"{schema.SNAPSHOTS}/epoch" in root:
+        return int(root[f"{schema.SNAPSHOTS}/epoch"][n - 1])
+    return 0
+
+
+def last_snapshot_step(root: zarr.Group) -> int | None:
+    """Return the step of the last committed snapshot, read from ``snapshots/step`` (None if none).
+
+    The array, trimmed to ``n_committed``, is the truth; the ``last_step`` attr is a summary.
+    """
+    n = int(root.attrs.get(schema.N_COMMITTED, 0))
+    if n and f"{schema.SNAPSHOTS}/step" in root:
+        return int(root[f"{schema.SNAPSHOTS}/step"][n - 1])
+    return None

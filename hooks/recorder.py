@@ -18,13 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from zarr.abc.codec import BytesBytesCodec
-from zarr.codecs import BloscCodec, ZstdCodec
 
 from hooks import schema
 from hooks._hookset import HookSet
+from hooks._options import parse_compressors, parse_dtype, toolkit_version
 from hooks._probe_set import ProbeSet, make_probe_set
-from hooks._store import create_run, probe_digest, reopen_run, store_path
+from hooks._store import (
+    create_run,
+    last_epoch,
+    last_metric_step,
+    last_snapshot_step,
+    probe_digest,
+    reopen_run,
+    store_path,
+)
 from hooks.capture import to_host
 from hooks.errors import (
     ProbeInputError,
@@ -39,21 +46,8 @@ from hooks.writer import MetricRecord, RunWriter, Snapshot, StreamBatch
 
 __all__ = ["Recorder"]
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-_COMPRESSORS = {
-    "zstd": lambda: (ZstdCodec(level=0),),  # pays on sparse post-ReLU data (specs/storage.md)
-    "blosc": lambda: (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
-}
+
 _WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("probe")
-    except Exception:  # noqa: BLE001 - metadata missing in a source checkout
-        return "unknown"
 
 
 class Recorder:
@@ -146,8 +140,8 @@ class Recorder:
         self.root_ = unwrap_model(model)
         self.layers_ = resolve_layers(self.root_, layers)
         self._due = as_schedule(every)
-        self.dtype = self._parse_dtype(dtype)
-        self._parse_compressors(compressors)  # fail before anything touches the disk
+        self.dtype = parse_dtype(dtype)
+        parse_compressors(compressors)  # fail before anything touches the disk
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"'batch_size' must be a positive int; got {batch_size!r}."
             raise RecorderConfigError(msg)
@@ -179,14 +173,14 @@ class Recorder:
         resumed = resume and self.path.exists()
         if resumed:
             root = reopen_run(self.path, attrs)
-            self.step_ = max(int(root.attrs.get("last_step", 0) or 0), self._last_metric_step(root))
-            self.epoch = self._last_epoch(root)
+            self.step_ = max(last_snapshot_step(root) or 0, last_metric_step(root))
+            self.epoch = last_epoch(root)
         else:
             root = create_run(
                 self.path, attrs, self._probe_arrays(store_probe_inputs), overwrite=overwrite
             )
         self.writer_ = RunWriter(
-            root, max_bytes=max_queue_bytes, compressors=self._parse_compressors(compressors)
+            root, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
         )
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
@@ -415,30 +409,6 @@ class Recorder:
             )
             raise ProbeInputError(msg) from err
 
-    @staticmethod
-    def _parse_compressors(compressors: object) -> object:
-        if compressors is None:
-            return None
-        if isinstance(compressors, str) and compressors in _COMPRESSORS:
-            return _COMPRESSORS[compressors]()
-        items = compressors if isinstance(compressors, (list, tuple)) else [compressors]
-        if items and all(isinstance(c, BytesBytesCodec) for c in items):
-            return tuple(items)
-        msg = (
-            f"'compressors' must be None, one of {sorted(_COMPRESSORS)} or zarr bytes-to-bytes "
-            f"codecs (e.g. zarr.codecs.ZstdCodec()); got {compressors!r}."
-        )
-        raise RecorderConfigError(msg)
-
-    @staticmethod
-    def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-        if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
-            return dtype
-        if isinstance(dtype, str) and dtype in _DTYPES:
-            return _DTYPES[dtype]
-        msg = f"'dtype' must be 'float32' or 'float16'; got {dtype!r}."
-        raise RecorderConfigError(msg)
-
     def _probe_arrays(self, max_bytes: int) -> dict[str, np.ndarray]:
         if self.probe_ is None:
             return {}
@@ -456,7 +426,7 @@ class Recorder:
             "schema": schema.SCHEMA,
             "schema_version": schema.SCHEMA_VERSION,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "toolkit_version": _version(),
+            "toolkit_version": toolkit_version(),
             "torch_version": torch.__version__,
             "model_class": type(self.root_).__name__,
             "config": dict(config or {}),
@@ -470,20 +440,6 @@ class Recorder:
             schema.N_METRIC_RECORDS: 0,
             schema.N_STREAM_ROWS: 0,
         }
-
-    @staticmethod
-    def _last_metric_step(root: Any) -> int:
-        n = int(root.attrs.get(schema.N_METRIC_RECORDS, 0))
-        if n and f"{schema.METRICS}/step" in root:
-            return int(root[f"{schema.METRICS}/step"][n - 1])
-        return 0
-
-    @staticmethod
-    def _last_epoch(root: Any) -> int:
-        n = int(root.attrs.get(schema.N_COMMITTED, 0))
-        if n and f"{schema.SNAPSHOTS}/epoch" in root:
-            return int(root[f"{schema.SNAPSHOTS}/epoch"][n - 1])
-        return 0
 
     def _check_open(self) -> None:
         if self._closed:

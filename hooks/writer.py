@@ -20,6 +20,7 @@ import numpy.typing as npt
 import zarr
 
 from hooks import schema
+from hooks._store import last_snapshot_step
 from hooks._zarr_io import append_many, create_array, fill_value
 from hooks.errors import NonFiniteWarning, RecorderClosedError, WriterError
 
@@ -95,7 +96,7 @@ class RunWriter:
         max_bytes: int = 256 << 20,
         compressors: object = None,
         metrics_every: int = 256,
-        metrics_interval_s: float = 10.0,
+        metrics_interval_s: float = 1.0,
     ) -> None:
         self.root = root
         self.max_bytes = int(max_bytes)
@@ -106,7 +107,7 @@ class RunWriter:
         self.n_committed: int = attrs.get(schema.N_COMMITTED, 0)
         self.n_metric_records: int = attrs.get(schema.N_METRIC_RECORDS, 0)
         self.n_stream_rows: int = attrs.get(schema.N_STREAM_ROWS, 0)
-        self.last_step: int | None = attrs.get("last_step")
+        self.last_step: int | None = last_snapshot_step(root)
         self.nonfinite: dict[str, list[list[int]]] = dict(attrs.get("nonfinite", {}))
         self._arrays: dict[str, zarr.Array] = {}
         self._snapshot_paths = self._existing_paths(root, "snapshot")
@@ -205,14 +206,16 @@ class RunWriter:
                     self._write_snapshot(item)
                 elif isinstance(item, MetricRecord):
                     self._metrics_buf.append(item)
-                    if (len(self._metrics_buf) >= self.metrics_every
-                            or time.monotonic() - self._metrics_flushed > self.metrics_interval_s):
-                        self._commit(self._write_metrics())
                 elif isinstance(item, StreamBatch):
                     item.arrays["stream/step"] = np.full(item.n_rows, item.step, np.int64)
                     item.arrays["stream/sample_id"] = item.sample_id.astype(np.int64)
                     self._stream_buf.append(item)
                     self._commit(self._write_stream(final=False))
+                if self._metrics_buf and (
+                    len(self._metrics_buf) >= self.metrics_every
+                    or time.monotonic() - self._metrics_flushed > self.metrics_interval_s
+                ):
+                    self._commit(self._write_metrics())
             except BaseException as exc:  # noqa: BLE001 - surfaced on the training thread
                 self._fail(exc)
                 return
@@ -433,7 +436,9 @@ class RunWriter:
         if updates:
             if self.nonfinite:
                 updates["nonfinite"] = self.nonfinite
-            self.root.attrs.update(updates)
+            # One metadata write for all counters: `attrs.update` writes once per key, and a
+            # crash between those writes left n_committed and last_step disagreeing (kill test).
+            self.root.update_attributes(updates)
 
 
 def _to_float(value: Any) -> float:

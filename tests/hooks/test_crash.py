@@ -42,6 +42,8 @@ def check_store(store, x):
         return None
     steps = run.steps
     assert np.all(np.diff(steps) > 0)
+    if run.n_snapshots:  # the commit writes both counters in one atomic metadata write
+        assert run.attrs["last_step"] == steps[-1]
     if run.n_snapshots:
         acts = run.acts("lin")
         assert acts.shape == (run.n_snapshots, 2000, 64)
@@ -80,6 +82,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             assert run.n_snapshots >= committed  # nothing committed is ever lost
             committed = run.n_snapshots
     assert committed > 0 and n_reads > 0
+    assert probe.open_run(store).n_metric_records > 0  # metrics are committed about every second
     # A clean resume after the last kill continues the same run.
     before = probe.open_run(store)
     child = _spawn(store, 5)
