@@ -8,6 +8,7 @@ import torch
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 import probe
 from hooks import (
@@ -268,8 +269,9 @@ def test_metric_columns_appear_late_and_missing_layers_fill(tmp_path):
 @pytest.mark.parametrize("compressors", ["zstd", "blosc"])
 def test_compressed_runs_roundtrip_through_zarr(tmp_path, tiny_mlp, probe_xy, compressors):
     path = tmp_path / "r.zarr"
-    with Recorder(tiny_mlp, layers="1", store=path, probe=probe_xy[0], every=1,
-                  compressors=compressors) as rec:
+    with Recorder(
+        tiny_mlp, layers="1", store=path, probe=probe_xy[0], every=1, compressors=compressors
+    ) as rec:
         for _ in range(3):
             with rec.watch():
                 tiny_mlp(probe_xy[0])
@@ -287,3 +289,33 @@ def test_bad_compressors(tmp_path, tiny_mlp):
     with pytest.raises(RecorderConfigError, match="'compressors' must be None, one of"):
         Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", compressors="lzma")
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_resume_with_another_layer_width_fails_clearly(tmp_path, probe_xy):
+    path = tmp_path / "r.zarr"
+    x = probe_xy[0]
+    with Recorder(nn.Sequential(nn.Linear(8, 16)), layers="0", store=path, probe=x, every=1) as rec:
+        rec.step()
+    wider = nn.Sequential(nn.Linear(8, 32))
+    rec = Recorder(wider, layers="0", store=path, probe=x, every=1, resume=True)
+    rec.step()  # queues a snapshot of width 32 for a store whose layer has width 16
+    shape_msg = r"'layers/0/acts' in the store has rows of shape \(40, 16\)"
+    with pytest.raises(WriterError, match=shape_msg):
+        rec.flush()
+    with pytest.raises(WriterError, match="last committed snapshot is step 1"):
+        rec.close()
+    assert probe.open_run(path).n_snapshots == 2  # the earlier run is intact
+
+
+def test_append_many_rejects_rows_of_another_shape(tmp_path):
+    from hooks._zarr_io import append_many, create_array
+
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    arr = create_array(
+        group, "a", shape=(0, 3), chunks=(4, 3), dtype="float32", dims=("r", "f"), compressors=None
+    )
+    with pytest.raises(
+        ValueError, match=r"rows to append to 'a' must have shape \(n, 3\); got \(2, 4\)"
+    ):
+        append_many([(arr, np.zeros((2, 4), np.float32))])
+    assert arr.shape == (0, 3)
