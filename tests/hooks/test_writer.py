@@ -13,6 +13,7 @@ from torch import nn
 import probe
 from hooks import (
     Recorder,
+    RecorderClosedError,
     RecorderConfigError,
     ResumeMismatchError,
     SchemaMismatchError,
@@ -319,3 +320,10 @@ def test_append_many_rejects_rows_of_another_shape(tmp_path):
     ):
         append_many([(arr, np.zeros((2, 4), np.float32))])
     assert arr.shape == (0, 3)
+
+
+def test_put_after_close_is_refused(tmp_path):
+    w = RunWriter(_root(tmp_path / "r.zarr"))
+    w.close()
+    with pytest.raises(RecorderClosedError, match="the run's writer is closed"):
+        w.put(MetricRecord(1, 0, {"loss": 1.0}))

@@ -184,3 +184,11 @@ def test_cli_help_on_every_verb(capsys):
             cli_main(argv)
         assert exc.value.code == 0
         assert "usage: probe" in capsys.readouterr().out
+
+
+def test_to_xarray_without_xarray_names_the_install(run_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "xarray", None)
+    with pytest.raises(ImportError, match="needs xarray: pip install xarray dask"):
+        probe.open_run(run_path).to_xarray()
