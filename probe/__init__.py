@@ -1,6 +1,8 @@
 """Analysis side of the toolkit: read run stores, analyse them, run reference experiments."""
 
+from probe import alignment, difference
 from probe.errors import (
+    ConfigError,
     CorruptRunError,
     LayerNotInRunError,
     NotARunError,
@@ -12,6 +14,7 @@ from probe.errors import (
 from probe.store import Run, StreamRows, open_run
 
 __all__ = [
+    "ConfigError",
     "CorruptRunError",
     "LayerNotInRunError",
     "NotARunError",
@@ -21,5 +24,7 @@ __all__ = [
     "SchemaVersionError",
     "StepNotFoundError",
     "StreamRows",
+    "alignment",
+    "difference",
     "open_run",
 ]
