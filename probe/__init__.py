@@ -1,6 +1,6 @@
 """Analysis side of the toolkit: read run stores, analyse them, run reference experiments."""
 
-from probe import alignment, difference
+from probe import alignment, difference, effective
 from probe.errors import (
     ConfigError,
     CorruptRunError,
@@ -26,5 +26,6 @@ __all__ = [
     "StreamRows",
     "alignment",
     "difference",
+    "effective",
     "open_run",
 ]
