@@ -28,6 +28,13 @@ __all__ = ["MetricRecord", "RunWriter", "Snapshot", "StreamBatch"]
 
 Array = npt.NDArray[Any]
 _MAX_NONFINITE_ENTRIES = 100
+# Snapshots appended together when the writer finds them queued (bounds one commit's latency).
+_MAX_SNAPSHOT_BATCH = 256
+# Snapshot rows below this size share chunks along ``snapshot``; a partly filled chunk is
+# rewritten on every append, so it is kept well below schema.CHUNK_BYTES.
+_SNAPSHOT_CHUNK_BYTES = 256 << 10
+_MAX_SNAPSHOTS_PER_CHUNK = 1024
+_SCALAR_SNAPSHOT_CHUNK = 1024
 
 
 @dataclass
@@ -203,7 +210,20 @@ class RunWriter:
                     self._write_tails(final=False)
                     item.done.set()
                 elif isinstance(item, Snapshot):
-                    self._write_snapshot(item)
+                    batch = [item]
+                    with self._cond:  # snapshots queued behind it go in the same appends
+                        while (
+                            self._queue
+                            and isinstance(self._queue[0][0], (Snapshot, MetricRecord))
+                            and len(batch) < _MAX_SNAPSHOT_BATCH
+                        ):
+                            more, more_bytes = self._queue.popleft()
+                            nbytes += more_bytes
+                            if isinstance(more, Snapshot):
+                                batch.append(more)
+                            else:  # metrics are independent of snapshots: buffer as usual
+                                self._metrics_buf.append(more)  # type: ignore[arg-type]
+                    self._write_snapshots(batch)
                 elif isinstance(item, MetricRecord):
                     self._metrics_buf.append(item)
                 elif isinstance(item, StreamBatch):
@@ -260,12 +280,7 @@ class RunWriter:
         if arr is None:
             if path in self.root:
                 arr = self.root[path]
-                if arr.shape[1:] != like.shape or arr.dtype != like.dtype:
-                    msg = (
-                        f"array {path!r} in the store has rows of shape {arr.shape[1:]} and dtype "
-                        f"{arr.dtype}; got {like.shape} {like.dtype}. Record into a new store."
-                    )
-                    raise ValueError(msg)
+                _check_row(arr, path, like)
             else:
                 group, _, name = path.rpartition("/")
                 arr = create_array(
@@ -295,35 +310,40 @@ class RunWriter:
             if len(entries) < _MAX_NONFINITE_ENTRIES:
                 entries.append([int(step), n_bad])
 
-    def _write_snapshot(self, s: Snapshot) -> None:
-        updates: dict[str, Any] = {}
+    def _write_snapshots(self, batch: list[Snapshot]) -> None:
+        """Append the snapshots of ``batch`` as rows of every array, then commit them at once.
+
+        A writer that falls behind (many small snapshots, e.g. every step) thus writes each
+        array's chunk and ``zarr.json`` once per batch instead of once per snapshot.
+        """
+        n0, n = self.n_committed, len(batch)
+        rows: dict[str, list[Array | None]] = {}
+        for i, s in enumerate(batch):
+            for path, a in s.arrays.items():
+                self._check_finite(path, s.step, a)
+                arr = self._array(
+                    path, a, ("snapshot",), s.dims[path], n0, _snapshot_chunks(s, path)
+                )
+                _check_row(arr, path, a)
+                self._snapshot_paths.add(path)
+                rows.setdefault(path, [None] * n)[i] = a
         pairs = []
-        for path, a in s.arrays.items():
-            self._check_finite(path, s.step, a)
-            chunks = (1, *a.shape)
-            if s.dims[path] and s.dims[path][0] == "sample" and a.ndim:
-                rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
-                chunks = (1, rows, *a.shape[1:])
-            arr = self._array(path, a, ("snapshot",), s.dims[path], self.n_committed, chunks)
-            self._snapshot_paths.add(path)
-            pairs.append((arr, a[None]))
-        for path in self._snapshot_paths - set(s.arrays):  # a layer that did not fire: fill row
+        for path in self._snapshot_paths:
             arr = self._arrays.get(path) or self.root[path]
             self._arrays[path] = arr
-            pairs.append((arr, np.full((1, *arr.shape[1:]), fill_value(arr.dtype), arr.dtype)))
-        for name, value, dtype in (
-            ("step", s.step, np.int64),
-            ("epoch", s.epoch, np.int64),
-            ("wall_time", s.wall_time, np.float64),
-        ):
-            a = np.asarray([value], dtype=dtype)
+            stack = np.empty((n, *arr.shape[1:]), arr.dtype)
+            for i, a in enumerate(rows.get(path, [None] * n)):
+                stack[i] = fill_value(arr.dtype) if a is None else a  # None: layer did not fire
+            pairs.append((arr, stack))
+        for name, dtype in (("step", np.int64), ("epoch", np.int64), ("wall_time", np.float64)):
+            a = np.asarray([getattr(s, name) for s in batch], dtype=dtype)
             path = f"{schema.SNAPSHOTS}/{name}"
-            pairs.append((self._array(path, a[0], ("snapshot",), (), self.n_committed, (1,)), a))
+            chunks = (_SCALAR_SNAPSHOT_CHUNK,)
+            pairs.append((self._array(path, a[0], ("snapshot",), (), n0, chunks), a))
         append_many(pairs)
-        self.n_committed += 1
-        self.last_step = s.step
-        updates.update({schema.N_COMMITTED: self.n_committed, "last_step": s.step})
-        self._commit(updates)
+        self.n_committed += n
+        self.last_step = batch[-1].step
+        self._commit({schema.N_COMMITTED: self.n_committed, "last_step": self.last_step})
 
     def _write_metrics(self) -> dict[str, Any]:
         if not self._metrics_buf:
@@ -439,6 +459,33 @@ class RunWriter:
             # One metadata write for all counters: `attrs.update` writes once per key, and a
             # crash between those writes left n_committed and last_step disagreeing (kill test).
             self.root.update_attributes(updates)
+
+
+def _check_row(arr: zarr.Array, path: str, row: Array) -> None:
+    """Raise if ``row`` does not fit the rows of ``arr`` (e.g. a resumed run's layer got wider)."""
+    if arr.shape[1:] != row.shape or arr.dtype != row.dtype:
+        msg = (
+            f"array {path!r} in the store has rows of shape {arr.shape[1:]} and dtype "
+            f"{arr.dtype}; got {row.shape} {row.dtype}. Record into a new store."
+        )
+        raise ValueError(msg)
+
+
+def _snapshot_chunks(s: Snapshot, path: str) -> tuple[int, ...]:
+    """Chunk shape of a snapshot array: small rows grouped along ``snapshot``, large split.
+
+    A row (one snapshot) under `_SNAPSHOT_CHUNK_BYTES` shares its chunk with the next snapshots,
+    so recording a small probe set every step does not make one file per step and array; a
+    larger row gets its own chunks, split along ``sample`` to about `schema.CHUNK_BYTES`.
+    """
+    a = s.arrays[path]
+    if a.nbytes < _SNAPSHOT_CHUNK_BYTES:
+        k = min(_MAX_SNAPSHOTS_PER_CHUNK, _SNAPSHOT_CHUNK_BYTES // max(1, a.nbytes))
+        return (k, *a.shape)
+    if s.dims[path] and s.dims[path][0] == "sample" and a.ndim:
+        rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
+        return (1, rows, *a.shape[1:])
+    return (1, *a.shape)
 
 
 def _to_float(value: Any) -> float:

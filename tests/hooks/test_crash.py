@@ -1,6 +1,7 @@
 """SIGKILL a recording process at random moments; the store must open with every commit intact."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -27,6 +28,13 @@ def _spawn(store, *args):
         env=env,
         text=True,
     )
+
+
+def _wait_ready(child, timeout=60.0):
+    """Block until the child prints its ``ready`` line (it has opened the run)."""
+    ready, _, _ = select.select([child.stdout], [], [], timeout)
+    assert ready, "the crash child did not start recording within 60 s"
+    assert child.stdout.readline().startswith("ready")
 
 
 def _probe():
@@ -65,10 +73,14 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     x = _probe()
     rng = np.random.default_rng(12345)
     n_reads = committed = 0
-    for _ in range(N_KILLS):
+    for i in range(N_KILLS):
         child = _spawn(store)
         try:
-            # Child start-up (imports, store creation) takes ~1-3 s here: kills land in it too.
+            # Child start-up (imports, store creation) takes 1-3 s on an idle machine and much
+            # longer on a loaded one: odd rounds kill at a random moment of it, even rounds a
+            # random moment after the child reports it is recording.
+            if i % 2 == 0:
+                _wait_ready(child)
             deadline = time.monotonic() + rng.uniform(0.3, 4.0)
             while time.monotonic() < deadline:  # a concurrent reader while the child writes
                 run = check_store(store, x)

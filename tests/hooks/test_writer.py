@@ -327,3 +327,32 @@ def test_put_after_close_is_refused(tmp_path):
     w.close()
     with pytest.raises(RecorderClosedError, match="the run's writer is closed"):
         w.put(MetricRecord(1, 0, {"loss": 1.0}))
+
+
+def test_snapshot_batches_share_chunks_and_fill_late_or_missing_layers(tmp_path):
+    """A writer that fell behind appends queued snapshots together (`_write_snapshots`)."""
+    path = tmp_path / "r.zarr"
+    w = RunWriter(_root(path))
+    dims = {"layers/a/acts": ("sample", "f"), "layers/b/acts": ("sample", "f")}
+    a = [np.full((2, 3), i, np.float32) for i in range(7)]
+    w._write_snapshots([Snapshot(i, 0, 0.0, {"layers/a/acts": a[i]}, dims) for i in range(3)])
+    # b appears in the middle of the second batch; a is missing from its last snapshot
+    batch = [
+        Snapshot(3, 0, 0.0, {"layers/a/acts": a[3]}, dims),
+        Snapshot(4, 1, 0.0, {"layers/a/acts": a[4], "layers/b/acts": -a[4]}, dims),
+        Snapshot(5, 1, 0.0, {"layers/b/acts": -a[5]}, dims),
+    ]
+    w._write_snapshots(batch)
+    w._write_snapshots([Snapshot(6, 1, 0.0, {"layers/a/acts": a[6], "layers/b/acts": -a[6]}, dims)])
+    w.close()
+    run = probe.open_run(path)
+    np.testing.assert_array_equal(run.steps, np.arange(7))
+    got_a = run.acts("a")
+    got_b = zarr.open_array(str(path / "layers/b/acts"))[:]  # `_root` lists only layer a
+    np.testing.assert_array_equal(got_a[[0, 1, 2, 3, 4, 6]], np.stack(a)[[0, 1, 2, 3, 4, 6]])
+    assert np.isnan(got_a[5]).all()
+    assert np.isnan(got_b[:4]).all()
+    np.testing.assert_array_equal(got_b[4:], -np.stack(a[4:]))
+    # small rows share one chunk along `snapshot`, rewritten whole as it grows
+    assert zarr.open_array(str(path / "layers/a/acts")).chunks[0] > 1
+    assert sorted(p.name for p in (path / "layers/a/acts/c").iterdir()) == ["0"]
