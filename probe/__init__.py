@@ -1,6 +1,16 @@
 """Analysis side of the toolkit: read run stores, analyse them, run reference experiments."""
 
-from probe import alignment, difference, effective
+from probe import (
+    alignment,
+    clusters,
+    collapse,
+    curves,
+    difference,
+    dimension,
+    effective,
+    group_stats,
+    smooth,
+)
 from probe.errors import (
     ConfigError,
     CorruptRunError,
@@ -25,7 +35,13 @@ __all__ = [
     "StepNotFoundError",
     "StreamRows",
     "alignment",
+    "clusters",
+    "collapse",
+    "curves",
     "difference",
+    "dimension",
     "effective",
+    "group_stats",
     "open_run",
+    "smooth",
 ]

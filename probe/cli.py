@@ -1,4 +1,4 @@
-"""The ``probe`` command line: ``info``, ``run mnist``, ``run finetune-speed`` and ``demo``.
+"""The ``probe`` command line: ``info``, ``run EXPERIMENT``, ``curves``, ``sweep`` and ``demo``.
 
 Every verb has ``--help``; outputs go under ``artifacts/`` unless ``--out`` says otherwise.
 Experiment flags are generated from the experiments' config dataclasses.
@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="artifacts/finetune-speed", help="output folder")
     q.set_defaults(func=_cmd_run_finetune)
 
+    from probe import _cli_sweep
+
+    _cli_sweep.add_run_parser(exp)
+
     p = sub.add_parser(
         "demo",
         help="the main job on embedded defaults",
@@ -144,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
     p.add_argument("--seeds", type=int, default=6, help="finetune-speed seeds")
     p.set_defaults(func=_cmd_demo)
+
+    from probe._cli_curves import add_parser as add_curves_parser
+
+    add_curves_parser(sub)
+    _cli_sweep.add_parser(sub)
     return parser
 
 

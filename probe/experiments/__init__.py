@@ -7,13 +7,23 @@ from probe.experiments.finetune_speed import (
     run_finetune_speed,
 )
 from probe.experiments.mnist import ClassifierConfig, ClassifierResult, train_classifier
+from probe.experiments.seq_mnist import (
+    SeqMnistConfig,
+    SeqMnistResult,
+    readout_table,
+    train_seq_mnist,
+)
 
 __all__ = [
     "ClassifierConfig",
     "ClassifierResult",
     "FinetuneConfig",
     "FinetuneResult",
+    "SeqMnistConfig",
+    "SeqMnistResult",
     "format_summary",
+    "readout_table",
     "run_finetune_speed",
     "train_classifier",
+    "train_seq_mnist",
 ]

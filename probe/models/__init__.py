@@ -6,6 +6,8 @@ activation capture can address them by name (``layers.0``, ``acts.0``, ``conv1``
 
 from probe.models.mnist import CNN, MLP, InputShapeError, ModelConfigError
 from probe.models.polynomial import ProductNet, SumNet, TwoBranchNet
+from probe.models.sequence import RecurrentEncoder, SequenceClassifier
+from probe.models.two_point import TwoPointMLP
 
 __all__ = [
     "CNN",
@@ -13,6 +15,9 @@ __all__ = [
     "InputShapeError",
     "ModelConfigError",
     "ProductNet",
+    "RecurrentEncoder",
+    "SequenceClassifier",
     "SumNet",
     "TwoBranchNet",
+    "TwoPointMLP",
 ]
