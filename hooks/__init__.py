@@ -1,6 +1,9 @@
 """Capture side of the toolkit: attach a `Recorder` to any training loop; no import of `probe`."""
 
+from hooks.agop import gradient_grams
 from hooks.errors import (
+    AgopError,
+    AgopLayerError,
     HooksError,
     LayerNotFoundError,
     NoLayersError,
@@ -22,6 +25,8 @@ from hooks.recorder import Recorder
 from hooks.schedule import log_schedule
 
 __all__ = [
+    "AgopError",
+    "AgopLayerError",
     "HooksError",
     "LayerNotFoundError",
     "NoLayersError",
@@ -38,6 +43,7 @@ __all__ = [
     "StoreNotWritableError",
     "StreamShapeError",
     "WriterError",
+    "gradient_grams",
     "list_layers",
     "log_schedule",
     "resolve_layers",

@@ -7,6 +7,8 @@ One base class, :class:`HooksError`; every concrete error also inherits the matc
 from __future__ import annotations
 
 __all__ = [
+    "AgopError",
+    "AgopLayerError",
     "HooksError",
     "LayerNotFoundError",
     "NoLayersError",
@@ -27,6 +29,14 @@ __all__ = [
 
 class HooksError(Exception):
     """Base class of every error raised by `hooks`."""
+
+
+class AgopLayerError(HooksError, TypeError):
+    """AGOP was requested for a layer that is not an ``nn.Linear`` or ungrouped ``nn.Conv2d``."""
+
+
+class AgopError(HooksError, ValueError):
+    """The AGOP pass cannot run: bad inputs or batch size, or an unusable model output or layer."""
 
 
 class LayerNotFoundError(HooksError, KeyError):

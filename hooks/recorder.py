@@ -32,6 +32,7 @@ from hooks._store import (
     reopen_run,
     store_path,
 )
+from hooks.agop import agop_arrays, agop_layers
 from hooks.capture import to_host
 from hooks.errors import (
     ProbeInputError,
@@ -74,6 +75,11 @@ class Recorder:
         Dataset indices of the probe samples (default ``arange(n_samples)``).
     weights : bool
         Also record the weight of every selected Linear/Conv layer, as (out, in[*kh*kw]).
+    agop : bool, str, type, callable or a list of them
+        Also record, at every snapshot, the AGOP w.r.t. the layer input (`hooks.agop.agop`, on
+        the probe set, eval mode, float32) of every recorded Linear/Conv2d layer (True) or of the
+        selected recorded ones, as ``layers/<name>/agop`` (in, in). Costs one backward pass per
+        model output per probe batch; parameter ``.grad`` and the training RNG are untouched.
     dtype : {"float32", "float16"} or torch.dtype
         Storage dtype of floating activations.
     batch_size : int
@@ -124,6 +130,7 @@ class Recorder:
         every: int | Iterable[int] | Schedule | None = None,
         sample_id: object = None,
         weights: bool = False,
+        agop: bool | LayerSelector | Iterable[LayerSelector] = False,
         dtype: str | torch.dtype = "float32",
         batch_size: int = 1024,
         device: torch.device | str | None = None,
@@ -147,6 +154,7 @@ class Recorder:
             raise RecorderConfigError(msg)
         self.batch_size = batch_size
         self.weights = bool(weights)
+        self.agop_layers_ = agop_layers(self.root_, self.layers_, agop, has_probe=probe is not None)
         self.final_snapshot = final_snapshot
         params = list(self.root_.parameters())
         self.device = (
@@ -303,6 +311,10 @@ class Recorder:
                     key = f"{schema.layer_group(name)}/weight"
                     arrays[key] = to_host(w, torch.float32).reshape(w.shape[0], -1).numpy()
                     dims[key] = schema.array_dims(key, (), 2)
+        if self.agop_layers_:  # after the no-grad probe mode: AGOP needs backward passes
+            more = agop_arrays(self.root_, x, self.agop_layers_, self.batch_size, self.device)
+            arrays.update(more[0])
+            dims.update(more[1])
         snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims)
         self.writer_.put(snap, sum(a.nbytes for a in arrays.values()))
         self._last_snapshot_step = self.step_
@@ -435,6 +447,7 @@ class Recorder:
             "n_samples": p.n_samples if p else 0,
             "dtype": str(self.dtype).removeprefix("torch."),
             "weights": self.weights,
+            "agop": list(self.agop_layers_),
             "probe_sha256": probe_digest(p.inputs.detach().cpu().numpy()) if p else None,
             schema.N_COMMITTED: 0,
             schema.N_METRIC_RECORDS: 0,

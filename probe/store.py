@@ -279,6 +279,23 @@ class Run:
             raise LayerNotInRunError(msg)
         return self._snapshot_array(path, step)
 
+    def agop(self, layer: str, step: int | None = None) -> Array:
+        """Return a layer's AGOP w.r.t. its input: (in, in) at ``step``, or (n_snapshots, in, in).
+
+        Raises
+        ------
+        LayerNotInRunError
+            The run recorded no AGOP for ``layer`` (create the Recorder with ``agop=True``).
+        """
+        path = f"{self._layer_path(layer)}/agop"
+        if not (self.path / path).is_dir():
+            msg = (
+                f"the run recorded no AGOP for layer {layer!r}; "
+                "record with Recorder(..., agop=True)."
+            )
+            raise LayerNotInRunError(msg)
+        return self._snapshot_array(path, step)
+
     def _snapshot_array(self, path: str, step: int | None) -> Array:
         if step is None:
             return self._read(path, self.n_snapshots)

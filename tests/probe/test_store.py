@@ -90,7 +90,23 @@ def test_weights_missing(tmp_path):
         rec.step()
     with pytest.raises(probe.LayerNotInRunError, match="weights=True"):
         probe.open_run(path).weights("0")
+    with pytest.raises(probe.LayerNotInRunError, match="agop=True"):
+        probe.open_run(path).agop("0")
     assert probe.open_run(path).targets is None
+
+
+def test_agop_reader(tmp_path):
+    from hooks.agop import agop
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(6, 3)
+    path = tmp_path / "r.zarr"
+    with Recorder(net, layers=["0", "2"], store=path, probe=x, every=1, agop=True) as rec:
+        rec.step()
+    run = probe.open_run(path)
+    assert run.agop("0").shape == (2, 3, 3) and run.agop("2", step=1).shape == (4, 4)
+    np.testing.assert_allclose(run.agop("0", step=-1), agop(net, x, ["0"])["0"].numpy(), rtol=1e-5)
 
 
 def test_open_run_errors(tmp_path, run_path):
