@@ -10,6 +10,8 @@ __all__ = [
     "AgopError",
     "AgopLayerError",
     "HooksError",
+    "IntegrationError",
+    "IntegrationImportError",
     "LayerNotFoundError",
     "NoLayersError",
     "NonFiniteWarning",
@@ -97,3 +99,11 @@ class WriterError(HooksError, OSError):
 
 class NonFiniteWarning(UserWarning):
     """Recorded activations hold NaN or Inf (kept as is and flagged in ``Run.info()``)."""
+
+
+class IntegrationError(HooksError, RuntimeError):
+    """A training-framework callback cannot build its Recorder (e.g. no model at train begin)."""
+
+
+class IntegrationImportError(HooksError, ImportError):
+    """An integration's framework (PyTorch Lightning, transformers) is not installed."""

@@ -10,6 +10,7 @@ from probe import (
     effective,
     group_stats,
     smooth,
+    summaries,
 )
 from probe.errors import (
     ConfigError,
@@ -44,4 +45,5 @@ __all__ = [
     "group_stats",
     "open_run",
     "smooth",
+    "summaries",
 ]

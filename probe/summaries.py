@@ -1,0 +1,174 @@
+"""Scalar summaries of a run per snapshot and layer, and their export to TensorBoard.
+
+Three numbers per recorded layer and snapshot, small enough to watch in any experiment tracker:
+
+* ``cka_prev``: linear CKA (biased HSIC, `probe.difference.linear_cka`) between the layer's
+  probe-set activations at this snapshot and at the previous one; a similarity in [0, 1],
+  1 = unchanged up to rotation and isotropic scaling. NaN at the first snapshot.
+* ``effective_rank``: entropy effective rank of the centred activations
+  (`probe.dimension.effective_rank`, of the singular values, not of the covariance).
+* ``centroid_separation``: distance between the two closest class means in units of the
+  within-class spread, ``min ‖μ_c - μ_c'‖ / sqrt(tr Σ_W)`` (`probe.clusters.centroid_separation`);
+  NaN when the probe targets are not integer class labels of shape (n_samples,).
+
+A value is NaN where its quantity is undefined (constant or non-finite activations, fewer than
+2 classes). `to_tensorboard` writes the finite ones as ``probe/<layer>/<name>`` scalars.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from probe import clusters, difference, dimension
+from probe._validation import InvalidArrayError
+from probe.store import Run, open_run
+
+__all__ = ["SUMMARY_NAMES", "summaries", "to_tensorboard"]
+
+SUMMARY_NAMES = ("cka_prev", "effective_rank", "centroid_separation")
+
+PathLike = str | os.PathLike[str]
+
+
+def _or_nan(fn: Callable[..., float], *args: Any) -> float:
+    """Return ``fn(*args)``, or NaN where the quantity is undefined for these activations."""
+    try:
+        return fn(*args)
+    except InvalidArrayError:
+        return math.nan
+
+
+def _class_labels(run: Run) -> npt.NDArray[Any] | None:
+    """Return the probe targets if they are int class labels of shape (n_samples,), else None."""
+    y = run.targets
+    if y is None or y.ndim != 1 or y.dtype.kind not in "biu":
+        return None
+    return y
+
+
+def summaries(
+    run: Run | PathLike, *, layers: Sequence[str] | None = None, key: str = "acts"
+) -> pd.DataFrame:
+    """Return the scalar summaries of every recorded layer at every snapshot.
+
+    Parameters
+    ----------
+    run : Run or path
+        An opened run (`probe.open_run`) or its folder.
+    layers : sequence of str, optional
+        Layers to summarise (default: every recorded layer that has array ``key``).
+    key : str
+        Which recorded array of each layer (``acts``, ``acts.0`` ...; see `Run.keys`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (layer, snapshot), layers in run order and steps ascending, with columns
+        ``layer`` (str), ``step`` (int64) and the float64 columns of `SUMMARY_NAMES` (see the
+        module docstring for their conventions).
+
+    Raises
+    ------
+    LayerNotInRunError
+        A layer in ``layers`` was not recorded, or has no array ``key``.
+
+    Examples
+    --------
+    >>> import tempfile, os, torch
+    >>> from hooks import Recorder
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh())
+    >>> x, y = torch.randn(32, 4), torch.arange(32) % 2
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> with Recorder(net, ["0"], path, (x, y), every=1) as rec:
+    ...     rec.step()
+    >>> df = summaries(path)
+    >>> df[["layer", "step"]].values.tolist(), round(float(df["cka_prev"].iloc[1]), 6)
+    ([['0', 0], ['0', 1]], 1.0)
+    """
+    run = run if isinstance(run, Run) else open_run(run)
+    if layers is None:
+        layers = [name for name in run.layers if key in run.keys(name)]
+    y = _class_labels(run)
+    rows = []
+    for layer in layers:
+        prev = None
+        for step in run.steps.tolist():
+            acts = run.acts(layer, step, key=key)
+            rows.append(
+                {
+                    "layer": layer,
+                    "step": step,
+                    "cka_prev": math.nan
+                    if prev is None
+                    else _or_nan(difference.linear_cka, prev, acts),
+                    "effective_rank": _or_nan(dimension.effective_rank, acts),
+                    "centroid_separation": math.nan
+                    if y is None
+                    else _or_nan(clusters.centroid_separation, acts, y),
+                }
+            )
+            prev = acts
+    frame = pd.DataFrame(rows, columns=["layer", "step", *SUMMARY_NAMES])
+    return frame.astype({"layer": object, "step": np.int64} | dict.fromkeys(SUMMARY_NAMES, float))
+
+
+def to_tensorboard(
+    run: Run | PathLike,
+    logdir: PathLike | Any,
+    *,
+    layers: Sequence[str] | None = None,
+    key: str = "acts",
+) -> Path:
+    """Write `summaries` of a run as TensorBoard scalars ``probe/<layer>/<name>`` at each step.
+
+    Parameters
+    ----------
+    run : Run or path
+        An opened run or its folder.
+    logdir : str, path or torch.utils.tensorboard.SummaryWriter
+        Folder for a new event file, or an open writer (e.g. a Lightning ``TensorBoardLogger``'s
+        ``.experiment``), which is flushed but left open.
+    layers : sequence of str, optional
+        Layers to write (default: every recorded layer that has array ``key``).
+    key : str
+        Which recorded array of each layer.
+
+    Returns
+    -------
+    Path
+        The writer's log directory.
+
+    Raises
+    ------
+    LayerNotInRunError
+        A layer in ``layers`` was not recorded, or has no array ``key``.
+
+    Notes
+    -----
+    The scalar's step is the run's optimizer step. Non-finite values (NaN where undefined, inf
+    for a ``centroid_separation`` of collapsed classes) are not written.
+    """
+    from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+    frame = summaries(run, layers=layers, key=key)
+    own = not isinstance(logdir, SummaryWriter)
+    writer = SummaryWriter(log_dir=os.fspath(logdir)) if own else logdir
+    try:
+        for row in frame.itertuples(index=False):
+            for name in SUMMARY_NAMES:
+                value = float(getattr(row, name))
+                if math.isfinite(value):
+                    writer.add_scalar(f"probe/{row.layer}/{name}", value, global_step=row.step)
+        writer.flush()
+    finally:
+        if own:
+            writer.close()
+    return Path(writer.log_dir)
