@@ -1,5 +1,7 @@
 """The ``probe`` command line: ``info``, ``run EXPERIMENT``, ``curves``, ``sweep`` and ``demo``.
 
+Experiments: ``mnist``, ``finetune-speed``, ``seq-mnist``, ``two-points``, ``deep-linear``.
+
 Every verb has ``--help``; outputs go under ``artifacts/`` unless ``--out`` says otherwise.
 Experiment flags are generated from the experiments' config dataclasses.
 """
@@ -49,6 +51,23 @@ _FINETUNE_HELP = {
     "n_bootstrap": "bootstrap resamples of the CI",
 }
 
+_TWO_POINTS_HELP = {
+    "setting": "row of the authors' '2 points.txt' settings",
+    "seeds": "independent seeds",
+    "halve_lr": "halve the row's lr and double its epochs (as the authors' notebook)",
+    "hooked": "hidden layer of the figure (all layers are recorded and fitted)",
+    "fit": "fit the effective theory per layer",
+    "nonlinearity": "override the row's nonlinearity",
+    "dtype": "float32 or float64",
+}
+_DEEP_LINEAR_HELP = {
+    "data": "routing: the 4 items of the GDLN task; hierarchy: binary-tree features",
+    "init": "decoupled: balanced, SVD-aligned at u0; random: Gaussian of std sigma",
+    "u0": "initial mode strength (decoupled init)",
+    "sigma": "weight std (random init)",
+    "steps": "full-batch SGD steps on 0.5*SSE (tau = 1/lr)",
+}
+
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from probe.store import open_run
@@ -83,6 +102,26 @@ def _cmd_run_finetune(args: argparse.Namespace) -> int:
     print(
         f"written: {res.metrics_csv}, {res.summary_json}, {res.figure}; run stores in {res.runs}/"
     )
+    return 0
+
+
+def _cmd_run_two_points(args: argparse.Namespace) -> int:
+    from probe.experiments.two_points import TwoPointsConfig, run_two_points
+
+    res = run_two_points(config_from_args(TwoPointsConfig, args), args.out)
+    if len(res.table):
+        cols = ["seed", "layer", "eta_h", "eta_y", "sse", "rel_err_h", "rel_err_y", "rel_err_w"]
+        print("\n" + res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"written: {res.table_csv}, {res.summary_json}, figures {[str(p) for p in res.figures]}")
+    return 0
+
+
+def _cmd_run_deep_linear(args: argparse.Namespace) -> int:
+    from probe.experiments.deep_linear import DeepLinearConfig, run_deep_linear
+
+    res = run_deep_linear(config_from_args(DeepLinearConfig, args), args.out)
+    print("\n" + res.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"written: {res.summary_json}, {res.figure}; run stores in {res.runs[0].parent}/")
     return 0
 
 
@@ -136,8 +175,37 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_run_finetune)
 
     from probe import _cli_sweep
+    from probe.experiments.deep_linear import DeepLinearConfig
+    from probe.experiments.two_points import SETTINGS, TwoPointsConfig
 
     _cli_sweep.add_run_parser(exp)
+
+    q = exp.add_parser(
+        "two-points",
+        help="two-point representation dynamics vs the effective theory (van Rossem & Saxe)",
+        description="Train the authors' two-point MLP settings with every hidden layer recorded "
+        "each step, and fit the effective theory's rates (eta_h, eta_y) per layer.",
+    )
+    add_config_args(
+        q, TwoPointsConfig, helps=_TWO_POINTS_HELP, choices={"setting": sorted(SETTINGS)}
+    )
+    q.add_argument("--out", default="artifacts/two-points", help="output folder")
+    q.set_defaults(func=_cmd_run_two_points)
+
+    q = exp.add_parser(
+        "deep-linear",
+        help="deep linear net mode strengths vs Saxe et al. 2014",
+        description="Train a bias-free linear net on one-hot items; compare mode strengths "
+        "(from weights and from the hidden Gram) with the exact solution.",
+    )
+    add_config_args(
+        q,
+        DeepLinearConfig,
+        helps=_DEEP_LINEAR_HELP,
+        choices={"data": ["routing", "hierarchy"], "init": ["decoupled", "random"]},
+    )
+    q.add_argument("--out", default="artifacts/deep-linear", help="output folder")
+    q.set_defaults(func=_cmd_run_deep_linear)
 
     p = sub.add_parser(
         "demo",
