@@ -1,4 +1,4 @@
-"""The ``probe`` command line: ``info``, ``run EXPERIMENT``, ``curves``, ``sweep`` and ``demo``.
+"""The ``probe`` command line: ``info``, ``run``, ``curves``, ``export``, ``sweep`` and ``demo``.
 
 Experiments: ``mnist``, ``finetune-speed``, ``seq-mnist``, ``two-points``, ``deep-linear``.
 
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     from probe._cli_curves import add_parser as add_curves_parser
 
     add_curves_parser(sub)
+    from probe._cli_export import add_parser as add_export_parser
+
+    add_export_parser(sub)
     _cli_sweep.add_parser(sub)
     return parser
 

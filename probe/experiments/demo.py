@@ -1,7 +1,9 @@
 """`probe demo`: a small but real version of every reference experiment, under one folder.
 
-Finetune-speed with 6 seeds (the fewest for which a two-sided Wilcoxon test can reach p < 0.05)
-and an MNIST MLP for one epoch (scikit-learn's digits when MNIST is unavailable offline).
+Finetune-speed with 6 seeds (the fewest for which a two-sided Wilcoxon test can reach p < 0.05),
+an MNIST MLP for one epoch (scikit-learn's digits when MNIST is unavailable offline), the
+two-point effective-theory fit on the authors' ``two_layer`` setting (one seed) and the deep
+linear network against Saxe et al.'s exact solution.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from pathlib import Path
 
 from probe._format import format_info
 from probe.data import DatasetUnavailableError
+from probe.experiments.deep_linear import DeepLinearConfig, run_deep_linear
 from probe.experiments.finetune_speed import FinetuneConfig, format_summary, run_finetune_speed
 from probe.experiments.mnist import ClassifierConfig, train_classifier
+from probe.experiments.two_points import TwoPointsConfig, run_two_points
 from probe.store import open_run
 
 __all__ = ["run_demo"]
@@ -47,6 +51,9 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         print(f"{err}\nfalling back to --dataset digits", file=sys.stderr)
         cfg = ClassifierConfig(dataset="digits", model="mlp", epochs=20)
         clf = train_classifier(cfg, out / "digits-mlp")
+    tp = run_two_points(TwoPointsConfig(setting="two_layer", seeds=1), out / "two-points")
+    fit = tp.table.iloc[0]
+    dl = run_deep_linear(DeepLinearConfig(), out / "deep-linear")
     lines = [
         "",
         format_summary(fs.summary),
@@ -58,5 +65,12 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         f" {fs.figure}, run stores in {fs.runs}/",
         f"  {cfg.dataset} MLP: test accuracy {clf.test_accuracy:.4f} after {clf.n_steps} steps "
         f"({clf.wall_s:.0f} s); run store {clf.store}",
+        f"  two-points (two_layer, {tp.wall_s:.0f} s): fitted eta_h {fit.eta_h:.3g}, eta_y "
+        f"{fit.eta_y:.3g} (lr/2 = 0.0025), SSE {fit.sse:.3g}; {tp.table_csv}, {tp.figures[0]}",
+        f"  deep-linear ({dl.wall_s:.0f} s): half-times "
+        + ", ".join(
+            f"{r.t_half_weights:.0f} (theory {r.t_half_theory:.0f})" for r in dl.table.itertuples()
+        )
+        + f" steps; {dl.figure}",
     ]
     return "\n".join(lines)
