@@ -2,6 +2,7 @@
 
 from probe import (
     alignment,
+    cluster_theory,
     clusters,
     collapse,
     curves,
@@ -43,6 +44,7 @@ __all__ = [
     "StepNotFoundError",
     "StreamRows",
     "alignment",
+    "cluster_theory",
     "clusters",
     "collapse",
     "curves",

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from probe.experiments.two_points import SETTINGS, TwoPointsConfig
 
     _cli_sweep.add_run_parser(exp)
+    from probe import _cli_mnist_clustering
+
+    _cli_mnist_clustering.add_run_parser(exp)
 
     q = exp.add_parser(
         "two-points",

@@ -7,6 +7,11 @@ from probe.experiments.finetune_speed import (
     run_finetune_speed,
 )
 from probe.experiments.mnist import ClassifierConfig, ClassifierResult, train_classifier
+from probe.experiments.mnist_clustering import (
+    MnistClusteringConfig,
+    MnistClusteringResult,
+    run_mnist_clustering,
+)
 from probe.experiments.seq_mnist import (
     SeqMnistConfig,
     SeqMnistResult,
@@ -19,10 +24,13 @@ __all__ = [
     "ClassifierResult",
     "FinetuneConfig",
     "FinetuneResult",
+    "MnistClusteringConfig",
+    "MnistClusteringResult",
     "SeqMnistConfig",
     "SeqMnistResult",
     "format_summary",
     "readout_table",
+    "run_mnist_clustering",
     "run_finetune_speed",
     "train_classifier",
     "train_seq_mnist",

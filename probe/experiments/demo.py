@@ -17,6 +17,8 @@ from probe.data import DatasetUnavailableError
 from probe.experiments.deep_linear import DeepLinearConfig, run_deep_linear
 from probe.experiments.finetune_speed import FinetuneConfig, format_summary, run_finetune_speed
 from probe.experiments.mnist import ClassifierConfig, train_classifier
+from probe.experiments.mnist_clustering import demo_config, run_mnist_clustering
+from probe.experiments.mnist_clustering import format_summary as format_clustering
 from probe.experiments.two_points import TwoPointsConfig, run_two_points
 from probe.store import open_run
 
@@ -51,6 +53,7 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         print(f"{err}\nfalling back to --dataset digits", file=sys.stderr)
         cfg = ClassifierConfig(dataset="digits", model="mlp", epochs=20)
         clf = train_classifier(cfg, out / "digits-mlp")
+    mc = run_mnist_clustering(demo_config(cfg.dataset), out / "mnist-clustering")
     tp = run_two_points(TwoPointsConfig(setting="two_layer", seeds=1), out / "two-points")
     fit = tp.table.iloc[0]
     dl = run_deep_linear(DeepLinearConfig(), out / "deep-linear")
@@ -60,11 +63,14 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         "",
         format_info(open_run(clf.store).info()),
         "",
+        format_clustering(mc.summary),
+        "",
         f"demo finished in {time.perf_counter() - t0:.0f} s; written under {out}/",
         f"  finetune-speed ({seeds} seeds, {fs.wall_s:.0f} s): {fs.metrics_csv}, {fs.summary_json},"
         f" {fs.figure}, run stores in {fs.runs}/",
         f"  {cfg.dataset} MLP: test accuracy {clf.test_accuracy:.4f} after {clf.n_steps} steps "
         f"({clf.wall_s:.0f} s); run store {clf.store}",
+        f"  mnist-clustering: {mc.figure}, {mc.summary_json}",
         f"  two-points (two_layer, {tp.wall_s:.0f} s): fitted eta_h {fit.eta_h:.3g}, eta_y "
         f"{fit.eta_y:.3g} (lr/2 = 0.0025), SSE {fit.sse:.3g}; {tp.table_csv}, {tp.figures[0]}",
         f"  deep-linear ({dl.wall_s:.0f} s): half-times "
