@@ -125,6 +125,24 @@ def _cmd_run_deep_linear(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune_curves(args: argparse.Namespace) -> int:
+    from probe.experiments.finetune_curves import analyse_finetune_curves
+
+    res = analyse_finetune_curves(args.out, args.dest, curves=args.curves, smooth=args.smooth)
+    print(res.stats.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"written: {res.metrics_csv} and {res.stats_csv}")
+    return 0
+
+
+def _cmd_curve_report(args: argparse.Namespace) -> int:
+    from probe.curve_report import analyse_sweep
+
+    rep = analyse_sweep(args.table, args.out, value=args.value, group=args.group)
+    print(rep.stats.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"written under {rep.out}: {[str(p) for p in rep.figures.values()]}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from probe.experiments.demo import run_demo
 
@@ -223,6 +241,41 @@ def build_parser() -> argparse.ArgumentParser:
     from probe._cli_curves import add_parser as add_curves_parser
 
     add_curves_parser(sub)
+    q = sub.add_parser(
+        "finetune-curves",
+        help="learning-curve metrics of a finetune-speed folder",
+        description="start, end-start, max, tmax of every finetune run's loss and log10 "
+        "loss-reduction curves; ProductNet vs SumNet per task, paired by seed.",
+    )
+    q.add_argument("out", help="folder written by `probe run finetune-speed`")
+    q.add_argument("--dest", default=None, help="folder of the CSVs (default: OUT)")
+    q.add_argument(
+        "--curves",
+        nargs="+",
+        default=["loss", "log10_reduction"],
+        choices=["loss", "log10_reduction", "fraction_reduced"],
+        help="curves to measure (default: %(default)s)",
+    )
+    q.add_argument(
+        "--smooth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Tukey 3RS3R smoothing first",
+    )
+    q.set_defaults(func=_cmd_finetune_curves)
+
+    q = sub.add_parser(
+        "curve-report",
+        help="trajectories and group statistics of a sweep table",
+        description="Four curve metrics per (run, epoch), developmental and information-"
+        "processing trajectories per group, nested F and Kruskal-Wallis tests, figures.",
+    )
+    q.add_argument("table", help="table.csv or table.parquet written by `probe sweep`")
+    q.add_argument("--out", default="artifacts/curve-report", help="output folder")
+    q.add_argument("--value", default="accuracy", help="column of the curve values")
+    q.add_argument("--group", default="pair", help="column of the compared groups")
+    q.set_defaults(func=_cmd_curve_report)
+
     from probe._cli_export import add_parser as add_export_parser
 
     add_export_parser(sub)

@@ -1,33 +1,26 @@
 """Learning-curve metrics and trajectories (Jiang & Dale 2025; features spec §3).
 
 `curve_metrics` (start, end - start, max, tmax of one curve), `metrics_table` (one row per curve
-of a tidy table), `developmental_trajectory` and `processing_trajectory` (means ± SE over runs),
-`plot_trajectory`, `readout_curve` (held-out read-out accuracy at each time step or layer) and
-`curves_from_run` (the metrics of a run's logged scalar).
+of a tidy table), `developmental_trajectory` and `processing_trajectory` (means ± SE over runs)
+and `curves_from_run` (the metrics of a run's logged scalar). Also importable from here:
+`readout_curve` (`probe.readout`) and `plot_trajectory` (`probe.curve_plots`).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from probe._validation import (
-    InvalidArrayError,
-    as_float_array,
-    as_samples_features,
-    check_same_n_samples,
-)
+from probe._validation import InvalidArrayError, as_float_array
+from probe.curve_plots import plot_trajectory
 from probe.errors import ProbeError
+from probe.readout import ReadoutError, readout_curve
 from probe.smooth import tukey_smooth
 
 if TYPE_CHECKING:
@@ -35,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METRICS",
+    "TRAJECTORIES",
     "CurveMetrics",
     "CurveTableError",
     "MetricNotInRunError",
@@ -48,13 +42,10 @@ __all__ = [
     "readout_curve",
 ]
 
-F64 = npt.NDArray[np.float64]
 METRICS = ("start", "end_minus_start", "max", "tmax")
+#: Trajectory kind -> (x metric, y metric) of its plane (features spec §3.3).
+TRAJECTORIES = {"developmental": ("start", "max"), "processing": ("tmax", "end_minus_start")}
 _KEYS = ["run", "group", "epoch"]
-_AXES = {  # trajectory kind -> (x metric, y metric, x label, y label)
-    "developmental": ("start", "max", "start performance v0", "maximum performance vmax"),
-    "processing": ("tmax", "end_minus_start", "time slice of maximum tmax", "end - start"),
-}
 
 
 class CurveTableError(ProbeError, ValueError):
@@ -66,10 +57,6 @@ class MetricNotInRunError(ProbeError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
-
-
-class ReadoutError(ProbeError, ValueError):
-    """Settings or labels a cross-validated read-out cannot use."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +185,7 @@ def metrics_table(
 
 def _trajectory(curves: pd.DataFrame, kind: str, smooth: bool, value: str) -> pd.DataFrame:
     """Mean and SE over runs of the two metrics of one trajectory, per (group, epoch)."""
-    x, y = _AXES[kind][:2]
+    x, y = TRAJECTORIES[kind]
     g = metrics_table(curves, smooth=smooth, value=value).groupby(["group", "epoch"])
     out = g.size().rename("n_runs").to_frame()
     for col in (x, y):
@@ -254,154 +241,6 @@ def processing_trajectory(
         See `metrics_table`.
     """
     return _trajectory(curves, "processing", smooth, value)
-
-
-def plot_trajectory(
-    trajectory: pd.DataFrame, *, path: str | os.PathLike[str] | None = None
-) -> Figure:
-    """Plot a trajectory: one polyline per group, marker size growing with epoch, SE bars.
-
-    Parameters
-    ----------
-    trajectory : DataFrame
-        Output of `developmental_trajectory` or `processing_trajectory`.
-    path : str or path, optional
-        Save the figure there (format from the suffix).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Drawn with the Agg canvas (no display needed).
-
-    Raises
-    ------
-    CurveTableError
-        ``trajectory`` is not a trajectory table.
-    """
-    kind = trajectory["trajectory"].iloc[0] if "trajectory" in trajectory.columns else None
-    if kind not in _AXES or trajectory.empty:
-        msg = (
-            "trajectory must be a non-empty table from developmental_trajectory or "
-            f"processing_trajectory; got columns {list(trajectory.columns)}."
-        )
-        raise CurveTableError(msg)
-    x, y, xlabel, ylabel = _AXES[kind]
-    fig = Figure(figsize=(5.0, 4.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax: Axes = fig.add_subplot()
-    epochs = trajectory["epoch"].to_numpy(dtype=float)
-    span = max(epochs.max() - epochs.min(), 1.0)
-    for group, g in trajectory.sort_values("epoch").groupby("group", sort=True):
-        sizes = 12.0 + 60.0 * (g["epoch"].to_numpy(dtype=float) - epochs.min()) / span
-        xm, ym = g[f"{x}_mean"], g[f"{y}_mean"]
-        (line,) = ax.plot(xm, ym, "-", lw=1.0, label=str(group))
-        bars = {"fmt": "none", "ecolor": line.get_color(), "alpha": 0.4, "lw": 0.8}
-        ax.errorbar(xm, ym, xerr=g[f"{x}_se"], yerr=g[f"{y}_se"], **bars)
-        ax.scatter(xm, ym, s=sizes, color=line.get_color(), zorder=3)
-    if kind == "processing":
-        ax.set_xlim(0.0, 1.05)  # tmax is a fraction of the sequence in (0, 1]
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{kind} trajectory (marker size: epoch)")
-    ax.legend(title="group", fontsize="small")
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
-
-
-def readout_curve(
-    H: npt.ArrayLike | Sequence[npt.ArrayLike],
-    y: npt.ArrayLike,
-    *,
-    method: str = "knn",
-    cv: int | str = 5,
-    n_neighbors: int = 3,
-    seed: int = 0,
-) -> F64:
-    """Return the cross-validated accuracy of a read-out of ``y`` from the states at each t.
-
-    Parameters
-    ----------
-    H : array_like of shape (n_samples, T, n_features), or a sequence of T arrays
-        Hidden states at each time step, or (feed-forward nets) a list of per-layer activations
-        of shape (n_samples, n_features_t) with t = layer index (features spec §3.5).
-    y : array_like of shape (n_samples,)
-        Class labels (at least 2 classes).
-    method : {"knn", "linear"}
-        ``KNeighborsClassifier(n_neighbors)`` on the raw states (Jiang & Dale's read-out), or
-        standardised multinomial logistic regression.
-    cv : int or "loo"
-        Stratified k folds (shuffled with ``seed``; the same folds at every t), or leave-one-out.
-    n_neighbors : int
-        k of the kNN read-out.
-    seed : int
-        Seed of the fold assignment.
-
-    Returns
-    -------
-    ndarray of float64 of shape (T,)
-        Mean held-out accuracy over folds at each t.
-
-    Raises
-    ------
-    InvalidArrayError, ShapeMismatchError
-        ``H`` is malformed or its sample count differs from ``len(y)``.
-    ReadoutError
-        Unknown ``method`` or ``cv``, fewer than 2 classes, a class with fewer samples than
-        folds, or ``n_neighbors`` larger than a training fold.
-
-    Notes
-    -----
-    Jiang & Dale score a 3-NN read-out on the data it was fitted to (resubstitution); each point
-    is then its own nearest neighbour, which inflates accuracy (pure noise scores about 0.75 for
-    two balanced classes). Accuracy here is always on held-out samples.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import LeaveOneOut, StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    layers = _as_states(H)
-    labels = np.asarray(y)
-    check_same_n_samples(layers[0], labels, "H, y")
-    classes, counts = np.unique(labels, return_counts=True)
-    if labels.ndim != 1 or classes.size < 2:
-        msg = f"y must be 1-d labels with at least 2 classes; got shape {labels.shape}, {classes}."
-        raise ReadoutError(msg)
-    if cv == "loo":
-        splits = list(LeaveOneOut().split(layers[0]))
-    elif isinstance(cv, (int, np.integer)) and 2 <= cv <= counts.min():
-        kfold = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-        splits = list(kfold.split(layers[0], labels))
-    else:
-        msg = f"cv must be 'loo' or an int in [2, {counts.min()}] (smallest class); got {cv!r}."
-        raise ReadoutError(msg)
-    n_train = min(len(train) for train, _ in splits)
-    if method not in ("knn", "linear") or not 1 <= n_neighbors <= n_train:
-        msg = (
-            f"method must be 'knn' or 'linear' and n_neighbors in [1, {n_train}] (smallest "
-            f"training fold); got method={method!r}, n_neighbors={n_neighbors!r}."
-        )
-        raise ReadoutError(msg)
-    estimator = (
-        KNeighborsClassifier(n_neighbors=n_neighbors)
-        if method == "knn"
-        else make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    )
-    return np.array([cross_val_score(estimator, X, labels, cv=splits).mean() for X in layers])
-
-
-def _as_states(H: Any) -> list[F64]:
-    """Split ``H`` into a list of T arrays of shape (n_samples, n_features_t)."""
-    if isinstance(H, np.ndarray) or not isinstance(H, Sequence):
-        arr = as_float_array(H, "H", min_ndim=3)
-        return [arr[:, t].reshape(arr.shape[0], -1) for t in range(arr.shape[1])]
-    layers = [as_samples_features(h, f"H[{t}]") for t, h in enumerate(H)]
-    if not layers:
-        msg = "H must hold at least one time step (layer); got an empty sequence."
-        raise InvalidArrayError(msg)
-    for t, h in enumerate(layers[1:], start=1):
-        check_same_n_samples(layers[0], h, f"H[0], H[{t}]")
-    return layers
 
 
 def curves_from_run(

@@ -1,5 +1,6 @@
 """Reference experiments, each a function plus a CLI verb."""
 
+from probe.experiments.finetune_curves import analyse_finetune_curves
 from probe.experiments.finetune_speed import (
     FinetuneConfig,
     FinetuneResult,
@@ -20,6 +21,7 @@ from probe.experiments.seq_mnist import (
 )
 
 __all__ = [
+    "analyse_finetune_curves",
     "ClassifierConfig",
     "ClassifierResult",
     "FinetuneConfig",

@@ -233,3 +233,12 @@ def test_output_margin_errors():
         output_margins(np.ones((2, 3)), [0, 3])
     with pytest.raises(InvalidArrayError, match=r"integer labels in \[0, 2\)"):
         output_margins(np.ones((4, 2)), TOY_Y.astype(float))
+
+
+def test_moved_names_are_reexported():
+    from probe import _cluster_sweep, clusters, margins
+
+    assert clusters.output_margins is margins.output_margins
+    assert clusters.centroid_separation is margins.centroid_separation
+    assert clusters.sweep is _cluster_sweep.sweep
+    assert clusters.plot_sweep is _cluster_sweep.plot_sweep

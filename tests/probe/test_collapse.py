@@ -246,3 +246,13 @@ def test_classifier_errors():
         ncc_disagreement(H, y.astype(float), M)
     with pytest.raises(InvalidArrayError, match="W must have a non-zero row for a class in y"):
         self_duality(H, y, np.zeros((3, 6)))
+
+
+def test_moved_names_are_reexported():
+    from probe import _class_stats, _collapse_classifier, collapse, margins
+
+    assert collapse.class_statistics is _class_stats.class_statistics
+    assert collapse.ClassStatistics is _class_stats.ClassStatistics
+    assert collapse.self_duality is _collapse_classifier.self_duality
+    assert collapse.ncc_disagreement is _collapse_classifier.ncc_disagreement
+    assert collapse.ncc_margins is margins.ncc_margins

@@ -279,3 +279,11 @@ def test_cli_curves(run_path, tmp_path, capsys):
         args.func(
             parser.parse_args(["curves", str(run_path), "--metric", "acuracy", "--out", str(out)])
         )
+
+
+def test_moved_names_are_reexported():
+    from probe import curve_plots, curves, readout
+
+    assert curves.readout_curve is readout.readout_curve
+    assert curves.ReadoutError is readout.ReadoutError
+    assert curves.plot_trajectory is curve_plots.plot_trajectory

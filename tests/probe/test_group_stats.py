@@ -267,3 +267,12 @@ def test_per_run_errors():
         compare_runs(df[df["run"] != "x0"], "max", paired_by="seed")
     with pytest.raises(StatsInputError, match="must be constant within each run"):
         compare_runs(df.assign(seed=df.index), "max", paired_by="seed")
+
+
+def test_moved_names_are_reexported():
+    from probe import _group_tests, _ols, group_stats
+
+    assert group_stats.ols_glance is _ols.ols_glance
+    assert group_stats.nested_f_test is _ols.nested_f_test
+    for name in ("mann_whitney", "kruskal_wallis", "bootstrap_mean_difference"):
+        assert getattr(group_stats, name) is getattr(_group_tests, name)

@@ -213,3 +213,10 @@ def test_cli_sweep(tmp_path, capsys):
     assert "1 runs ran and 0 were already done" in text
     assert f"table: {out / 'table.csv'} and {out / 'table.parquet'}" in text
     assert len(pd.read_csv(out / "table.csv")) == ROWS_PER_RUN
+
+
+def test_moved_names_are_reexported():
+    from probe import _sweep_plan, sweep
+
+    for name in ("EXPERIMENTS", "SweepConfigError", "SweepPlan", "SweepRun", "plan_sweep"):
+        assert getattr(sweep, name) is getattr(_sweep_plan, name)
