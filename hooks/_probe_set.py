@@ -1,4 +1,8 @@
-"""Validate the fixed probe set (inputs, targets, sample ids) at the Recorder's boundary."""
+"""The fixed probe set (inputs, targets, sample ids): validation, shards, stored arrays.
+
+Validated at the Recorder's boundary; one rank of several records its shard; the arrays go to the
+store's ``probe/`` group.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,50 @@ from hooks.errors import ProbeInputError
 
 @dataclass
 class ProbeSet:
-    """The fixed inputs forwarded at every snapshot, with their targets and dataset indices."""
+    """The fixed inputs forwarded at every snapshot, with their targets and dataset indices.
+
+    ``index`` holds the positions of a shard's samples in the full probe set (None: the full set).
+    """
 
     inputs: torch.Tensor
     targets: npt.NDArray[Any] | None
     sample_id: npt.NDArray[np.int64]
+    index: npt.NDArray[np.int64] | None = None
 
     @property
     def n_samples(self) -> int:
         """Number of probe samples."""
         return int(self.inputs.shape[0])
+
+    def shard(self, rank: int, world_size: int) -> ProbeSet:
+        """Return the samples ``rank::world_size`` that one of ``world_size`` processes records.
+
+        Raises
+        ------
+        ProbeInputError
+            Fewer samples than processes (a rank would record nothing).
+        """
+        if self.n_samples < world_size:
+            msg = (
+                f"the probe set must have at least one sample per rank ({world_size}); got "
+                f"{self.n_samples}. Use a larger probe set or record from fewer processes."
+            )
+            raise ProbeInputError(msg)
+        pos = np.arange(rank, self.n_samples, world_size, dtype=np.int64)
+        targets = None if self.targets is None else self.targets[pos]
+        return ProbeSet(self.inputs[rank::world_size], targets, self.sample_id[pos], pos)
+
+    def arrays(self, max_input_bytes: int) -> dict[str, npt.NDArray[Any]]:
+        """Return the ``probe/`` arrays: ids, targets, shard index, inputs if <= the byte limit."""
+        out: dict[str, npt.NDArray[Any]] = {"sample_id": self.sample_id}
+        x = self.inputs.detach().cpu()
+        if x.numel() * x.element_size() <= max_input_bytes:
+            out["inputs"] = x.numpy()
+        if self.targets is not None:
+            out["targets"] = self.targets
+        if self.index is not None:
+            out["index"] = self.index
+        return out
 
 
 def _as_tensor(x: object, what: str) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Create a run store, or reopen one for `resume`: validation, trimming to the commit counters.
+"""Create a run store, or reopen one for `resume`: root attrs, validation, trimming to counters.
 
 Runs on the training thread before the writer thread starts, so the writer still owns every zarr
 call made while recording.
@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 import zarr
 
 from hooks import schema
+from hooks._options import toolkit_version
+from hooks._probe_set import ProbeSet
 from hooks._zarr_io import create_array, remove_partials, trim
 from hooks.errors import (
     ResumeMismatchError,
@@ -36,6 +39,71 @@ def probe_digest(inputs: npt.NDArray[Any]) -> str:
     h = hashlib.sha256(f"{inputs.dtype.str}{inputs.shape}".encode())
     h.update(np.ascontiguousarray(inputs).data)
     return h.hexdigest()
+
+
+# Root attrs that must agree between a run and a Recorder resuming it (or another rank of it).
+SAME_RUN_KEYS = ("layers", "n_samples", "dtype", "probe_sha256", schema.WORLD_SIZE)
+
+
+def probe_attrs(probe: ProbeSet | None) -> dict[str, Any]:
+    """Return the attrs that identify a probe set: its size and the digest of its inputs."""
+    return {
+        "n_samples": probe.n_samples if probe else 0,
+        "probe_sha256": probe_digest(probe.inputs.detach().cpu().numpy()) if probe else None,
+    }
+
+
+def run_attrs(
+    *,
+    model_class: str,
+    layers: list[str],
+    probe: ProbeSet | None,
+    dtype: torch.dtype,
+    weights: bool,
+    agop: list[str],
+    config: Mapping[str, Any] | None,
+    seed: int | None,
+) -> dict[str, Any]:
+    """Return the root attrs of a new run (schema, versions, settings, zeroed commit counters)."""
+    return {
+        "schema": schema.SCHEMA,
+        "schema_version": schema.SCHEMA_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "toolkit_version": toolkit_version(),
+        "torch_version": torch.__version__,
+        "model_class": model_class,
+        "config": dict(config or {}),
+        "seed": seed,
+        "layers": layers,
+        **probe_attrs(probe),
+        "dtype": str(dtype).removeprefix("torch."),
+        "weights": weights,
+        "agop": agop,
+        schema.N_COMMITTED: 0,
+        schema.N_METRIC_RECORDS: 0,
+        schema.N_STREAM_ROWS: 0,
+    }
+
+
+def mismatch(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
+    """Return the first of `SAME_RUN_KEYS` on which two runs' attrs differ, with both values."""
+    for key in SAME_RUN_KEYS:
+        if key == schema.WORLD_SIZE:
+            a, b = schema.world_size(stored), schema.world_size(expected)
+        else:
+            a, b = stored.get(key), expected.get(key)
+        if a != b:
+            return key, a, b
+    return None
+
+
+def _remove_partials(path: Path) -> None:
+    """Delete stray ``*.partial`` files, except in the rank groups (their own ranks clean them)."""
+    for p in path.iterdir():
+        if p.is_dir() and p.name != schema.RANKS:
+            remove_partials(p)
+        elif p.name.endswith(".partial"):
+            p.unlink(missing_ok=True)
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -87,9 +155,17 @@ def check_writable(path: Path) -> None:
 
 
 def create_run(
-    path: Path, attrs: Mapping[str, Any], probe: Mapping[str, npt.NDArray[Any]], *, overwrite: bool
+    path: Path,
+    attrs: Mapping[str, Any],
+    probe: Mapping[str, npt.NDArray[Any]],
+    *,
+    overwrite: bool,
+    groups: tuple[str, ...] = (),
 ) -> zarr.Group:
-    """Create a new run store at ``path`` with its root attrs and the ``probe/`` group."""
+    """Create a new run store at ``path`` with its root attrs, the ``probe/`` group and ``groups``.
+
+    The store appears at ``path`` complete, in one rename.
+    """
     if path.exists() and not _is_empty_dir(path):
         existing = read_root_attrs(path)
         if existing is None or existing.get("schema") != schema.SCHEMA:
@@ -113,6 +189,8 @@ def create_run(
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         root.attrs.update(schema.to_json(dict(attrs)))
+        for name in groups:
+            root.require_group(name)
         group = root.require_group(schema.PROBE)
         for name, a in probe.items():
             rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
@@ -146,7 +224,7 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
     SchemaMismatchError
         The path is not a run of this schema version.
     ResumeMismatchError
-        The run was recorded with other layers, probe inputs or dtype.
+        The run was recorded with other layers, probe inputs, dtype or number of processes.
     StoreCorruptError
         Its metadata cannot be parsed or its arrays are shorter than its counters.
     """
@@ -161,15 +239,16 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
     if problem:
         msg = f"store path {str(path)!r} cannot be resumed: {problem}."
         raise SchemaMismatchError(msg)
-    for key in ("layers", "n_samples", "dtype", "probe_sha256"):
-        if attrs.get(key) != expected.get(key):
-            msg = (
-                f"resume=True needs the run's {key} to match; the store has {attrs.get(key)!r}, "
-                f"this Recorder has {expected.get(key)!r}. Record into a new store instead."
-            )
-            raise ResumeMismatchError(msg)
+    diff = mismatch(attrs, expected)
+    if diff:
+        key, stored, wanted = diff
+        msg = (
+            f"resume=True needs the run's {key} to match; the store has {stored!r}, "
+            f"this Recorder has {wanted!r}. Record into a new store instead."
+        )
+        raise ResumeMismatchError(msg)
     check_writable(path)
-    remove_partials(path)
+    _remove_partials(path)
     root = zarr.open_group(str(path), mode="r+")
     counters = {
         schema.SNAPSHOTS: attrs[schema.N_COMMITTED],

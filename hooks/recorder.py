@@ -15,40 +15,25 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from hooks import schema
+from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
-from hooks._options import parse_compressors, parse_dtype, toolkit_version
+from hooks._options import parse_compressors, parse_dtype
+from hooks._probe_forward import check_forward, probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
-from hooks._store import (
-    create_run,
-    last_epoch,
-    last_metric_step,
-    last_snapshot_step,
-    probe_digest,
-    reopen_run,
-    store_path,
-)
-from hooks.agop import agop_arrays, agop_layers
-from hooks.capture import to_host
-from hooks.errors import (
-    ProbeInputError,
-    RecorderClosedError,
-    RecorderConfigError,
-    StepOrderError,
-    WriterError,
-)
+from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
+from hooks._steps import as_sample_ids, next_step, validated_metrics
+from hooks._store import run_attrs, store_path
+from hooks.agop import agop_layers
+from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
 from hooks.layers import LayerSelector, resolve_layers, unwrap_model
 from hooks.schedule import Schedule, as_schedule
 from hooks.writer import MetricRecord, RunWriter, Snapshot, StreamBatch
 
 __all__ = ["Recorder"]
-
-
-_WEIGHTED = (nn.Linear, nn.modules.conv._ConvNd)
 
 
 class Recorder:
@@ -89,7 +74,8 @@ class Recorder:
     resume : bool
         Continue an existing run at ``store`` (same layers, probe inputs and dtype); creates it if
         missing. Rows a killed writer left uncommitted are discarded; the step counter continues
-        from the last recorded step (`step_`), and no snapshot is taken at construction.
+        from the last recorded step (`step_`; with several processes, the last step any rank
+        recorded), and no snapshot is taken at construction.
     overwrite : bool
         Replace an existing run at ``store``.
     final_snapshot : bool
@@ -105,6 +91,23 @@ class Recorder:
         Saved in the run's attrs.
     store_probe_inputs : int
         Save the probe inputs in ``probe/inputs`` when they take at most this many bytes.
+    rank, world_size : int, optional
+        This process's rank among ``world_size`` recording processes. Taken from
+        `torch.distributed` when it is initialised, and then every rank must create its
+        Recorder (the ranks synchronise once, here); give them (together) for other launchers,
+        or ``rank=0, world_size=1`` to record from one process of a DDP job alone.
+    log_all_ranks : bool
+        With several processes, keep the metrics of every rank (each in its own group), not only
+        rank 0's.
+
+    Notes
+    -----
+    With several processes (DDP), every rank records into its own group ``ranks/<r>`` of one
+    run, laid out like a single-process run with its own commit counters, so no array has two
+    writers. Every rank is given the same probe set and records its shard ``rank::world_size``
+    (positions kept in ``probe/index``); weights are recorded by rank 0 (they are replicated),
+    AGOPs per shard; each rank streams its own batches. Rank 0 creates the run's root (attrs and
+    the full probe set). `probe.open_run` presents the merged view.
 
     Examples
     --------
@@ -142,6 +145,9 @@ class Recorder:
         config: Mapping[str, Any] | None = None,
         seed: int | None = None,
         store_probe_inputs: int = 64 << 20,
+        rank: int | None = None,
+        world_size: int | None = None,
+        log_all_ranks: bool = False,
     ) -> None:
         self.model = model
         self.root_ = unwrap_model(model)
@@ -153,9 +159,11 @@ class Recorder:
             msg = f"'batch_size' must be a positive int; got {batch_size!r}."
             raise RecorderConfigError(msg)
         self.batch_size = batch_size
-        self.weights = bool(weights)
+        self.ranks_ = resolve_ranks(rank, world_size)
+        self.weights = bool(weights) and self.ranks_.rank == 0  # replicated across ranks
         self.agop_layers_ = agop_layers(self.root_, self.layers_, agop, has_probe=probe is not None)
         self.final_snapshot = final_snapshot
+        self._log_metrics = self.ranks_.rank == 0 or log_all_ranks
         params = list(self.root_.parameters())
         self.device = (
             torch.device(device)
@@ -163,32 +171,40 @@ class Recorder:
             else (params[0].device if params else torch.device("cpu"))
         )
         param_dtype = next((p.dtype for p in params if p.is_floating_point()), None)
-        self.probe_: ProbeSet | None = None
+        full: ProbeSet | None = None
         if probe is not None:
-            self.probe_ = make_probe_set(probe, sample_id, param_dtype)
-            self._trial_forward(self.probe_.inputs)
+            full = make_probe_set(probe, sample_id, param_dtype)
         elif every is not None:
             msg = "'every' schedules snapshots of the probe set, so 'probe' must be given too."
             raise RecorderConfigError(msg)
+        multi = self.ranks_.world_size > 1
+        self.probe_ = full
+        if full is not None and multi:
+            self.probe_ = full.shard(self.ranks_.rank, self.ranks_.world_size)
+        if self.probe_ is not None:
+            check_forward(self.root_, self.probe_.inputs, self.device)
 
         self.path = store_path(store)
-        self.step_ = 0
-        self.epoch = 0
         self._closed = False
         self._hooks = HookSet(self.root_, self.layers_, self.dtype)
-
-        attrs = self._root_attrs(config, seed)
-        resumed = resume and self.path.exists()
-        if resumed:
-            root = reopen_run(self.path, attrs)
-            self.step_ = max(last_snapshot_step(root) or 0, last_metric_step(root))
-            self.epoch = last_epoch(root)
-        else:
-            root = create_run(
-                self.path, attrs, self._probe_arrays(store_probe_inputs), overwrite=overwrite
-            )
+        attrs = run_attrs(
+            model_class=type(self.root_).__name__,
+            layers=list(self.layers_),
+            probe=full,
+            dtype=self.dtype,
+            weights=bool(weights),
+            agop=list(self.agop_layers_),
+            config=config,
+            seed=seed,
+        )
+        root, own = group_specs(attrs, full, self.probe_, self.ranks_, store_probe_inputs)
+        own.attrs["weights"] = self.weights
+        group, resumed = open_group(
+            self.path, self.ranks_, root, own, resume=resume, overwrite=overwrite
+        )
+        self.step_, self.epoch = resume_point(self.path, self.ranks_, group) if resumed else (0, 0)
         self.writer_ = RunWriter(
-            root, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
+            group, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
         )
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
@@ -225,22 +241,8 @@ class Recorder:
             The background writer failed earlier (e.g. disk full).
         """
         self._check_open()
-        metrics = self._validated(metrics)
-        if step is None:
-            self.step_ += 1
-        else:
-            if (
-                not isinstance(step, (int, np.integer))
-                or isinstance(step, bool)
-                or step <= self.step_
-            ):
-                msg = (
-                    f"step must be an int larger than the last step {self.step_}; got {step!r}. "
-                    "Steps count optimizer updates and never go backwards "
-                    "(use a new store to restart)."
-                )
-                raise StepOrderError(msg)
-            self.step_ = int(step)
+        metrics = validated_metrics(metrics)
+        self.step_ = next_step(self.step_, step)
         if epoch is not None:
             self.epoch = int(epoch)
         self._put_metrics(metrics)
@@ -256,28 +258,11 @@ class Recorder:
             A metric value is not a number or a one-element tensor, or its name is reserved.
         """
         self._check_open()
-        self._put_metrics(self._validated(metrics))
+        self._put_metrics(validated_metrics(metrics))
 
     def _put_metrics(self, metrics: dict[str, Any]) -> None:
-        if metrics:
+        if metrics and self._log_metrics:
             self.writer_.put(MetricRecord(self.step_, self.epoch, metrics), 64 * len(metrics))
-
-    @staticmethod
-    def _validated(metrics: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for name, value in metrics.items():
-            if name in ("step", "epoch"):
-                msg = f"metric name {name!r} is reserved (it is a column of the metrics table)."
-                raise RecorderConfigError(msg)
-            ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-            if isinstance(value, torch.Tensor):
-                ok = value.numel() == 1
-                value = value.detach()
-            if not ok:
-                msg = f"metric {name!r} must be a number or a one-element tensor; got {value!r}."
-                raise RecorderConfigError(msg)
-            out[name] = value
-        return out
 
     def snapshot(self) -> None:
         """Forward the probe set in eval mode without gradients and record the selected layers.
@@ -297,24 +282,24 @@ class Recorder:
         if self._last_snapshot_step == self.step_:
             return
         x = self.probe_.inputs
-        with self._probe_mode(), self._hooks.attached("probe", n_rows=x.shape[0]):
+        with probe_mode(self.root_, self.device), self._hooks.attached("probe", n_rows=x.shape[0]):
             for i in range(0, x.shape[0], self.batch_size):
                 batch = x[i : i + self.batch_size]
                 self._hooks.begin_batch(i, batch.shape[0])
                 self.root_(batch.to(self.device, non_blocking=True))
         arrays = self._hooks.take()
         dims = {k: schema.array_dims(k, ("sample",), a.ndim - 1) for k, a in arrays.items()}
-        if self.weights:
-            for name, module in self.layers_.items():
-                w = getattr(module, "weight", None)
-                if isinstance(module, _WEIGHTED) and isinstance(w, torch.Tensor):
-                    key = f"{schema.layer_group(name)}/weight"
-                    arrays[key] = to_host(w, torch.float32).reshape(w.shape[0], -1).numpy()
-                    dims[key] = schema.array_dims(key, (), 2)
-        if self.agop_layers_:  # after the no-grad probe mode: AGOP needs backward passes
-            more = agop_arrays(self.root_, x, self.agop_layers_, self.batch_size, self.device)
-            arrays.update(more[0])
-            dims.update(more[1])
+        more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
+            self.root_,
+            self.layers_,
+            self.agop_layers_,
+            x,
+            weights=self.weights,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+        arrays.update(more)
+        dims.update(more_dims)
         snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims)
         self.writer_.put(snap, sum(a.nbytes for a in arrays.values()))
         self._last_snapshot_step = self.step_
@@ -339,19 +324,10 @@ class Recorder:
             length.
         """
         self._check_open()
-        ids = (
-            None
-            if sample_id is None
-            else np.asarray(
-                sample_id.detach().cpu() if isinstance(sample_id, torch.Tensor) else sample_id
-            )
-            .astype(np.int64)
-            .reshape(-1)
-        )
-        with self._hooks.attached("stream", self._put_stream_batch, ids):
+        with self._hooks.attached("stream", self._put_stream_batch, as_sample_ids(sample_id)):
             yield self
 
-    def _put_stream_batch(self, arrays: dict[str, np.ndarray], ids: np.ndarray) -> None:
+    def _put_stream_batch(self, arrays: dict[str, Any], ids: Any) -> None:
         self.writer_.put(
             StreamBatch(self.step_, ids, arrays), sum(a.nbytes for a in arrays.values())
         )
@@ -395,65 +371,6 @@ class Recorder:
             warnings.warn(f"the run's writer also failed: {self.writer_.error}", stacklevel=2)
 
     # ------------------------------------------------------------------ helpers
-    @contextlib.contextmanager
-    def _probe_mode(self) -> Iterator[None]:
-        """Eval mode, no grad, forked RNG; restore every module's training flag afterwards."""
-        flags = [(m, m.training) for m in self.root_.modules()]
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        try:
-            self.root_.eval()
-            with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                yield
-        finally:
-            for m, flag in flags:
-                m.training = flag
-
-    def _trial_forward(self, x: torch.Tensor) -> None:
-        """Forward two probe samples now, so a shape error surfaces before training starts."""
-        try:
-            with self._probe_mode():
-                self.root_(x[:2].to(self.device))
-        except Exception as err:
-            msg = (
-                f"the model's forward failed on probe inputs of shape {tuple(x.shape)} "
-                f"and dtype {x.dtype}: {err}. probe inputs must be a batch the model "
-                "accepts, of shape (n_samples, ...)."
-            )
-            raise ProbeInputError(msg) from err
-
-    def _probe_arrays(self, max_bytes: int) -> dict[str, np.ndarray]:
-        if self.probe_ is None:
-            return {}
-        out: dict[str, np.ndarray] = {"sample_id": self.probe_.sample_id}
-        x = self.probe_.inputs.detach().cpu()
-        if x.numel() * x.element_size() <= max_bytes:
-            out["inputs"] = x.numpy()
-        if self.probe_.targets is not None:
-            out["targets"] = self.probe_.targets
-        return out
-
-    def _root_attrs(self, config: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any]:
-        p = self.probe_
-        return {
-            "schema": schema.SCHEMA,
-            "schema_version": schema.SCHEMA_VERSION,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "toolkit_version": toolkit_version(),
-            "torch_version": torch.__version__,
-            "model_class": type(self.root_).__name__,
-            "config": dict(config or {}),
-            "seed": seed,
-            "layers": list(self.layers_),
-            "n_samples": p.n_samples if p else 0,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "weights": self.weights,
-            "agop": list(self.agop_layers_),
-            "probe_sha256": probe_digest(p.inputs.detach().cpu().numpy()) if p else None,
-            schema.N_COMMITTED: 0,
-            schema.N_METRIC_RECORDS: 0,
-            schema.N_STREAM_ROWS: 0,
-        }
-
     def _check_open(self) -> None:
         if self._closed:
             msg = (

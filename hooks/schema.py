@@ -1,6 +1,8 @@
 """The on-disk layout of a run store (schema v1, zarr format 3): names, dimensions, chunks, attrs.
 
 Shared by the writer (`hooks`) and the reader (`probe.store`); imports neither torch nor zarr.
+A run recorded by several processes holds the shared attrs and ``probe/`` at its root and one
+group ``ranks/<r>`` per process in the single-process layout, with its own commit counters.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ LAYERS = "layers"
 OUTPUTS = "outputs"
 STREAM = "stream"
 METRICS = "metrics"
+RANKS = "ranks"  # multi-process runs: one group per rank, ranks/<r>, in the layout above
 
 # Commit counters kept in the root attrs; readers trim every array to them.
 N_COMMITTED = "n_committed"
 N_METRIC_RECORDS = "n_metric_records"
 N_STREAM_ROWS = "n_stream_rows"
+
+# Multi-process runs: the root holds WORLD_SIZE > 1; each rank group holds RANK and WORLD_SIZE.
+WORLD_SIZE = "world_size"
+RANK = "rank"
 
 # Target bytes of one chunk (specs/storage.md: 1-2 MB chunks write fastest and read well;
 # fewer files per snapshot also means less CPU taken from training).
@@ -41,6 +48,21 @@ def layer_group(layer: str) -> str:
 def stream_group(layer: str) -> str:
     """Return the stream group path of a layer (``stream/<dotted.name>``)."""
     return f"{STREAM}/{layer}"
+
+
+def rank_group(rank: int) -> str:
+    """Return the group path of one process's records in a multi-process run (``ranks/<r>``)."""
+    return f"{RANKS}/{rank}"
+
+
+def world_size(attrs: Mapping[str, Any]) -> int:
+    """Return the number of recording processes of a run (1 when the attrs do not say)."""
+    return int(attrs.get(WORLD_SIZE, 1))
+
+
+def is_multi_rank_root(attrs: Mapping[str, Any]) -> bool:
+    """Return whether ``attrs`` are the root attrs of a run recorded by several processes."""
+    return world_size(attrs) > 1 and RANK not in attrs
 
 
 def element_name(path: Sequence[str]) -> str:
@@ -104,6 +126,9 @@ def check_root_attrs(attrs: Mapping[str, Any]) -> str | None:
     n = attrs[N_COMMITTED]
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         return f"{N_COMMITTED} must be a non-negative int; got {n!r}"
+    ws = attrs.get(WORLD_SIZE, 1)
+    if not isinstance(ws, int) or isinstance(ws, bool) or ws < 1:
+        return f"{WORLD_SIZE} must be a positive int; got {ws!r}"
     if not isinstance(attrs["layers"], list) or not all(
         isinstance(x, str) for x in attrs["layers"]
     ):

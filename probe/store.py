@@ -2,13 +2,13 @@
 
 A `Run` sees only committed data: every array is trimmed to the commit counters read from the
 root attrs when the run was opened (or last `refresh`ed), so it is safe to read while training
-still writes.
+still writes. A run recorded by several processes (one group ``ranks/<r>`` each) is presented
+merged (`probe._rank_merge`).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +20,13 @@ import pandas as pd
 import zarr
 
 from hooks import schema
+from probe._rank_merge import RankMerge
+from probe._run_attrs import read_run_attrs
+from probe._run_summary import run_info, run_to_xarray
 from probe.errors import (
     CorruptRunError,
     LayerNotInRunError,
-    NotARunError,
     RunNotFoundError,
-    SchemaVersionError,
     StepNotFoundError,
 )
 
@@ -36,11 +37,15 @@ Array = npt.NDArray[Any]
 
 @dataclass
 class StreamRows:
-    """Watched training-batch activations of one layer: ``acts`` of shape (n_rows, ...)."""
+    """Watched training-batch activations of one layer: ``acts`` of shape (n_rows, ...).
+
+    ``step``, ``sample_id`` and ``rank`` (the recording process) have shape (n_rows,).
+    """
 
     acts: Array
     step: npt.NDArray[np.int64]
     sample_id: npt.NDArray[np.int64]
+    rank: npt.NDArray[np.int64] | None = None
 
 
 def open_run(path: str | os.PathLike[str]) -> Run:
@@ -85,6 +90,14 @@ class Run:
         The optimizer step of each committed snapshot.
     epochs : ndarray of int64 of shape (n_snapshots,)
         The epoch of each committed snapshot.
+    world_size : int
+        Number of processes that recorded the run (1 unless under DDP).
+
+    Notes
+    -----
+    A run recorded by several processes is presented merged: probe-set arrays in the order of
+    `sample_ids` (each rank recorded a shard), the snapshots committed on *every* rank (a rank
+    ahead keeps its extra ones, see `rank`), stream rows of all ranks, rank 0's metrics.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -94,13 +107,21 @@ class Run:
     # ------------------------------------------------------------------ opening
     def refresh(self) -> Run:
         """Re-read the commit counters to see snapshots committed since opening; return self."""
-        self.attrs = self._read_attrs()
+        self.attrs = read_run_attrs(self.path)
         self.n_snapshots: int = self.attrs[schema.N_COMMITTED]
         self.n_metric_records: int = int(self.attrs.get(schema.N_METRIC_RECORDS, 0))
         self.n_stream_rows: int = int(self.attrs.get(schema.N_STREAM_ROWS, 0))
         self.layers: list[str] = list(self.attrs["layers"])
+        self.world_size = schema.world_size(self.attrs)
         self._group = zarr.open_group(str(self.path), mode="r", zarr_format=3)
-        if self.n_snapshots:
+        self._merge = RankMerge(self) if schema.is_multi_rank_root(self.attrs) else None
+        if self._merge is not None:
+            self.steps, self.epochs = self._merge.steps, self._merge.epochs
+            self.n_snapshots = int(self.steps.size)
+            first = self._merge.ranks[0]
+            self.n_metric_records = first.n_metric_records if first is not None else 0
+            self.n_stream_rows = self._merge.n_stream_rows
+        elif self.n_snapshots:
             self.steps = self._read("snapshots/step", self.n_snapshots).astype(np.int64)
             self.epochs = self._read("snapshots/epoch", self.n_snapshots).astype(np.int64)
         else:
@@ -108,41 +129,33 @@ class Run:
             self.epochs = np.zeros(0, np.int64)
         return self
 
-    def _read_attrs(self) -> dict[str, Any]:
-        meta = self.path / "zarr.json"
-        if not self.path.exists():
-            msg = f"no run at {str(self.path)!r}: the path does not exist."
+    def rank(self, rank: int) -> Run:
+        """Return one recording process's group as a run of its own (its shard of the probe set).
+
+        Raises
+        ------
+        RunNotFoundError
+            The run has no such rank, or that rank never started recording.
+        """
+        if self._merge is None:
+            own = self.attrs.get(schema.RANK, 0)
+            if rank == own:
+                return self
+            msg = (
+                f"this run holds only rank {own}'s records; got rank {rank!r}. Open the root "
+                "folder of a multi-process run to reach its other ranks."
+            )
             raise RunNotFoundError(msg)
-        if not meta.is_file():
-            msg = (
-                f"{str(self.path)!r} is not a probe run (no zarr.json); "
-                "pass the folder a Recorder wrote."
-            )
-            raise NotARunError(msg)
-        try:
-            doc = json.loads(meta.read_text())
-        except (OSError, ValueError) as err:
-            msg = f"{meta} cannot be parsed ({err}); the run's metadata is corrupted."
-            raise CorruptRunError(msg) from err
-        attrs = doc.get("attributes") if isinstance(doc, dict) else None
-        if not isinstance(attrs, dict) or attrs.get("schema") != schema.SCHEMA:
-            msg = (
-                f"{str(self.path)!r} is a zarr store but not a probe run "
-                f"(attrs schema={None if attrs is None else attrs.get('schema')!r})."
-            )
-            raise NotARunError(msg)
-        if attrs.get("schema_version") != schema.SCHEMA_VERSION:
-            msg = (
-                f"run schema_version must be {schema.SCHEMA_VERSION}; got "
-                f"{attrs.get('schema_version')!r}. Open it with the toolkit version that wrote it "
-                f"({attrs.get('toolkit_version', 'unknown')})."
-            )
-            raise SchemaVersionError(msg)
-        problem = schema.check_root_attrs(attrs)
-        if problem:
-            msg = f"{meta}: {problem}; the run's metadata is corrupted."
-            raise CorruptRunError(msg)
-        return attrs
+        if not isinstance(rank, (int, np.integer)) or not 0 <= rank < self.world_size:
+            msg = f"rank must be an int in [0, {self.world_size}); got {rank!r}."
+            raise RunNotFoundError(msg)
+        return Run(self.path / schema.rank_group(int(rank)))
+
+    @property
+    def _data_path(self) -> Path:
+        """Where the snapshot groups are: the run, or rank 0's group of a multi-process run."""
+        first = self._merge.first if self._merge is not None else self
+        return first.path if first is not None else self.path
 
     def _array(self, key: str) -> zarr.Array:
         try:
@@ -199,7 +212,7 @@ class Run:
         LayerNotInRunError
             The run did not record ``layer``.
         """
-        group = self.path / self._layer_path(layer)
+        group = self._data_path / self._layer_path(layer)
         if not group.is_dir():  # no snapshot written yet
             return []
         return sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
@@ -271,7 +284,7 @@ class Run:
             The run recorded no weights for ``layer`` (create the Recorder with ``weights=True``).
         """
         path = f"{self._layer_path(layer)}/weight"
-        if not (self.path / path).is_dir():
+        if not (self._data_path / path).is_dir():
             msg = (
                 f"the run recorded no weights for layer {layer!r}; "
                 "record with Recorder(..., weights=True)."
@@ -288,7 +301,7 @@ class Run:
             The run recorded no AGOP for ``layer`` (create the Recorder with ``agop=True``).
         """
         path = f"{self._layer_path(layer)}/agop"
-        if not (self.path / path).is_dir():
+        if not (self._data_path / path).is_dir():
             msg = (
                 f"the run recorded no AGOP for layer {layer!r}; "
                 "record with Recorder(..., agop=True)."
@@ -297,6 +310,10 @@ class Run:
         return self._snapshot_array(path, step)
 
     def _snapshot_array(self, path: str, step: int | None) -> Array:
+        if self._merge is not None:
+            return self._merge.snapshot_array(
+                path, None if step is None else self.snapshot_index(step)
+            )
         if step is None:
             return self._read(path, self.n_snapshots)
         i = self.snapshot_index(step)
@@ -314,28 +331,42 @@ class Run:
         return schema.layer_group(layer)
 
     def _key(self, layer: str, key: str) -> str:
-        if not (self.path / schema.layer_group(layer) / key).is_dir():
+        if not (self._data_path / schema.layer_group(layer) / key).is_dir():
             msg = f"layer {layer!r} has no array {key!r}; recorded: {self.keys(layer)}."
             raise LayerNotInRunError(msg)
         return key
 
     # ------------------------------------------------------------------ metrics and stream
-    def metrics(self) -> pd.DataFrame:
+    def metrics(self, *, all_ranks: bool = False) -> pd.DataFrame:
         """Return the logged scalars as a table: columns ``step``, ``epoch`` and one per metric.
 
         Metrics not logged at a step are NaN there.
+
+        Parameters
+        ----------
+        all_ranks : bool
+            Add a ``rank`` column and, for a multi-process run, the rows of every rank that
+            logged metrics (ordered by step, then rank); by default only rank 0's rows.
         """
+        if self._merge is not None and (table := self._merge.metrics(all_ranks)) is not None:
+            return table
         n = self.n_metric_records
         group = self.path / schema.METRICS
-        if not n or not group.is_dir():
-            return pd.DataFrame({"step": np.zeros(0, np.int64), "epoch": np.zeros(0, np.int64)})
-        names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
-        cols = {name: self._read(f"{schema.METRICS}/{name}", n) for name in names}
-        first = ["step", "epoch"]
-        return pd.DataFrame({k: cols[k] for k in first + [c for c in names if c not in first]})
+        if self._merge is not None or not n or not group.is_dir():
+            table = pd.DataFrame({"step": np.zeros(0, np.int64), "epoch": np.zeros(0, np.int64)})
+        else:
+            names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
+            cols = {name: self._read(f"{schema.METRICS}/{name}", n) for name in names}
+            first = ["step", "epoch"]
+            table = pd.DataFrame({k: cols[k] for k in first + [c for c in names if c not in first]})
+        if all_ranks:
+            table.insert(2, "rank", np.full(len(table), self.attrs.get(schema.RANK, 0), np.int64))
+        return table
 
     def stream(self, layer: str, *, key: str = "acts") -> StreamRows:
         """Return the watched training-batch activations of ``layer`` with steps and sample ids.
+
+        A multi-process run returns the rows of every rank, ordered by step (then rank).
 
         Raises
         ------
@@ -343,90 +374,41 @@ class Run:
             ``layer`` was never watched.
         """
         path = f"{schema.stream_group(layer)}/{key}"
-        if not (self.path / path).is_dir():
+        cols = None
+        if self._merge is not None:
+            cols = self._merge.stream(path)
+        elif (self.path / path).is_dir():
+            n = self.n_stream_rows
+            step, ids = self._read("stream/step", n), self._read("stream/sample_id", n)
+            rank = np.full(step.shape, self.attrs.get(schema.RANK, 0), np.int64)
+            cols = (self._read(path, n), step, ids, rank)
+        if cols is None:
             msg = f"layer {layer!r} has no stream {key!r}; record it inside Recorder.watch()."
             raise LayerNotInRunError(msg)
-        n = self.n_stream_rows
-        return StreamRows(
-            self._read(path, n), self._read("stream/step", n), self._read("stream/sample_id", n)
-        )
+        return StreamRows(*cols)
 
     # ------------------------------------------------------------------ summaries
     def info(self) -> dict[str, Any]:
-        """Return a summary: counts, steps, arrays with shapes, metrics, NaN/Inf flags, state."""
-        arrays = {}
-        for path, node in self._group.members(max_depth=None):
-            if isinstance(node, zarr.Array):
-                top = path.split("/", 1)[0]
-                n = {
-                    schema.METRICS: self.n_metric_records,
-                    schema.STREAM: self.n_stream_rows,
-                    schema.PROBE: node.shape[0] if node.shape else 0,
-                }.get(top, self.n_snapshots)
-                arrays[path] = (n, *node.shape[1:]) if node.shape else ()
-        a = self.attrs
-        return {
-            "path": str(self.path),
-            "schema_version": a["schema_version"],
-            "toolkit_version": a.get("toolkit_version"),
-            "created_utc": a.get("created_utc"),
-            "state": "closed" if a.get("closed_utc") else "live or interrupted",
-            "model_class": a.get("model_class"),
-            "layers": self.layers,
-            "n_samples": a.get("n_samples"),
-            "dtype": a.get("dtype"),
-            "n_snapshots": self.n_snapshots,
-            "steps": [int(s) for s in self.steps],
-            "n_metric_records": self.n_metric_records,
-            "metrics": [c for c in self.metrics().columns if c not in ("step", "epoch")],
-            "n_stream_rows": self.n_stream_rows,
-            "nonfinite": a.get("nonfinite", {}),
-            "arrays": dict(sorted(arrays.items())),
-            "config": a.get("config", {}),
-            "seed": a.get("seed"),
-        }
+        """Return a summary: counts, steps, arrays with shapes, metrics, NaN/Inf flags, state.
+
+        A multi-process run also lists each rank's counts under ``ranks``.
+        """
+        return run_info(self)
 
     def to_xarray(self) -> Any:
-        """Return every committed array as one `xarray.Dataset` (lazy dask arrays when dask exists).
+        """Return every committed array as one `xarray.Dataset`.
 
         Variables are named by their store path (``layers/fc1/acts``); dims are the stored
         ``dimension_names``, with coordinates ``snapshot`` (the steps) and ``sample`` (sample ids).
+        Arrays are lazy dask arrays when dask is installed; a multi-process run's are the merged
+        numpy arrays (arrays that are not per-sample are left out: see `rank`).
 
         Raises
         ------
         ImportError
             xarray is not installed.
         """
-        try:
-            import xarray as xr
-        except ImportError as err:
-            msg = "Run.to_xarray() needs xarray: pip install xarray dask (or the 'dev' extra)."
-            raise ImportError(msg) from err
-        try:
-            import dask.array as da
-        except ImportError:
-            da = None
-        counts = {
-            "snapshot": self.n_snapshots,
-            "record": self.n_metric_records,
-            "row": self.n_stream_rows,
-        }
-        data_vars = {}
-        for path, node in self._group.members(max_depth=None):
-            if not isinstance(node, zarr.Array) or path == "snapshots/step":
-                continue
-            arr = self._array(path)
-            dims = tuple(arr.metadata.dimension_names or ())
-            lazy = da.from_zarr(arr) if da is not None else np.asarray(arr[...])
-            if dims and dims[0] in counts:
-                lazy = lazy[: counts[dims[0]]]
-            data_vars[path] = (dims, lazy)
-        coords = (
-            {"snapshot": self.steps, "sample": self.sample_ids}
-            if (self.path / "probe/sample_id").is_dir()
-            else {"snapshot": self.steps}
-        )
-        return xr.Dataset(data_vars, coords=coords, attrs={"path": str(self.path)})
+        return run_to_xarray(self)
 
     def __repr__(self) -> str:
         return (

@@ -398,9 +398,12 @@ class _Odd(nn.Module):
 def test_outputs_that_are_not_per_sample_or_skip_batches(tmp_path):
     model = _Odd()
     x = torch.randn(10, 3)
-    with pytest.warns(UserWarning, match="fired for 8 of 10 probe samples"), Recorder(
-        model, layers=["gated", "pooled"], store=tmp_path / "r.zarr", probe=x, batch_size=4
-    ) as rec:
+    with (
+        pytest.warns(UserWarning, match="fired for 8 of 10 probe samples"),
+        Recorder(
+            model, layers=["gated", "pooled"], store=tmp_path / "r.zarr", probe=x, batch_size=4
+        ) as rec,
+    ):
         rec.snapshot()
     run = probe.open_run(tmp_path / "r.zarr")
     # not batch-first: concatenated per batch (batches of 4, 4 and 2 samples)
@@ -416,8 +419,9 @@ def test_cuda_model_records_and_training_is_unchanged(tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).cuda()
     x = torch.randn(50, 8)  # probe on the host: sent to the model's device per batch
-    with Recorder(net, layers=["0", "2"], store=tmp_path / "r.zarr", probe=x, every=1,
-                  batch_size=16) as rec:
+    with Recorder(
+        net, layers=["0", "2"], store=tmp_path / "r.zarr", probe=x, every=1, batch_size=16
+    ) as rec:
         with rec.watch():
             net(x[:10].cuda())
         rec.step()
@@ -425,3 +429,14 @@ def test_cuda_model_records_and_training_is_unchanged(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(run.acts("2", 1), net(x.cuda()).cpu().numpy(), rtol=1e-5)
     assert run.stream("0").acts.shape == (10, 16)
+
+
+def test_single_process_run_keeps_its_layout(tmp_path, tiny_mlp, probe_xy):
+    with Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=probe_xy[0]) as rec:
+        assert (rec.ranks_.rank, rec.ranks_.world_size, rec.ranks_.distributed) == (0, 1, False)
+        rec.step(loss=1.0)
+    attrs = probe.open_run(tmp_path / "r.zarr").attrs
+    expected = {"schema", "schema_version", "layers", "n_samples", "dtype", "probe_sha256"}
+    assert expected <= set(attrs) and not {"world_size", "rank"} & set(attrs)
+    assert attrs["n_committed"] == 1 and attrs["n_metric_records"] == 1
+    assert not (tmp_path / "r.zarr" / "ranks").exists()

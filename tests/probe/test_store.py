@@ -208,3 +208,32 @@ def test_to_xarray_without_xarray_names_the_install(run_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "xarray", None)
     with pytest.raises(ImportError, match="needs xarray: pip install xarray dask"):
         probe.open_run(run_path).to_xarray()
+
+
+def test_world_size_attr_and_rank_accessors_of_a_single_process_run(run_path):
+    run = probe.open_run(run_path)
+    assert run.world_size == 1 and run.rank(0) is run and run.info()["world_size"] == 1
+    np.testing.assert_array_equal(run.stream("0").rank, np.zeros(96, np.int64))
+    assert list(run.metrics(all_ranks=True).columns[:3]) == ["step", "epoch", "rank"]
+    with pytest.raises(probe.RunNotFoundError, match="holds only rank 0's records; got rank 1"):
+        run.rank(1)
+    meta = run_path / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["world_size"] = 0
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(probe.CorruptRunError, match="world_size must be a positive int; got 0"):
+        probe.open_run(run_path)
+
+
+def test_cli_info_of_a_multi_process_run(tmp_path, capsys):
+    store = tmp_path / "r.zarr"
+    x = torch.randn(5, 2)
+    for rank in (0, 1):
+        net = nn.Sequential(nn.Linear(2, 3))
+        with Recorder(net, layers="0", store=store, probe=x, rank=rank, world_size=2) as rec:
+            rec.step(loss=1.0)
+    assert cli_main(["info", str(store), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["world_size"] == 2 and info["arrays"]["layers/0/acts"] == [1, 5, 3]
+    assert cli_main(["info", str(store)]) == 0
+    assert "layers/0/acts" in capsys.readouterr().out
