@@ -20,6 +20,15 @@ import numpy.typing as npt
 import zarr
 
 from hooks import schema
+from hooks._items import (
+    SCALAR_SNAPSHOT_CHUNK,
+    MetricRecord,
+    Snapshot,
+    StreamBatch,
+    check_row,
+    snapshot_chunks,
+    to_float,
+)
 from hooks._store import last_snapshot_step
 from hooks._zarr_io import append_many, create_array, fill_value
 from hooks.errors import NonFiniteWarning, RecorderClosedError, WriterError
@@ -30,44 +39,6 @@ Array = npt.NDArray[Any]
 _MAX_NONFINITE_ENTRIES = 100
 # Snapshots appended together when the writer finds them queued (bounds one commit's latency).
 _MAX_SNAPSHOT_BATCH = 256
-# Snapshot rows below this size share chunks along ``snapshot``; a partly filled chunk is
-# rewritten on every append, so it is kept well below schema.CHUNK_BYTES.
-_SNAPSHOT_CHUNK_BYTES = 256 << 10
-_MAX_SNAPSHOTS_PER_CHUNK = 1024
-_SCALAR_SNAPSHOT_CHUNK = 1024
-
-
-@dataclass
-class Snapshot:
-    """One snapshot: arrays keyed by store path, with their dims after the ``snapshot`` dim."""
-
-    step: int
-    epoch: int
-    wall_time: float
-    arrays: dict[str, Array]
-    dims: dict[str, tuple[str, ...]]
-
-
-@dataclass
-class MetricRecord:
-    """Scalars logged at one step (values may be 0-d tensors, converted in the writer thread)."""
-
-    step: int
-    epoch: int
-    values: dict[str, Any]
-
-
-@dataclass
-class StreamBatch:
-    """Activations of one watched training forward: ``(n_rows, ...)`` arrays keyed by store path."""
-
-    step: int
-    sample_id: Array
-    arrays: dict[str, Array]
-    n_rows: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.n_rows = int(self.sample_id.shape[0])
 
 
 @dataclass
@@ -280,7 +251,7 @@ class RunWriter:
         if arr is None:
             if path in self.root:
                 arr = self.root[path]
-                _check_row(arr, path, like)
+                check_row(arr, path, like)
             else:
                 group, _, name = path.rpartition("/")
                 arr = create_array(
@@ -322,9 +293,9 @@ class RunWriter:
             for path, a in s.arrays.items():
                 self._check_finite(path, s.step, a)
                 arr = self._array(
-                    path, a, ("snapshot",), s.dims[path], n0, _snapshot_chunks(s, path)
+                    path, a, ("snapshot",), s.dims[path], n0, snapshot_chunks(s, path)
                 )
-                _check_row(arr, path, a)
+                check_row(arr, path, a)
                 self._snapshot_paths.add(path)
                 rows.setdefault(path, [None] * n)[i] = a
         pairs = []
@@ -338,7 +309,7 @@ class RunWriter:
         for name, dtype in (("step", np.int64), ("epoch", np.int64), ("wall_time", np.float64)):
             a = np.asarray([getattr(s, name) for s in batch], dtype=dtype)
             path = f"{schema.SNAPSHOTS}/{name}"
-            chunks = (_SCALAR_SNAPSHOT_CHUNK,)
+            chunks = (SCALAR_SNAPSHOT_CHUNK,)
             pairs.append((self._array(path, a[0], ("snapshot",), (), n0, chunks), a))
         append_many(pairs)
         self.n_committed += n
@@ -357,7 +328,7 @@ class RunWriter:
         names = list(dict.fromkeys(k for r in recs for k in r.values))
         for name in names:
             cols[name] = np.array(
-                [_to_float(r.values.get(name, math.nan)) for r in recs], np.float64
+                [to_float(r.values.get(name, math.nan)) for r in recs], np.float64
             )
         for name in self._metric_names() - set(cols):
             cols[name] = np.full(len(recs), np.nan)
@@ -459,37 +430,3 @@ class RunWriter:
             # One metadata write for all counters: `attrs.update` writes once per key, and a
             # crash between those writes left n_committed and last_step disagreeing (kill test).
             self.root.update_attributes(updates)
-
-
-def _check_row(arr: zarr.Array, path: str, row: Array) -> None:
-    """Raise if ``row`` does not fit the rows of ``arr`` (e.g. a resumed run's layer got wider)."""
-    if arr.shape[1:] != row.shape or arr.dtype != row.dtype:
-        msg = (
-            f"array {path!r} in the store has rows of shape {arr.shape[1:]} and dtype "
-            f"{arr.dtype}; got {row.shape} {row.dtype}. Record into a new store."
-        )
-        raise ValueError(msg)
-
-
-def _snapshot_chunks(s: Snapshot, path: str) -> tuple[int, ...]:
-    """Chunk shape of a snapshot array: small rows grouped along ``snapshot``, large split.
-
-    A row (one snapshot) under `_SNAPSHOT_CHUNK_BYTES` shares its chunk with the next snapshots,
-    so recording a small probe set every step does not make one file per step and array; a
-    larger row gets its own chunks, split along ``sample`` to about `schema.CHUNK_BYTES`.
-    """
-    a = s.arrays[path]
-    if a.nbytes < _SNAPSHOT_CHUNK_BYTES:
-        k = min(_MAX_SNAPSHOTS_PER_CHUNK, _SNAPSHOT_CHUNK_BYTES // max(1, a.nbytes))
-        return (k, *a.shape)
-    if s.dims[path] and s.dims[path][0] == "sample" and a.ndim:
-        rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
-        return (1, rows, *a.shape[1:])
-    return (1, *a.shape)
-
-
-def _to_float(value: Any) -> float:
-    try:
-        return float(value)  # 0-d tensors are synchronised here, off the training thread
-    except (TypeError, ValueError, RuntimeError):
-        return math.nan
