@@ -21,6 +21,7 @@ from probe import (
     margins,
     projector,
     readout,
+    routing,
     smooth,
     summaries,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "margins",
     "projector",
     "readout",
+    "routing",
     "open_run",
     "smooth",
     "summaries",

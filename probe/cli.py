@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from probe import _cli_mnist_clustering
 
     _cli_mnist_clustering.add_run_parser(exp)
+    from probe import _cli_neural_race
+
+    _cli_neural_race.add_run_parser(exp)
 
     q = exp.add_parser(
         "two-points",

@@ -3,7 +3,8 @@
 Mode strength trajectories `mode_trajectory` (Eq. 12) and `deep_mode_trajectory` (Eq. 15),
 `time_to_learn` (Eq. 11) and `half_time`; readouts of mode strengths from weights
 (`weight_mode_strengths`) or from captured hidden activations alone (`gram_mode_strengths`);
-`half_times` of measured trajectories.
+`half_times` of measured trajectories. The gated routing network's reduced dynamics and fixed
+point (dynamics spec §3.3) are in `probe.routing`.
 
 Conventions: ``t`` counts optimizer steps, ``tau`` is the time constant in steps (``1/lr`` for
 SGD on ``0.5 * SSE`` summed over examples; ``P N_out / (2 lr)`` for ``F.mse_loss``: spec §2.2),

@@ -13,6 +13,12 @@ from probe.experiments.mnist_clustering import (
     MnistClusteringResult,
     run_mnist_clustering,
 )
+from probe.experiments.neural_race import (
+    InitScaleSweepConfig,
+    NeuralRaceConfig,
+    init_scale_sweep,
+    run_neural_race,
+)
 from probe.experiments.seq_mnist import (
     SeqMnistConfig,
     SeqMnistResult,
@@ -26,13 +32,17 @@ __all__ = [
     "ClassifierResult",
     "FinetuneConfig",
     "FinetuneResult",
+    "InitScaleSweepConfig",
     "MnistClusteringConfig",
     "MnistClusteringResult",
+    "NeuralRaceConfig",
     "SeqMnistConfig",
     "SeqMnistResult",
     "format_summary",
+    "init_scale_sweep",
     "readout_table",
     "run_mnist_clustering",
+    "run_neural_race",
     "run_finetune_speed",
     "train_classifier",
     "train_seq_mnist",

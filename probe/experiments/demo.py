@@ -3,7 +3,8 @@
 Finetune-speed with 6 seeds (the fewest for which a two-sided Wilcoxon test can reach p < 0.05),
 an MNIST MLP for one epoch (scikit-learn's digits when MNIST is unavailable offline), the
 two-point effective-theory fit on the authors' ``two_layer`` setting (one seed) and the deep
-linear network against Saxe et al.'s exact solution.
+linear network against Saxe et al.'s exact solution, the MNIST clustering comparison and the
+gated routing network's neural race.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from probe.experiments.finetune_speed import FinetuneConfig, format_summary, run
 from probe.experiments.mnist import ClassifierConfig, train_classifier
 from probe.experiments.mnist_clustering import demo_config, run_mnist_clustering
 from probe.experiments.mnist_clustering import format_summary as format_clustering
+from probe.experiments.neural_race import NeuralRaceConfig, run_neural_race
 from probe.experiments.two_points import TwoPointsConfig, run_two_points
 from probe.store import open_run
 
@@ -57,6 +59,9 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
     tp = run_two_points(TwoPointsConfig(setting="two_layer", seeds=1), out / "two-points")
     fit = tp.table.iloc[0]
     dl = run_deep_linear(DeepLinearConfig(), out / "deep-linear")
+    nr = run_neural_race(
+        NeuralRaceConfig(init="decoupled", scale=0.08, seeds=1), out / "neural-race"
+    )
     lines = [
         "",
         format_summary(fs.summary),
@@ -78,5 +83,6 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
             f"{r.t_half_weights:.0f} (theory {r.t_half_theory:.0f})" for r in dl.table.itertuples()
         )
         + f" steps; {dl.figure}",
+        f"  neural-race (decoupled b0 = 0.08, {nr.wall_s:.0f} s): {nr.table_csv}, {nr.figure}",
     ]
     return "\n".join(lines)
