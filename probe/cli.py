@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     from probe import _cli_neural_race
 
     _cli_neural_race.add_run_parser(exp)
+    from probe import _cli_nfa
+
+    _cli_nfa.add_run_parser(exp)
 
     q = exp.add_parser(
         "two-points",

@@ -19,6 +19,7 @@ from probe.experiments.neural_race import (
     init_scale_sweep,
     run_neural_race,
 )
+from probe.experiments.nfa import NfaConfig, NfaResult, run_nfa
 from probe.experiments.seq_mnist import (
     SeqMnistConfig,
     SeqMnistResult,
@@ -36,6 +37,8 @@ __all__ = [
     "MnistClusteringConfig",
     "MnistClusteringResult",
     "NeuralRaceConfig",
+    "NfaConfig",
+    "NfaResult",
     "SeqMnistConfig",
     "SeqMnistResult",
     "format_summary",
@@ -43,6 +46,7 @@ __all__ = [
     "readout_table",
     "run_mnist_clustering",
     "run_neural_race",
+    "run_nfa",
     "run_finetune_speed",
     "train_classifier",
     "train_seq_mnist",
