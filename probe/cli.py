@@ -1,4 +1,4 @@
-"""The ``probe`` command line: ``info``, ``run``, ``curves``, ``export``, ``sweep`` and ``demo``.
+"""The ``probe`` command line: info, run, analyze, curves, export, sweep, demo and more.
 
 Experiments: ``mnist``, ``finetune-speed``, ``seq-mnist``, ``two-points``, ``deep-linear``.
 
@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     from probe._cli_export import add_parser as add_export_parser
 
     add_export_parser(sub)
+    from probe._cli_analyze import add_parser as add_analyze_parser
+
+    add_analyze_parser(sub)
     _cli_sweep.add_parser(sub)
     return parser
 

@@ -25,6 +25,7 @@ from probe.experiments.neural_race import NeuralRaceConfig, run_neural_race
 from probe.experiments.nfa import demo_config as nfa_demo_config
 from probe.experiments.nfa import run_nfa
 from probe.experiments.two_points import TwoPointsConfig, run_two_points
+from probe.report import write_report
 from probe.store import open_run
 from probe.sweep import run_sweep
 
@@ -60,6 +61,7 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         print(f"{err}\nfalling back to --dataset digits", file=sys.stderr)
         cfg = ClassifierConfig(dataset="digits", model="mlp", epochs=20)
         clf = train_classifier(cfg, out / "digits-mlp")
+    report = write_report(clf.store, out / "report.html", max_steps=6, progress=False)
     nfa_m = run_nfa(nfa_demo_config("mnist", cfg.dataset), out / "nfa-mnist", progress=False)
     nfa_p = run_nfa(nfa_demo_config("poly"), out / "nfa-poly", progress=False)
     mc = run_mnist_clustering(demo_config(cfg.dataset), out / "mnist-clustering")
@@ -93,6 +95,7 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         f" {fs.figure}, run stores in {fs.runs}/",
         f"  {cfg.dataset} MLP: test accuracy {clf.test_accuracy:.4f} after {clf.n_steps} steps "
         f"({clf.wall_s:.0f} s); run store {clf.store}",
+        f"  report of the {cfg.dataset} MLP run: {report}",
         f"  nfa ({nfa_m.wall_s:.0f} s + {nfa_p.wall_s:.0f} s): {nfa_m.table_csv}, "
         f"{nfa_p.table_csv}, figures in {nfa_m.out}/ and {nfa_p.out}/",
         f"  mnist-clustering: {mc.figure}, {mc.summary_json}",
