@@ -24,6 +24,7 @@ from probe import (
     report,
     routing,
     smooth,
+    streaming,
     summaries,
 )
 from probe.errors import (
@@ -73,5 +74,6 @@ __all__ = [
     "routing",
     "open_run",
     "smooth",
+    "streaming",
     "summaries",
 ]
