@@ -302,8 +302,12 @@ class RunWriter:
         for path in self._snapshot_paths:
             arr = self._arrays.get(path) or self.root[path]
             self._arrays[path] = arr
+            got = rows.get(path, [None] * n)
+            if n == 1 and got[0] is not None:
+                pairs.append((arr, got[0][None]))  # the common case: no copy
+                continue
             stack = np.empty((n, *arr.shape[1:]), arr.dtype)
-            for i, a in enumerate(rows.get(path, [None] * n)):
+            for i, a in enumerate(got):
                 stack[i] = fill_value(arr.dtype) if a is None else a  # None: layer did not fire
             pairs.append((arr, stack))
         for name, dtype in (("step", np.int64), ("epoch", np.int64), ("wall_time", np.float64)):

@@ -249,6 +249,12 @@ def linear_cka(X: npt.ArrayLike, Y: npt.ArrayLike, *, unbiased: bool = False) ->
     check_not_constant(Yf, "Y")
     if unbiased:
         check_min_samples(Xf, 4, "X", "for the unbiased HSIC estimator (or use unbiased=False)")
+    elif Xf.shape[0] > Xf.shape[1] + Yf.shape[1]:
+        # Same value from the feature-space form, in O(d²) memory instead of O(n²):
+        # <X̃X̃ᵀ, ỸỸᵀ>_F = ||X̃ᵀỸ||²_F and ||X̃X̃ᵀ||_F = ||X̃ᵀX̃||_F.
+        Xc, Yc = Xf - Xf.mean(axis=0), Yf - Yf.mean(axis=0)
+        hxy = float(np.sum((Xc.T @ Yc) ** 2))
+        return hxy / float(np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc))
     Kx, hx = _self_hsic(Xf, "X", unbiased)
     Ky, hy = _self_hsic(Yf, "Y", unbiased)
     return _cka(Kx, hx, Ky, hy, unbiased)

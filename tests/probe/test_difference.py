@@ -6,6 +6,7 @@ from scipy.stats import ortho_group
 from torch import nn
 
 import probe
+import probe.difference as difference
 from hooks import Recorder
 from probe._validation import InvalidArrayError, PairIndexError, ShapeMismatchError
 from probe.difference import (
@@ -295,3 +296,21 @@ def test_layer_step_change_needs_two_snapshots():
 
     with pytest.raises(InvalidArrayError, match="run must have at least 2 snapshots; got 1"):
         layer_step_change(OneSnapshot(), "0")
+
+
+def test_biased_cka_feature_space_form_equals_gram_form():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 7))  # n > dx + dy: the O(d^2) path
+    Y = X @ rng.standard_normal((7, 5)) + 0.5 * rng.standard_normal((400, 5))
+    Kx, hx = difference._self_hsic(X, "X", False)
+    Ky, hy = difference._self_hsic(Y, "Y", False)
+    gram = difference._cka(Kx, hx, Ky, hy, False)
+    assert linear_cka(X, Y) == pytest.approx(gram, rel=1e-12)
+    assert linear_cka(X[:10], Y[:10]) == pytest.approx(
+        difference._cka(
+            *difference._self_hsic(X[:10], "X", False),
+            *difference._self_hsic(Y[:10], "Y", False),
+            False,
+        ),
+        rel=1e-12,
+    )
