@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from probe._format import format_info
 from probe.curve_report import analyse_sweep
 from probe.data import DatasetUnavailableError
@@ -49,6 +51,9 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
     str
     """
     out = Path(out)
+    # The demo's nets are small: one intra-op thread is faster than several, and a machine that
+    # is busy with other work otherwise slows it by an order of magnitude (oversubscription).
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
     fs = run_finetune_speed(FinetuneConfig(seeds=seeds), out / "finetune-speed")
     # 1 epoch of MNIST is ~940 steps; the 1,347 digits training images need 20 epochs
