@@ -46,6 +46,7 @@ def main(store, n_steps):
                 model(x[ids])
             model.s.fill_(step)
             rec.step(loss=float(step))
+            time.sleep(0.01)  # a training step takes time; bounds the store at ~50 MB/s
 
 
 if __name__ == "__main__":
