@@ -163,6 +163,7 @@ def simulate_two_point(
     method: str = "Radau",
     rtol: float = 1e-10,
     atol: float = 1e-13,
+    max_nfev: int | None = None,
 ) -> TwoPointTrajectory:
     """Integrate the two-point ODEs from ``(h0, y0, w0)`` at ``t[0]`` and return them on ``t``.
 
@@ -187,6 +188,9 @@ def simulate_two_point(
         ``y/h`` terms are stiff when ``h -> 0``.
     rtol, atol : float, default 1e-10, 1e-13
         Tolerances passed to `scipy.integrate.solve_ivp`.
+    max_nfev : int, optional
+        Give up (`IntegrationError`) after this many right-hand-side calls; bounds the work of
+        pathological rates inside a fit (a typical solution needs a few hundred).
 
     Returns
     -------
@@ -200,7 +204,8 @@ def simulate_two_point(
     TheoryInputError
         A rate, ``dx2`` or ``h0`` is not > 0, ``y0`` or ``dy2`` is negative, or ``w0`` is NaN/Inf.
     IntegrationError
-        `scipy.integrate.solve_ivp` reports failure (its message is included).
+        `scipy.integrate.solve_ivp` reports failure (its message is included), or the
+        integration needed more than ``max_nfev`` right-hand-side calls.
 
     Notes
     -----
@@ -232,7 +237,14 @@ def simulate_two_point(
     ey = check_positive(eta_y, "eta_y")
     dy2f = check_nonnegative(dy2, "dy2")
 
+    calls = 0
+
     def fun(_t: float, s: F64) -> tuple[Any, Any, Any]:
+        nonlocal calls
+        calls += 1
+        if max_nfev is not None and calls > max_nfev:
+            msg = f"the two-point ODEs needed more than max_nfev={max_nfev} evaluations."
+            raise IntegrationError(msg)
         return _rhs(s[0], s[1], s[2], eh, ey, dy2f)
 
     def jac(_t: float, s: F64) -> F64:

@@ -36,6 +36,9 @@ F64 = npt.NDArray[np.float64]
 VARIABLES = ("h", "y", "w")
 #: The authors' start grid of eta_y (``optimize_eta``: ``logspace(-6, 2, 100)``).
 DEFAULT_GRID = np.logspace(-6, 2, 100)
+# Right-hand-side calls after which one integration inside a fit scores inf: a 6000-step
+# trajectory needs ~240 (LSODA); some far-off rates make LSODA crawl for minutes instead.
+_MAX_NFEV = 50_000
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ def _simulate(
         method=method,
         rtol=rtol,
         atol=rtol * 1e-3,
+        max_nfev=_MAX_NFEV,
     )
 
 

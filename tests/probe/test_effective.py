@@ -308,3 +308,10 @@ def test_mean_output_loss_errors():
         mean_output_loss([0.0], [0.0], [0.0], 0.5, m0=-1.0)
     with pytest.raises(TheoryInputError, match=r"eta_ybar must be a finite number >= 0"):
         mean_output_loss([0.0], [0.0], [0.0], 0.5, eta_ybar=-0.1)
+
+
+def test_simulate_gives_up_after_max_nfev():
+    with pytest.raises(IntegrationError, match="more than max_nfev=10 evaluations"):
+        simulate_two_point(
+            0.0025, 6.25e-6, -0.0017615, 2.5e-3, 2.5e-3, 1.0, 0.5, t=[0.0, 20000.0], max_nfev=10
+        )
