@@ -1,7 +1,9 @@
 """The background writer: one thread owns every zarr call of a run.
 
 Producers (hooks, `Recorder.step`) put numpy arrays on a queue bounded by a byte budget, so a slow
-disk applies back-pressure instead of growing memory. The thread appends data-first
+disk applies back-pressure instead of growing memory. Small items (metric records, stream batches)
+wake the thread only once enough of them are queued: a wake-up per training step costs the
+training thread more in GIL hand-offs than the write itself. The thread appends data-first
 (`hooks._zarr_io.append_many`) and commits by rewriting the root attrs' counters last.
 """
 
@@ -64,7 +66,11 @@ class RunWriter:
         Write buffered metric records once this many have accumulated ...
     metrics_interval_s : float
         ... or once this many seconds have passed since the last write (and at `flush`/`close`).
-        A killed process loses at most that much of its metric log; snapshots are unaffected.
+        A killed process loses about that much of its metric log; snapshots are unaffected.
+    wake_bytes : int
+        Metric records and stream batches wake the writer once this many bytes (or
+        ``metrics_every`` items) of them are queued, or after ``metrics_interval_s``; snapshots,
+        `flush` and `close` wake it at once. Capped at a quarter of ``max_bytes``.
     """
 
     def __init__(
@@ -75,12 +81,16 @@ class RunWriter:
         compressors: object = None,
         metrics_every: int = 256,
         metrics_interval_s: float = 1.0,
+        wake_bytes: int = 4 << 20,
     ) -> None:
         self.root = root
         self.max_bytes = int(max_bytes)
         self.compressors = compressors
         self.metrics_every = int(metrics_every)
         self.metrics_interval_s = float(metrics_interval_s)
+        self.wake_bytes = min(int(wake_bytes), self.max_bytes // 4)
+        self._lazy_bytes = self._lazy_items = 0  # small items queued since the last wake-up
+        self.n_wakeups = 0  # producer-side wake-ups of the writer thread
         attrs = dict(root.attrs)
         self.n_committed: int = attrs.get(schema.N_COMMITTED, 0)
         self.n_metric_records: int = attrs.get(schema.N_METRIC_RECORDS, 0)
@@ -128,8 +138,20 @@ class RunWriter:
             self._queue.append((item, nbytes))
             self._bytes += nbytes
             self.peak_bytes = max(self.peak_bytes, self._bytes)
-            self._cond.notify_all()
+            if isinstance(item, (MetricRecord, StreamBatch)):
+                self._lazy_bytes += nbytes
+                self._lazy_items += 1
+                if self._lazy_bytes >= self.wake_bytes or self._lazy_items >= self.metrics_every:
+                    self._wake()
+            else:
+                self._wake()
         self.wait_s += time.perf_counter() - t0
+
+    def _wake(self) -> None:
+        """Wake the writer thread (caller holds ``_cond``)."""
+        self.n_wakeups += 1
+        self._lazy_bytes = self._lazy_items = 0
+        self._cond.notify_all()
 
     def flush(self) -> None:
         """Block until every queued item is written and committed."""
@@ -148,7 +170,7 @@ class RunWriter:
         if self._thread.is_alive():
             with self._cond:
                 self._queue.append((_CLOSE, 0))
-                self._cond.notify_all()
+                self._wake()
             self._thread.join()
         self.check()
 
@@ -169,9 +191,11 @@ class RunWriter:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                item, nbytes = self._queue.popleft()
+                if not self._queue:  # the timeout drains lazily queued items and buffered metrics
+                    self._cond.wait(self.metrics_interval_s)
+                item, nbytes = self._queue.popleft() if self._queue else (None, 0)
+                if not self._queue:
+                    self._lazy_bytes = self._lazy_items = 0
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 if item is _CLOSE:

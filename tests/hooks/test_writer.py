@@ -356,3 +356,50 @@ def test_snapshot_batches_share_chunks_and_fill_late_or_missing_layers(tmp_path)
     # small rows share one chunk along `snapshot`, rewritten whole as it grows
     assert zarr.open_array(str(path / "layers/a/acts")).chunks[0] > 1
     assert sorted(p.name for p in (path / "layers/a/acts/c").iterdir()) == ["0"]
+
+
+def test_small_items_wake_the_writer_only_in_bulk(tmp_path):
+    """Metric records and stream batches do not wake the writer per put: a wake-up per training
+    step costs the training thread GIL hand-offs."""
+    w = RunWriter(_root(tmp_path / "r.zarr"), metrics_every=4, metrics_interval_s=60)
+    ids = np.arange(2)
+    for step in range(1, 4):
+        w.put(MetricRecord(step, 0, {"loss": float(step)}), 64)
+    assert w.n_wakeups == 0
+    w.put(StreamBatch(3, ids, {"stream/a/acts": np.ones((2, 4), np.float32)}), 32)
+    assert w.n_wakeups == 1  # the fourth small item
+    w.flush()
+    w.put(StreamBatch(4, ids, {"stream/a/acts": np.ones((2, 4), np.float32)}), 5 << 20)
+    assert w.n_wakeups == 3  # the flush, then enough bytes
+    a = np.ones((2, 3), np.float32)
+    w.put(Snapshot(4, 0, 0.0, {"layers/a/acts": a}, {"layers/a/acts": ("sample", "f")}), a.nbytes)
+    assert w.n_wakeups == 4  # a snapshot wakes it at once
+    w.close()
+    run = probe.open_run(tmp_path / "r.zarr")
+    assert run.metrics()["loss"].tolist() == [1.0, 2.0, 3.0]
+    assert run.n_stream_rows == 4 and run.n_snapshots == 1
+
+
+def test_lazily_queued_metrics_land_within_the_interval_without_a_flush(tmp_path):
+    import time
+
+    path = tmp_path / "r.zarr"
+    w = RunWriter(_root(path), metrics_interval_s=0.1)
+    for step in range(1, 4):
+        w.put(MetricRecord(step, 0, {"loss": float(step)}), 64)
+    assert w.n_wakeups == 0
+    deadline = time.monotonic() + 10
+    while zarr.open_group(str(path), mode="r").attrs.get("n_metric_records", 0) < 3:
+        assert time.monotonic() < deadline, "queued metrics were never written"
+        time.sleep(0.02)
+    w.close()
+    assert probe.open_run(path).metrics()["loss"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_wake_bytes_is_capped_by_the_queue_budget(tmp_path):
+    w = RunWriter(_root(tmp_path / "r.zarr"), max_bytes=4000, wake_bytes=1 << 30)
+    assert w.wake_bytes == 1000  # the writer wakes long before producers block
+    for i in range(20):  # stream batches alone fill the budget: no deadlock
+        w.put(StreamBatch(i, np.arange(10), {"stream/a/acts": np.ones((10, 25), np.float32)}), 1000)
+    w.close()
+    assert probe.open_run(tmp_path / "r.zarr").n_stream_rows == 200
