@@ -1,31 +1,41 @@
-"""Capture side of the toolkit: attach a `Recorder` to any training loop; no import of `probe`."""
+"""Capture side of the toolkit: attach a `Recorder` to any training loop; no import of `probe`.
 
-from hooks.agop import gradient_grams
-from hooks.errors import (
-    AgopError,
-    AgopLayerError,
-    HooksError,
-    IntegrationError,
-    IntegrationImportError,
-    LayerNotFoundError,
-    NoLayersError,
-    NonFiniteWarning,
-    ProbeInputError,
-    RecorderClosedError,
-    RecorderConfigError,
-    ResumeMismatchError,
-    SchemaMismatchError,
-    StepOrderError,
-    StoreCorruptError,
-    StoreExistsError,
-    StoreNotWritableError,
-    StreamShapeError,
-    WriterError,
-)
-from hooks.layers import list_layers, resolve_layers, unwrap_model
-from hooks.recorder import Recorder
-from hooks.schedule import log_schedule
+Names load on first use (PEP 562): `probe` reads stores through `hooks.schema` without importing
+torch.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_NAMES = {
+    "AgopError": "hooks.errors",
+    "AgopLayerError": "hooks.errors",
+    "HooksError": "hooks.errors",
+    "IntegrationError": "hooks.errors",
+    "IntegrationImportError": "hooks.errors",
+    "LayerNotFoundError": "hooks.errors",
+    "NoLayersError": "hooks.errors",
+    "NonFiniteWarning": "hooks.errors",
+    "ProbeInputError": "hooks.errors",
+    "Recorder": "hooks.recorder",
+    "RecorderClosedError": "hooks.errors",
+    "RecorderConfigError": "hooks.errors",
+    "ResumeMismatchError": "hooks.errors",
+    "SchemaMismatchError": "hooks.errors",
+    "StepOrderError": "hooks.errors",
+    "StoreCorruptError": "hooks.errors",
+    "StoreExistsError": "hooks.errors",
+    "StoreNotWritableError": "hooks.errors",
+    "StreamShapeError": "hooks.errors",
+    "WriterError": "hooks.errors",
+    "gradient_grams": "hooks.agop",
+    "list_layers": "hooks.layers",
+    "log_schedule": "hooks.schedule",
+    "resolve_layers": "hooks.layers",
+    "unwrap_model": "hooks.layers",
+}
 __all__ = [
     "AgopError",
     "AgopLayerError",
@@ -53,3 +63,54 @@ __all__ = [
     "resolve_layers",
     "unwrap_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    msg = f"module 'hooks' has no attribute {name!r}; see hooks.__all__ for the public names."
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:
+    from hooks.agop import (
+        gradient_grams,
+    )
+    from hooks.errors import (
+        AgopError,
+        AgopLayerError,
+        HooksError,
+        IntegrationError,
+        IntegrationImportError,
+        LayerNotFoundError,
+        NoLayersError,
+        NonFiniteWarning,
+        ProbeInputError,
+        RecorderClosedError,
+        RecorderConfigError,
+        ResumeMismatchError,
+        SchemaMismatchError,
+        StepOrderError,
+        StoreCorruptError,
+        StoreExistsError,
+        StoreNotWritableError,
+        StreamShapeError,
+        WriterError,
+    )
+    from hooks.layers import (
+        list_layers,
+        resolve_layers,
+        unwrap_model,
+    )
+    from hooks.recorder import (
+        Recorder,
+    )
+    from hooks.schedule import (
+        log_schedule,
+    )

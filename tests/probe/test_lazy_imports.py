@@ -1,0 +1,47 @@
+"""`import probe` / `import hooks` load names on first use: reading a store never imports torch."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hooks
+import probe
+
+
+def test_reading_a_store_and_streaming_analyses_do_not_import_torch(tmp_path):
+    path = tmp_path / "r.zarr"
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(12, 3)
+    y = torch.arange(12) % 2
+    with hooks.Recorder(net, layers="0", store=path, probe=(x, y), every=1) as rec:
+        rec.step(loss=1.0)
+    code = (
+        "import sys, probe\n"
+        f"run = probe.open_run({str(path)!r})\n"
+        "a = run.acts('0', step=1)\n"
+        "probe.streaming.class_moments(run, '0', 1)\n"
+        "probe.streaming.consecutive_cka(run, '0')\n"
+        "print(a.shape, run.info()['n_snapshots'], 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "(12, 4) 2 False"
+
+
+def test_every_public_name_resolves_and_unknown_names_raise():
+    for pkg in (hooks, probe):
+        assert sorted(pkg.__all__) == pkg.__all__
+        for name in pkg.__all__:
+            assert getattr(pkg, name) is not None
+        assert set(pkg.__all__) <= set(dir(pkg))
+    assert set(hooks.__all__) == set(hooks._NAMES)
+    assert probe.open_run is probe.store.open_run
+    assert probe.streaming.__name__ == "probe.streaming"
+    np.testing.assert_array_equal(probe.Run.__name__, "Run")
+    with pytest.raises(AttributeError, match="module 'probe' has no attribute 'nope'"):
+        probe.nope  # noqa: B018
+    with pytest.raises(AttributeError, match="module 'hooks' has no attribute 'Nope'"):
+        hooks.Nope  # noqa: B018
