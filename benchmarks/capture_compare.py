@@ -300,6 +300,7 @@ def main():
                 folder = tmp / method
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir()
+                os.sync()  # each method starts with no dirty pages of the previous one
                 res, err = _run_worker(py, method, args, folder)
                 if err:
                     errors[method] = err

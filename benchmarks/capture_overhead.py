@@ -184,6 +184,7 @@ def main():
             rec_stats = []
             for _ in range(args.rounds):
                 for mode in times:
+                    os.sync()  # each variant starts with no dirty pages of the previous one
                     t, stats = train(args.steps, args.every, x_probe, mode, tmp / "run.zarr")
                     times[mode].append(t)
                     cpu[mode].append(stats["main_thread_cpu_s"])

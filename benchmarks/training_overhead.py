@@ -134,6 +134,7 @@ def run_device(device, args, tmp):
     for _ in range(args.rounds):  # interleaved, so load on a shared machine hits all alike
         for v in VARIANTS:
             store = tmp / f"{v}.zarr"
+            os.sync()  # each variant starts with no dirty pages of the previous one
             wall, proc, st = train(v, data, args.steps, args.batch, store, device)
             times[v].append(wall)
             cpu[v].append(proc)

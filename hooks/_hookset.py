@@ -22,7 +22,9 @@ from hooks import schema
 from hooks.capture import flatten_output, host_dtype, to_host
 from hooks.errors import RecorderConfigError, StreamShapeError
 
-StreamCallback = Callable[[dict[str, npt.NDArray[Any]], npt.NDArray[np.int64]], None]
+StreamCallback = Callable[
+    [dict[str, npt.NDArray[Any]], npt.NDArray[np.int64], "torch.cuda.Event | None"], None
+]
 
 
 class HookSet:
@@ -43,6 +45,7 @@ class HookSet:
         self._on_batch: StreamCallback | None = None
         self._ids: npt.NDArray[np.int64] | None = None
         self._batch_rows = 0
+        self._device_copies: torch.device | None = None  # a non-blocking copy is in flight
 
     @contextlib.contextmanager
     def attached(
@@ -85,11 +88,26 @@ class HookSet:
         """Announce the rows ``offset:offset + size`` of the probe set about to be forwarded."""
         self._offset, self._batch = offset, size
 
+    def ready(self) -> torch.cuda.Event | None:
+        """Return an event after the outputs' non-blocking copies (None: they are complete).
+
+        Batch-first outputs of a CUDA module are copied into pinned host buffers without
+        blocking, so the forward goes on while they land; whoever reads the arrays of `take`
+        (the writer thread) synchronises on this event first.
+        """
+        device, self._device_copies = self._device_copies, None
+        if device is None:
+            return None
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+        return event
+
     def take(self) -> dict[str, npt.NDArray[Any]]:
         """Return the collected outputs (complete over the probe set) and clear them.
 
         An output that did not fire in every probe batch is left out, with a warning: the
-        writer then stores a fill-valued row for it, so nothing is silently misaligned.
+        writer then stores a fill-valued row for it, so nothing is silently misaligned. With
+        CUDA outputs the arrays are complete only once `ready` is synchronised.
         """
         arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
         for key, out in self._out.items():
@@ -111,13 +129,20 @@ class HookSet:
         batch_first = self._n_rows and t.ndim and t.shape[0] == self._batch
         if batch_first and key not in self._buf:
             if out is None:
-                out = torch.empty((self._n_rows, *t.shape[1:]), dtype=host_dtype(t, self.dtype))
+                shape = (self._n_rows, *t.shape[1:])
+                out = torch.empty(shape, dtype=host_dtype(t, self.dtype), pin_memory=t.is_cuda)
                 self._out[key] = out
             if out.shape[1:] == t.shape[1:]:
-                out[self._offset : self._offset + self._batch].copy_(t.detach())
+                out[self._offset : self._offset + self._batch].copy_(
+                    t.detach(), non_blocking=out.is_pinned()
+                )
+                if out.is_pinned():
+                    self._device_copies = t.device
                 self._filled[key] += self._batch
                 return
         if out is not None:  # shape changed between batches: concatenate instead
+            if out.is_pinned():  # its rows must have landed before torch.cat reads them
+                torch.cuda.synchronize(t.device)
             self._buf[key].append(out[: self._filled.pop(key, 0)])
             del self._out[key]
         self._buf[key].append(to_host(t, self.dtype))
@@ -164,4 +189,4 @@ class HookSet:
         elif self._on_batch is not None:
             arrays = {f"{schema.STREAM}/{k.split('/', 1)[1]}": a for k, a in self.take().items()}
             ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)
-            self._on_batch(arrays, ids)
+            self._on_batch(arrays, ids, self.ready())

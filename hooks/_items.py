@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy.typing as npt
 import zarr
@@ -21,15 +21,26 @@ _MAX_SNAPSHOTS_PER_CHUNK = 1024
 SCALAR_SNAPSHOT_CHUNK = 1024
 
 
+class Ready(Protocol):
+    """What the writer waits on before reading an item's arrays (a `torch.cuda.Event`)."""
+
+    def synchronize(self) -> None: ...
+
+
 @dataclass
 class Snapshot:
-    """One snapshot: arrays keyed by store path, with their dims after the ``snapshot`` dim."""
+    """One snapshot: arrays keyed by store path, with their dims after the ``snapshot`` dim.
+
+    ``ready``: the arrays are being filled by non-blocking device-to-host copies until it is
+    synchronised (None: they are complete).
+    """
 
     step: int
     epoch: int
     wall_time: float
     arrays: dict[str, Array]
     dims: dict[str, tuple[str, ...]]
+    ready: Ready | None = None
 
 
 @dataclass
@@ -48,6 +59,7 @@ class StreamBatch:
     step: int
     sample_id: Array
     arrays: dict[str, Array]
+    ready: Ready | None = None  # as in `Snapshot`
     n_rows: int = field(init=False)
 
     def __post_init__(self) -> None:

@@ -287,7 +287,7 @@ class Recorder:
                 batch = x[i : i + self.batch_size]
                 self._hooks.begin_batch(i, batch.shape[0])
                 self.root_(batch.to(self.device, non_blocking=True))
-        arrays = self._hooks.take()
+        ready, arrays = self._hooks.ready(), self._hooks.take()
         dims = {k: schema.array_dims(k, ("sample",), a.ndim - 1) for k, a in arrays.items()}
         more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
             self.root_,
@@ -300,7 +300,7 @@ class Recorder:
         )
         arrays.update(more)
         dims.update(more_dims)
-        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims)
+        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims, ready)
         self.writer_.put(snap, sum(a.nbytes for a in arrays.values()))
         self._last_snapshot_step = self.step_
 
@@ -327,9 +327,9 @@ class Recorder:
         with self._hooks.attached("stream", self._put_stream_batch, as_sample_ids(sample_id)):
             yield self
 
-    def _put_stream_batch(self, arrays: dict[str, Any], ids: Any) -> None:
+    def _put_stream_batch(self, arrays: dict[str, Any], ids: Any, ready: Any) -> None:
         self.writer_.put(
-            StreamBatch(self.step_, ids, arrays), sum(a.nbytes for a in arrays.values())
+            StreamBatch(self.step_, ids, arrays, ready), sum(a.nbytes for a in arrays.values())
         )
 
     def flush(self) -> None:

@@ -32,7 +32,7 @@ from hooks._items import (
     to_float,
 )
 from hooks._store import last_snapshot_step
-from hooks._zarr_io import append_many, create_array, fill_value
+from hooks._zarr_io import append_many, create_array, fill_value, update_attributes
 from hooks.errors import NonFiniteWarning, RecorderClosedError, WriterError
 
 __all__ = ["MetricRecord", "RunWriter", "Snapshot", "StreamBatch"]
@@ -198,6 +198,8 @@ class RunWriter:
                     self._lazy_bytes = self._lazy_items = 0
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
+                if isinstance(item, (Snapshot, StreamBatch)) and item.ready is not None:
+                    item.ready.synchronize()  # its device-to-host copies have landed
                 if item is _CLOSE:
                     self._write_tails(final=True)
                     return
@@ -215,6 +217,8 @@ class RunWriter:
                             more, more_bytes = self._queue.popleft()
                             nbytes += more_bytes
                             if isinstance(more, Snapshot):
+                                if more.ready is not None:
+                                    more.ready.synchronize()
                                 batch.append(more)
                             else:  # metrics are independent of snapshots: buffer as usual
                                 self._metrics_buf.append(more)  # type: ignore[arg-type]
@@ -457,4 +461,4 @@ class RunWriter:
                 updates["nonfinite"] = self.nonfinite
             # One metadata write for all counters: `attrs.update` writes once per key, and a
             # crash between those writes left n_committed and last_step disagreeing (kill test).
-            self.root.update_attributes(updates)
+            update_attributes(self.root, updates)

@@ -415,20 +415,34 @@ def test_outputs_that_are_not_per_sample_or_skip_batches(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_model_records_and_training_is_unchanged(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cuda_model_records_and_training_is_unchanged(tmp_path, dtype):
+    """CUDA outputs go to pinned host buffers by non-blocking copies; the writer waits on an
+    event before reading them, so what lands in the store is the finished forward."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).cuda()
-    x = torch.randn(50, 8)  # probe on the host: sent to the model's device per batch
+    net = nn.Sequential(nn.Linear(8, 512), nn.ReLU(), nn.Linear(512, 4)).cuda()
+    x = torch.randn(5000, 8)  # probe on the host: sent to the model's device per batch
     with Recorder(
-        net, layers=["0", "2"], store=tmp_path / "r.zarr", probe=x, every=1, batch_size=16
+        net,
+        layers=["0", "2"],
+        store=tmp_path / "r.zarr",
+        probe=x,
+        every=1,
+        batch_size=512,
+        dtype=dtype,
     ) as rec:
-        with rec.watch():
-            net(x[:10].cuda())
-        rec.step()
+        for _ in range(3):
+            with rec.watch():
+                net(x[:10].cuda())
+            rec.step()
     run = probe.open_run(tmp_path / "r.zarr")
+    tol = 1e-5 if dtype == "float32" else 2e-3
     with torch.no_grad():
-        np.testing.assert_allclose(run.acts("2", 1), net(x.cuda()).cpu().numpy(), rtol=1e-5)
-    assert run.stream("0").acts.shape == (10, 16)
+        expected = net(x.cuda()).cpu().numpy()
+        np.testing.assert_allclose(run.acts("2", -1), expected, rtol=tol, atol=tol)
+        h = net[0](x[:10].cuda()).cpu().numpy()
+    assert run.stream("0").acts.shape == (30, 512)
+    np.testing.assert_allclose(run.stream("0").acts[-10:], h, rtol=tol, atol=tol)
 
 
 def test_single_process_run_keeps_its_layout(tmp_path, tiny_mlp, probe_xy):

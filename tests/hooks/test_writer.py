@@ -403,3 +403,47 @@ def test_wake_bytes_is_capped_by_the_queue_budget(tmp_path):
         w.put(StreamBatch(i, np.arange(10), {"stream/a/acts": np.ones((10, 25), np.float32)}), 1000)
     w.close()
     assert probe.open_run(tmp_path / "r.zarr").n_stream_rows == 200
+
+
+class _LandsOnSync:
+    """Stands in for a CUDA event: the arrays are filled only when the writer synchronises."""
+
+    def __init__(self, arrays, value):
+        self.arrays, self.value, self.calls = arrays, value, 0
+
+    def synchronize(self):
+        self.calls += 1
+        for a in self.arrays:
+            a[...] = self.value
+
+
+def test_writer_reads_device_copies_only_after_their_event(tmp_path):
+    path = tmp_path / "r.zarr"
+    w = RunWriter(_root(path))
+    a = np.zeros((4, 3), np.float32)  # "in flight": zeros until synchronised
+    s = np.zeros((2, 3), np.float32)
+    snap_ready, stream_ready = _LandsOnSync([a], 7.0), _LandsOnSync([s], 5.0)
+    dims = {"layers/a/acts": ("sample", "f")}
+    w.put(Snapshot(1, 0, 0.0, {"layers/a/acts": a}, dims, snap_ready), a.nbytes)
+    w.put(StreamBatch(1, np.arange(2), {"stream/a/acts": s}, stream_ready), s.nbytes)
+    w.close()
+    run = probe.open_run(path)
+    np.testing.assert_array_equal(run.acts("a", 1), np.full((4, 3), 7.0, np.float32))
+    np.testing.assert_array_equal(run.stream("a").acts, np.full((2, 3), 5.0, np.float32))
+    assert snap_ready.calls == 1 and stream_ready.calls == 1
+
+
+def test_writer_on_a_store_other_than_local_disk_goes_through_zarr(tmp_path):
+    store = zarr.storage.MemoryStore()
+    root = zarr.open_group(store, mode="w")
+    root.attrs.update({"schema": "probe-run", "n_committed": 0})
+    w = RunWriter(root)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    w.put(Snapshot(5, 0, 0.0, {"layers/a/acts": a}, {"layers/a/acts": ("sample", "f")}), a.nbytes)
+    w.put(MetricRecord(5, 0, {"loss": 0.5}))
+    w.close()
+    back = zarr.open_group(store, mode="r")
+    assert back.attrs["n_committed"] == 1 and back.attrs["last_step"] == 5
+    assert back.attrs["n_metric_records"] == 1
+    np.testing.assert_array_equal(back["layers/a/acts"][:], a[None])
+    np.testing.assert_array_equal(back["metrics/loss"][:], [0.5])
