@@ -404,13 +404,17 @@ def nfa_over_steps(
     if run.steps[0] != 0:
         msg = f"the first snapshot of {layer!r} is step {run.steps[0]}, not 0; it serves as init."
         warnings.warn(msg, UserWarning, stacklevel=2)
+    # The init baseline is computed once: each AGOP power is an eigendecomposition (d x d).
+    M0 = nfm(W[0])
+    init = np.nan if subtract_init else compare(M0, G[0], powers=powers).to_frame()["value"]
     frames = []
     for t, step in enumerate(run.steps):
-        df = compare(nfm(W[t]), G[t], powers=powers, M0=nfm(W[0]), G0=G[0]).to_frame()
-        if subtract_init:
-            dM = nfm(W[t], W[0], subtract_init=True)
-            df["value"] = compare(dM, G[t], powers=powers).to_frame()["value"]
-            df["init"] = np.nan
+        Mt = nfm(W[t])
+        M = nfm(W[t], W[0], subtract_init=True) if subtract_init else Mt
+        df = compare(M, G[t], powers=powers).to_frame()
+        change = {m: _rho_or_nan(m, Mt, M0) for m in MEASURES}
+        df["init"] = init
+        df["nfm_change"] = df["measure"].map(change)
         frames.append(df.assign(layer=layer, step=int(step)))
     return pd.concat(frames, ignore_index=True)[list(FRAME_COLUMNS)]
 

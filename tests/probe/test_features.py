@@ -398,6 +398,8 @@ def test_nfa_over_steps_subtract_init_and_plot(tmp_path):
     last = df[(df["step"] == 6) & (df["measure"] == "cosine")]["value"].item()
     ref = rho_cos(nfm(W[-1], W[0], subtract_init=True), matrix_power_psd(G[-1], 0.5))
     assert last == pytest.approx(ref, abs=1e-12)
+    change = df[(df["step"] == 6) & (df["measure"] == "cosine")]["nfm_change"].item()
+    assert change == pytest.approx(rho_cos(nfm(W[-1]), nfm(W[0])), abs=1e-12)  # M_t, not dM
     both = pd.concat([nfa_over_steps(run, "0"), nfa_over_steps(run, "2")])
     path = plot_nfa(both, tmp_path / "nfa.png")
     assert path.stat().st_size > 10_000
