@@ -134,15 +134,15 @@ class HookSet:
                 self._out[key] = out
             if out.shape[1:] == t.shape[1:]:
                 out[self._offset : self._offset + self._batch].copy_(
-                    t.detach(), non_blocking=out.is_pinned()
+                    t.detach(), non_blocking=t.is_cuda
                 )
-                if out.is_pinned():
+                if t.is_cuda:
                     self._device_copies = t.device
                 self._filled[key] += self._batch
                 return
         if out is not None:  # shape changed between batches: concatenate instead
-            if out.is_pinned():  # its rows must have landed before torch.cat reads them
-                torch.cuda.synchronize(t.device)
+            if self._device_copies is not None:  # rows must land before torch.cat reads them
+                torch.cuda.synchronize(self._device_copies)
             self._buf[key].append(out[: self._filled.pop(key, 0)])
             del self._out[key]
         self._buf[key].append(to_host(t, self.dtype))
