@@ -48,9 +48,13 @@ def _p(text: str) -> str:
 
 
 def _step_axis(ax: Axes, steps: Any) -> None:
-    """Label the optimizer-step axis; symlog when snapshots span decades (log schedules)."""
+    """Label the optimizer-step axis; symlog when snapshots span decades (log schedules).
+
+    Call it after plotting: with symlog the axis starts at step 0 (steps are never negative).
+    """
     if np.max(np.asarray(steps), initial=0) > 100:
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
     ax.set_xlabel("optimizer step")
     ax.grid(alpha=0.3)
 

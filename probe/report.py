@@ -386,4 +386,4 @@ def _document(
 
 
 # The built-in sections register themselves; imported last as they use the helpers above.
-from probe import _report_sections  # noqa: E402, F401
+from probe import _report_alignment, _report_sections  # noqa: E402, F401

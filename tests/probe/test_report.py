@@ -19,12 +19,13 @@ import probe
 from hooks import Recorder
 from probe import report
 from probe._cli_analyze import add_parser, default_out
+from probe._report_alignment import alignment_table, pair_groups
 from probe.data import load_digits, stratified_probe
 from probe.errors import ConfigError, LayerNotInRunError, ProbeError
 from probe.models import MLP
 from probe.report import Absent, build_report, register_section, write_report
 
-ALL = ["curves", "summaries", "change", "clusters", "embedding", "nfa", "effective"]
+ALL = ["curves", "summaries", "change", "clusters", "embedding", "nfa", "effective", "alignment"]
 CHROMIUM = next(
     (p for p in map(shutil.which, ["chromium", "chromium-browser", "google-chrome"]) if p), None
 )
@@ -86,7 +87,7 @@ def record_tiny(path, x, y, steps=3):
 def test_digits_report_has_every_section_with_embedded_figures(digits_html):
     found = sections(digits_html)
     assert list(found) == ALL
-    for key in ALL[:-1]:
+    for key in [k for k in ALL if k != "effective"]:
         images = re.findall(r'src="data:image/png;base64,([^"]+)"', found[key])
         assert images, key
         assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
@@ -222,3 +223,42 @@ def test_write_report_creates_parents(digits_path, tmp_path):
         probe.open_run(digits_path), tmp_path / "a" / "b.html", sections=["nfa"], progress=False
     )
     assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_alignment_section_splits_class_pairs_and_matches_the_definitions(digits_path):
+    run = probe.open_run(digits_path)
+    text = sections(build_report(run, sections=["alignment"], progress=False))["alignment"]
+    assert "<img" in text and "same class" in text and "different class" in text
+    groups = pair_groups(run.targets, 1000, 0)
+    same, diff = groups["same class"], groups["different class"]
+    assert (run.targets[same[:, 0]] == run.targets[same[:, 1]]).all()
+    assert (run.targets[diff[:, 0]] != run.targets[diff[:, 1]]).all()
+    assert len(np.unique(np.r_[same, diff], axis=0)) == len(same) + len(diff)
+    assert (np.r_[same, diff][:, 0] < np.r_[same, diff][:, 1]).all()
+    # the section's means equal alignment_over_steps on the same pairs
+    df = alignment_table(run, run.steps).set_index(["step", "pairs"])
+    ref = probe.alignment.alignment_over_steps(run, diff)
+    for t, step in enumerate(run.steps):
+        row = df.loc[(int(step), "different class")]
+        assert row["a"] == pytest.approx(ref["a"][t].mean(), rel=1e-12)
+        assert row["y"] == pytest.approx(ref["y"][t].mean(), rel=1e-12)
+        assert row["w"] == pytest.approx(ref["w"][t].mean(), rel=1e-12)
+        same_row = df.loc[(int(step), "same class")]
+        assert same_row["a"] == 0 and same_row["w"] == same_row["y"]  # dy = 0 within a class
+
+
+def test_alignment_section_without_targets_says_why_and_regression_uses_all_pairs(tmp_path):
+    x = torch.randn(8, 3)
+    with Recorder(nn.Sequential(nn.Linear(3, 2)), ["0"], tmp_path / "r.zarr", x, every=1) as rec:
+        rec.step()
+    found = sections(build_report(tmp_path / "r.zarr", sections=["alignment"], progress=False))
+    assert "stored no probe targets" in found["alignment"]
+    y = torch.randn(8, 2)
+    found = sections(
+        build_report(
+            record_tiny(tmp_path / "reg.zarr", x, y), sections=["alignment"], progress=False
+        )
+    )
+    assert "all pairs" in found["alignment"] and "<img" in found["alignment"]
+    assert list(pair_groups(y.numpy(), 5, 0)) == ["all pairs"]
+    assert len(pair_groups(y.numpy(), 5, 0)["all pairs"]) == 5
