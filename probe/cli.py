@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from probe import _cli_sweep
 from probe._cli_config import add_config_args, config_from_args
 from probe._format import format_info
 from probe.errors import ProbeError
@@ -150,20 +151,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``probe`` argument parser."""
-    parser = argparse.ArgumentParser(prog="probe", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="verb", required=True)
-
-    p = sub.add_parser("info", help="summarise a run store", description="Summarise a run store.")
-    p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_cmd_info)
-
-    p = sub.add_parser(
-        "run", help="run a reference experiment", description="Run a reference experiment."
-    )
-    exp = p.add_subparsers(dest="experiment", required=True)
+def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add every ``probe run`` experiment (imports the experiments, hence torch: seconds)."""
     from probe.experiments.finetune_speed import FinetuneConfig
     from probe.experiments.mnist import ClassifierConfig
 
@@ -192,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="artifacts/finetune-speed", help="output folder")
     q.set_defaults(func=_cmd_run_finetune)
 
-    from probe import _cli_sweep
     from probe.experiments.deep_linear import DeepLinearConfig
     from probe.experiments.two_points import SETTINGS, TwoPointsConfig
 
@@ -233,6 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--out", default="artifacts/deep-linear", help="output folder")
     q.set_defaults(func=_cmd_run_deep_linear)
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """Return the ``probe`` argument parser.
+
+    With ``verb`` (the command line's first word), the experiments of ``probe run`` are added
+    only when it is ``run``: they import torch, which `probe info` and ``--help`` never need.
+    """
+    parser = argparse.ArgumentParser(prog="probe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("info", help="summarise a run store", description="Summarise a run store.")
+    p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "run", help="run a reference experiment", description="Run a reference experiment."
+    )
+    exp = p.add_subparsers(dest="experiment", required=True)
+    if verb is None or verb == "run":
+        _add_experiments(exp)
 
     p = sub.add_parser(
         "demo",
@@ -294,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(verb).parse_args(argv)
     try:
         return int(args.func(args))
     except ProbeError as err:

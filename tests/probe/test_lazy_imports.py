@@ -45,3 +45,27 @@ def test_every_public_name_resolves_and_unknown_names_raise():
         probe.nope  # noqa: B018
     with pytest.raises(AttributeError, match="module 'hooks' has no attribute 'Nope'"):
         hooks.Nope  # noqa: B018
+
+
+def test_cli_info_and_help_do_not_import_torch_but_run_builds_every_experiment(tmp_path, capsys):
+    from probe.cli import build_parser
+
+    path = tmp_path / "r.zarr"
+    with hooks.Recorder(nn.Sequential(nn.Linear(3, 2)), "0", path, torch.randn(4, 3)) as rec:
+        rec.step(loss=0.5)
+    code = (
+        "import sys\n"
+        "from probe.cli import main\n"
+        f"assert main(['info', {str(path)!r}]) == 0\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip().endswith("False") and "closed (schema v1" in out.stdout
+    run_verb = build_parser("run")._subparsers._group_actions[0].choices["run"]
+    experiments = run_verb._subparsers._group_actions[0].choices
+    assert {"mnist", "finetune-speed", "two-points", "deep-linear", "nfa"} <= set(experiments)
+    assert build_parser("info")._subparsers._group_actions[0].choices["run"]._subparsers
