@@ -29,6 +29,7 @@ _CLASSIFIER_HELP = {
     "n_log_snapshots": "log-spaced snapshots (plus one per epoch end)",
     "max_steps": "stop after this many optimizer steps",
     "weights": "record the weights of every Linear/Conv layer",
+    "agop": "record the AGOP of every Linear/Conv layer at each snapshot (for the NFA)",
 }
 _CLASSIFIER_CHOICES = {
     "dataset": ["mnist", "digits"],

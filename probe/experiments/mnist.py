@@ -41,6 +41,7 @@ class ClassifierConfig:
     max_steps: int | None = None
     seed: int = 0
     weights: bool = True
+    agop: bool = False
 
 
 @dataclass
@@ -159,6 +160,7 @@ def train_classifier(
         probe=(x_te[probe_idx], y_te[probe_idx], probe_idx),
         every=schedule,
         weights=cfg.weights,
+        agop=cfg.agop,
         overwrite=True,
         config=asdict(cfg),
         seed=cfg.seed,

@@ -98,6 +98,18 @@ def test_cli_run_mnist_on_digits(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "digits mlp: test accuracy" in text and str(out / "run.zarr") in text
     assert probe.open_run(out / "run.zarr").steps[-1] == 5
+    assert "agop" not in probe.open_run(out / "run.zarr").keys("layers.0")
+
+
+def test_cli_run_mnist_with_agop_feeds_the_nfa(tmp_path):
+    out = tmp_path / "out"
+    argv = ["run", "mnist", "--dataset", "digits", "--max-steps", "4", "--probe-size", "30"]
+    assert cli_main([*argv, "--agop", "--out", str(out)]) == 0
+    run = probe.open_run(out / "run.zarr")
+    assert run.attrs["config"]["agop"] is True
+    assert run.agop("layers.0").shape == (len(run.steps), 64, 64)
+    df = probe.features.nfa_over_steps(run, "layers.0")
+    assert set(df["step"]) == set(run.steps) and df["value"].notna().all()
 
 
 def test_mnist_missing_data_names_digits_fallback(tmp_path, monkeypatch, capsys):
