@@ -44,7 +44,12 @@ def create_array(
     dims: Sequence[str],
     compressors: object,
 ) -> zarr.Array:
-    """Create an array that grows along axis 0; unwritten rows read as `fill_value`."""
+    """Create an array that grows along axis 0; unwritten rows read as `fill_value`.
+
+    Chunk keys use the "." separator (``c.12.0.0``): every chunk of the array sits in its
+    folder, so a new snapshot row makes no directories (a mkdir and a failed open per level
+    cost ~15 % of the writer's time on 6.7 MB snapshots).
+    """
     dtype = np.dtype(dtype)
     return group.create_array(
         name,
@@ -54,6 +59,7 @@ def create_array(
         fill_value=fill_value(dtype),
         compressors=compressors,
         dimension_names=tuple(dims),
+        chunk_key_encoding={"name": "default", "separator": "."},
     )
 
 

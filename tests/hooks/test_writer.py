@@ -355,7 +355,7 @@ def test_snapshot_batches_share_chunks_and_fill_late_or_missing_layers(tmp_path)
     np.testing.assert_array_equal(got_b[4:], -np.stack(a[4:]))
     # small rows share one chunk along `snapshot`, rewritten whole as it grows
     assert zarr.open_array(str(path / "layers/a/acts")).chunks[0] > 1
-    assert sorted(p.name for p in (path / "layers/a/acts/c").iterdir()) == ["0"]
+    assert sorted(p.name for p in (path / "layers/a/acts").glob("c.*")) == ["c.0.0.0"]
 
 
 def test_small_items_wake_the_writer_only_in_bulk(tmp_path):
@@ -447,3 +447,37 @@ def test_writer_on_a_store_other_than_local_disk_goes_through_zarr(tmp_path):
     assert back.attrs["n_metric_records"] == 1
     np.testing.assert_array_equal(back["layers/a/acts"][:], a[None])
     np.testing.assert_array_equal(back["metrics/loss"][:], [0.5])
+
+
+@pytest.mark.parametrize("separator", [".", "/"])
+def test_appends_follow_each_arrays_chunk_key_encoding(tmp_path, separator):
+    """New arrays use flat "." keys; arrays of stores written with "/" keys still append."""
+    from hooks._zarr_io import append_many
+
+    arr = zarr.open_group(str(tmp_path / "g.zarr"), mode="w").create_array(
+        "a",
+        shape=(0, 3, 2),
+        chunks=(1, 2, 2),
+        dtype=np.float32,
+        fill_value=np.nan,
+        chunk_key_encoding={"name": "default", "separator": separator},
+    )
+    rows = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    append_many([(arr, rows[:1])])
+    append_many([(arr, rows[1:])])
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "g.zarr/a"))[:], rows)
+    folder = tmp_path / "g.zarr/a"
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    expected = "c.3.1.0" if separator == "." else "c/3/1/0"
+    assert expected in files
+
+
+def test_recorded_arrays_keep_their_chunks_in_one_folder(tmp_path, tiny_mlp, probe_xy):
+    with Recorder(
+        tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=probe_xy[0], every=1
+    ) as rec:
+        for _ in range(3):
+            rec.step()
+    folder = tmp_path / "r.zarr" / "layers" / "0" / "acts"
+    assert not [p for p in folder.iterdir() if p.is_dir()]
+    assert probe.open_run(tmp_path / "r.zarr").acts("0").shape[0] == 4
