@@ -40,7 +40,7 @@ def mlp() -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(d, 10))
 
 
-def train(n_steps, every, x_probe, mode, store):
+def train(n_steps, every, x_probe, mode, store, writer="thread"):
     torch.manual_seed(0)
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -50,7 +50,13 @@ def train(n_steps, every, x_probe, mode, store):
     rec = None
     if mode == "recorder":
         rec = Recorder(
-            model, layers=nn.Linear, store=store, probe=x_probe, every=every, overwrite=True
+            model,
+            layers=nn.Linear,
+            store=store,
+            probe=x_probe,
+            every=every,
+            overwrite=True,
+            writer=writer,
         )
     t0, c0 = time.perf_counter(), time.thread_time()
     for step in range(1, n_steps + 1):

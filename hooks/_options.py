@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import BloscCodec, ZstdCodec
@@ -49,3 +51,22 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
         return _DTYPES[dtype]
     msg = f"'dtype' must be 'float32' or 'float16'; got {dtype!r}."
     raise RecorderConfigError(msg)
+
+
+WRITERS = ("thread", "process")
+
+
+def parse_writer(writer: object) -> str:
+    """Return the writer kind, ``"thread"`` or ``"process"`` (the latter on Linux only)."""
+    if writer not in WRITERS:
+        msg = f"'writer' must be one of {list(WRITERS)}; got {writer!r}."
+        raise RecorderConfigError(msg)
+    from hooks._writer_process import process_writer_available
+
+    if writer == "process" and not process_writer_available():
+        msg = (
+            "writer='process' needs Linux (os.memfd_create); "
+            f"this is {sys.platform}. Use writer='thread'."
+        )
+        raise RecorderConfigError(msg)
+    return str(writer)

@@ -19,12 +19,12 @@ import torch.distributed as dist
 import zarr
 
 from hooks import errors, schema
+from hooks._appender import last_snapshot_step
 from hooks._probe_set import ProbeSet
 from hooks._store import (
     create_run,
     last_epoch,
     last_metric_step,
-    last_snapshot_step,
     mismatch,
     probe_attrs,
     read_root_attrs,

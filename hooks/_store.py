@@ -295,14 +295,3 @@ def last_epoch(root: zarr.Group) -> int:
     if n and f"{schema.SNAPSHOTS}/epoch" in root:
         return int(root[f"{schema.SNAPSHOTS}/epoch"][n - 1])
     return 0
-
-
-def last_snapshot_step(root: zarr.Group) -> int | None:
-    """Return the step of the last committed snapshot, read from ``snapshots/step`` (None if none).
-
-    The array, trimmed to ``n_committed``, is the truth; the ``last_step`` attr is a summary.
-    """
-    n = int(root.attrs.get(schema.N_COMMITTED, 0))
-    if n and f"{schema.SNAPSHOTS}/step" in root:
-        return int(root[f"{schema.SNAPSHOTS}/step"][n - 1])
-    return None

@@ -21,17 +21,18 @@ from torch import nn
 from hooks import schema
 from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
-from hooks._options import parse_compressors, parse_dtype
+from hooks._options import parse_compressors, parse_dtype, parse_writer
 from hooks._probe_forward import check_forward, probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
 from hooks._steps import as_sample_ids, next_step, validated_metrics
 from hooks._store import run_attrs, store_path
+from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
 from hooks.layers import LayerSelector, resolve_layers, unwrap_model
 from hooks.schedule import Schedule, as_schedule
-from hooks.writer import MetricRecord, RunWriter, Snapshot, StreamBatch
+from hooks.writer import MetricRecord, Snapshot, StreamBatch
 
 __all__ = ["Recorder"]
 
@@ -85,6 +86,12 @@ class Recorder:
         compresses).
     max_queue_bytes : int
         Memory budget of arrays waiting for the writer; beyond it the training thread waits.
+    writer : {"thread", "process"}
+        Who writes the store. ``"thread"`` (default): a background thread of this process.
+        ``"process"`` (Linux): a child process fed through shared memory, which shares no
+        GIL with training: use it for CPU-bound training loops, where the thread's GIL
+        hand-offs slow training (`benchmarks/capture_overhead.py`). It costs a process start
+        (about 1 s) and a copy of each snapshot into shared memory.
     config : mapping, optional
         Experiment settings saved as JSON in the run's attrs (``config``).
     seed : int, optional
@@ -142,6 +149,7 @@ class Recorder:
         final_snapshot: bool = True,
         compressors: object = None,
         max_queue_bytes: int = 256 << 20,
+        writer: str = "thread",
         config: Mapping[str, Any] | None = None,
         seed: int | None = None,
         store_probe_inputs: int = 64 << 20,
@@ -155,6 +163,7 @@ class Recorder:
         self._due = as_schedule(every)
         self.dtype = parse_dtype(dtype)
         parse_compressors(compressors)  # fail before anything touches the disk
+        writer = parse_writer(writer)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             msg = f"'batch_size' must be a positive int; got {batch_size!r}."
             raise RecorderConfigError(msg)
@@ -203,8 +212,8 @@ class Recorder:
             self.path, self.ranks_, root, own, resume=resume, overwrite=overwrite
         )
         self.step_, self.epoch = resume_point(self.path, self.ranks_, group) if resumed else (0, 0)
-        self.writer_ = RunWriter(
-            group, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
+        self.writer_ = make_writer(
+            writer, group, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
         )
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)

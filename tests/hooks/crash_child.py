@@ -2,7 +2,7 @@
 
 Layer ``lin`` outputs ``x * step`` exactly, so every committed value can be checked against its
 step.
-Usage: python crash_child.py STORE [N_STEPS]
+Usage: python crash_child.py STORE [N_STEPS] [WRITER]
 """
 
 import sys
@@ -30,11 +30,13 @@ def probe_inputs():
     return (torch.arange(N_PROBE * WIDTH, dtype=torch.float32).reshape(N_PROBE, WIDTH) % 97) - 48
 
 
-def main(store, n_steps):
+def main(store, n_steps, writer="thread"):
     stop = time.monotonic() + 60  # never outlive a test that failed to kill us
     model = Scale()
     x = probe_inputs()
-    with Recorder(model, layers="lin", store=store, probe=x, every=1, resume=True) as rec:
+    with Recorder(
+        model, layers="lin", store=store, probe=x, every=1, resume=True, writer=writer
+    ) as rec:
         print("ready", rec.step_, flush=True)
         for _ in range(n_steps):
             if time.monotonic() > stop:
@@ -50,4 +52,5 @@ def main(store, n_steps):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 10**9)
+    n_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 10**9
+    main(sys.argv[1], n_steps, *sys.argv[3:])

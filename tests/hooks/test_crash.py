@@ -72,13 +72,15 @@ def check_store(store, x):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(tmp_path):
+@pytest.mark.parametrize(("writer", "n_kills"), [("thread", N_KILLS), ("process", N_KILLS)])
+def test_sigkill_at_random_moments_then_resume(tmp_path, writer, n_kills):
+    """The writer thread dies with the process; the writer process is killed with its parent."""
     store = tmp_path / "run.zarr"
     x = _probe()
     rng = np.random.default_rng(12345)
     n_reads = committed = 0
-    for i in range(N_KILLS):
-        child = _spawn(store)
+    for i in range(n_kills):
+        child = _spawn(store, 10**9, writer)
         try:
             # Child start-up (imports, store creation) takes 1-3 s on an idle machine and much
             # longer on a loaded one: odd rounds kill at a random moment of it, even rounds a
@@ -101,7 +103,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     assert probe.open_run(store).n_metric_records > 0  # metrics are committed about every second
     # A clean resume after the last kill continues the same run.
     before = probe.open_run(store)
-    child = _spawn(store, 5)
+    child = _spawn(store, 5, writer)
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     after = check_store(store, x)

@@ -89,7 +89,7 @@ def test_writer_roundtrip_any_shape_dtype_and_flushes(
 def test_stream_rows_roundtrip_across_chunk_boundaries(tmp_path_factory, batches, width):
     path = tmp_path_factory.mktemp("s") / "run.zarr"
     w = RunWriter(_root(path))
-    w._stream_rows_per_chunk = 16  # small chunks so batches straddle boundaries
+    w.store._stream_rows_per_chunk = 16  # small chunks so batches straddle boundaries
     rows, start = [], 0
     for step, n in enumerate(batches):
         a = np.arange(start * width, (start + n) * width, dtype=np.float32).reshape(n, width)
@@ -104,8 +104,8 @@ def test_stream_rows_roundtrip_across_chunk_boundaries(tmp_path_factory, batches
 
 
 def test_back_pressure_bounds_queued_bytes(tmp_path, monkeypatch):
+    import hooks._appender as amod
     import hooks._zarr_io as zio
-    import hooks.writer as wmod
 
     slow = zio.append_many
 
@@ -115,7 +115,7 @@ def test_back_pressure_bounds_queued_bytes(tmp_path, monkeypatch):
         time.sleep(0.01)
         return slow(pairs)
 
-    monkeypatch.setattr(wmod, "append_many", slow_append)
+    monkeypatch.setattr(amod, "append_many", slow_append)
     budget = 3 * 4000
     w = RunWriter(_root(tmp_path / "r.zarr"), max_bytes=budget)
     for i in range(20):
@@ -330,20 +330,22 @@ def test_put_after_close_is_refused(tmp_path):
 
 
 def test_snapshot_batches_share_chunks_and_fill_late_or_missing_layers(tmp_path):
-    """A writer that fell behind appends queued snapshots together (`_write_snapshots`)."""
+    """A writer that fell behind appends queued snapshots together (`write_snapshots`)."""
     path = tmp_path / "r.zarr"
     w = RunWriter(_root(path))
     dims = {"layers/a/acts": ("sample", "f"), "layers/b/acts": ("sample", "f")}
     a = [np.full((2, 3), i, np.float32) for i in range(7)]
-    w._write_snapshots([Snapshot(i, 0, 0.0, {"layers/a/acts": a[i]}, dims) for i in range(3)])
+    w.store.write_snapshots([Snapshot(i, 0, 0.0, {"layers/a/acts": a[i]}, dims) for i in range(3)])
     # b appears in the middle of the second batch; a is missing from its last snapshot
     batch = [
         Snapshot(3, 0, 0.0, {"layers/a/acts": a[3]}, dims),
         Snapshot(4, 1, 0.0, {"layers/a/acts": a[4], "layers/b/acts": -a[4]}, dims),
         Snapshot(5, 1, 0.0, {"layers/b/acts": -a[5]}, dims),
     ]
-    w._write_snapshots(batch)
-    w._write_snapshots([Snapshot(6, 1, 0.0, {"layers/a/acts": a[6], "layers/b/acts": -a[6]}, dims)])
+    w.store.write_snapshots(batch)
+    w.store.write_snapshots(
+        [Snapshot(6, 1, 0.0, {"layers/a/acts": a[6], "layers/b/acts": -a[6]}, dims)]
+    )
     w.close()
     run = probe.open_run(path)
     np.testing.assert_array_equal(run.steps, np.arange(7))

@@ -1,0 +1,174 @@
+"""writer='process': the same store as the writer thread, errors surfaced, dies with its parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import probe
+from hooks import NonFiniteWarning, Recorder, RecorderClosedError, RecorderConfigError, WriterError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+
+def _record(model, x, path, writer, **kw):
+    torch.manual_seed(0)
+    with Recorder(model, layers=["0", "2"], store=path, probe=x, every=2, writer=writer, **kw) as r:
+        for s in range(7):
+            with r.watch(sample_id=np.arange(5) + s):
+                model(x[s : s + 5])
+            r.step(loss=torch.tensor(0.5 * s), acc=s / 10)
+    return zarr.open_group(str(path), mode="r")
+
+
+def test_process_writer_writes_the_same_store_as_the_thread(tmp_path, tiny_mlp, probe_xy):
+    x = probe_xy[0]
+    a = _record(tiny_mlp, x, tmp_path / "t.zarr", "thread")
+    b = _record(tiny_mlp, x, tmp_path / "p.zarr", "process", max_queue_bytes=4096)
+    paths = sorted(p for p, n in a.members(max_depth=None) if isinstance(n, zarr.Array))
+    assert paths == sorted(p for p, n in b.members(max_depth=None) if isinstance(n, zarr.Array))
+    assert "metrics/loss" in paths and any(p.startswith("stream/") for p in paths), paths
+    for p in paths:
+        if p != "snapshots/wall_time":
+            np.testing.assert_array_equal(a[p][:], b[p][:], err_msg=p)
+    for key in ("n_committed", "n_metric_records", "n_stream_rows", "last_step"):
+        assert a.attrs[key] == b.attrs[key], key
+    run = probe.open_run(tmp_path / "p.zarr")
+    np.testing.assert_array_equal(run.steps, [0, 2, 4, 6, 7])
+    assert run.info()["state"] == "closed"
+
+
+def test_arena_smaller_than_a_snapshot_grows_and_wraps(tmp_path, tiny_mlp, probe_xy):
+    """A 256-byte arena: every snapshot (2.6 kB) waits for the one before, and rows stay exact."""
+    x = probe_xy[0]
+    expect = [tiny_mlp[0](x).detach().numpy()]
+    with Recorder(
+        tiny_mlp,
+        layers="0",
+        store=tmp_path / "r.zarr",
+        probe=x,
+        every=1,
+        writer="process",
+        max_queue_bytes=256,
+    ) as rec:
+        for _ in range(13):
+            with torch.no_grad():
+                tiny_mlp[0].weight.add_(0.01)
+            rec.step()
+            expect.append(tiny_mlp[0](x).detach().numpy())
+    run = probe.open_run(tmp_path / "r.zarr")
+    np.testing.assert_array_equal(run.steps, np.arange(14))
+    np.testing.assert_allclose(run.acts("0"), np.stack(expect), rtol=1e-6)
+    assert rec.writer_.peak_bytes >= x.shape[0] * 16 * 4
+
+
+def test_writer_kind_is_checked_before_the_store_is_touched(tmp_path, tiny_mlp, probe_xy):
+    with pytest.raises(
+        RecorderConfigError, match=r"'writer' must be one of \['thread', 'process'\]"
+    ):
+        Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=probe_xy[0], writer="gpu")
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_process_writer_needs_linux(tmp_path, tiny_mlp, probe_xy, monkeypatch):
+    import hooks._writer_process as wp
+
+    monkeypatch.setattr(wp, "process_writer_available", lambda: False)
+    with pytest.raises(RecorderConfigError, match="writer='process' needs Linux"):
+        Recorder(
+            tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=probe_xy[0], writer="process"
+        )
+
+
+def test_a_failed_write_in_the_process_stops_the_run_with_the_last_commit(
+    tmp_path, tiny_mlp, probe_xy
+):
+    path = tmp_path / "r.zarr"
+    wide = torch.nn.Sequential(torch.nn.Linear(8, 2048))  # 330 kB rows: a chunk per snapshot
+    rec = Recorder(wide, layers="0", store=path, probe=probe_xy[0], every=1, writer="process")
+    rec.step()
+    rec.flush()
+    (path / "layers" / "0" / "acts" / "c.2.0.0").mkdir()  # the next chunk cannot be renamed
+    rec.step()
+    with pytest.raises(WriterError, match=r"IsADirectoryError.*last committed snapshot is step 1"):
+        rec.flush()
+    with pytest.raises(WriterError, match="last committed snapshot is step 1"):
+        rec.close()
+    np.testing.assert_array_equal(probe.open_run(path).steps, [0, 1])
+
+
+def test_nonfinite_warnings_reach_the_training_process(tmp_path, tiny_mlp, probe_xy):
+    x = probe_xy[0].clone()
+    x[3, 0] = float("nan")
+    rec = Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", probe=x, writer="process")
+    rec.snapshot()
+    with pytest.warns(NonFiniteWarning, match="NaN/Inf"):
+        rec.flush()
+    rec.close()
+    assert probe.open_run(tmp_path / "r.zarr").info()["nonfinite"]["layers/0/acts"][0] == [0, 16]
+
+
+def test_a_killed_writer_process_is_reported(tmp_path, tiny_mlp, probe_xy):
+    rec = Recorder(
+        tiny_mlp,
+        layers="0",
+        store=tmp_path / "r.zarr",
+        probe=probe_xy[0],
+        every=1,
+        writer="process",
+    )
+    rec.flush()
+    rec.writer_._proc.kill()
+    rec.writer_._proc.wait()
+    rec.step()
+    with pytest.raises(WriterError, match=r"writer process exited with code -9"):
+        rec.flush()
+    with pytest.raises(WriterError, match="last committed snapshot is step 0"):
+        rec.close()
+    with pytest.raises(RecorderClosedError, match="closed"):
+        rec.step()
+
+
+_PARENT = """
+import sys, time, torch
+from torch import nn
+from hooks import Recorder
+model = nn.Sequential(nn.Linear(4, 3))
+rec = Recorder(model, layers="0", store=sys.argv[1], probe=torch.randn(10, 4), every=1,
+               writer="process")
+print(rec.writer_._proc.pid, flush=True)
+while True:
+    rec.step()
+    time.sleep(0.01)
+"""
+
+
+def test_the_writer_process_dies_with_its_parent(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(tmp_path / "r.zarr")],
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    time.sleep(0.3)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        if Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z":
+            break  # a zombie awaiting reaping by init: dead
+        time.sleep(0.05)
+    gone = not Path(f"/proc/{child}").exists() or (
+        Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z"
+    )
+    assert gone
+    assert probe.open_run(tmp_path / "r.zarr").n_snapshots >= 1
