@@ -10,6 +10,7 @@ import numpy.typing as npt
 import zarr
 
 from hooks import schema
+from hooks.errors import WriterError
 
 __all__ = ["MetricRecord", "Snapshot", "StreamBatch"]
 
@@ -98,3 +99,20 @@ def to_float(value: Any) -> float:
         return float(value)  # 0-d tensors are synchronised here, off the training thread
     except (TypeError, ValueError, RuntimeError):
         return math.nan
+
+
+def writer_error(
+    root: zarr.Group, error: BaseException, last_step: int | None, n_committed: int
+) -> WriterError:
+    """Return the `WriterError` for a writer stopped by ``error``, naming the last commit."""
+    last = "none" if last_step is None else f"step {last_step}"
+    msg = (
+        f"writing the run at {root.store_path} failed: {error}. The last committed "
+        f"snapshot is {last} ({n_committed} snapshots); the store stays readable with "
+        "probe.open_run. Fix the cause (e.g. free disk space) and continue with "
+        "Recorder(..., resume=True)."
+    )
+    err = WriterError(msg)
+    err.__cause__ = error  # as `raise err from error` would set it
+    err.__suppress_context__ = True
+    return err

@@ -26,8 +26,8 @@ import numpy as np
 import zarr
 
 from hooks import _wire
-from hooks._items import MetricRecord, Snapshot, StreamBatch, to_float
-from hooks.errors import NonFiniteWarning, RecorderClosedError, WriterError
+from hooks._items import MetricRecord, Snapshot, StreamBatch, to_float, writer_error
+from hooks.errors import NonFiniteWarning, RecorderClosedError
 from hooks.writer import RunWriter
 
 __all__ = ["ProcessWriter", "make_writer", "process_writer_available"]
@@ -193,16 +193,8 @@ class ProcessWriter:
 
     def check(self) -> None:
         """Raise `WriterError` if the writer process has failed."""
-        if self.error is None:
-            return
-        last = "none" if self.last_step is None else f"step {self.last_step}"
-        msg = (
-            f"writing the run at {self.root.store_path} failed: {self.error}. The last committed "
-            f"snapshot is {last} ({self.n_committed} snapshots); the store stays readable with "
-            "probe.open_run. Fix the cause (e.g. free disk space) and continue with "
-            "Recorder(..., resume=True)."
-        )
-        raise WriterError(msg) from self.error
+        if self.error is not None:
+            raise writer_error(self.root, self.error, self.last_step, self.n_committed)
 
     # ------------------------------------------------------------------ internals
     def _store(self, arrays: dict[str, Any], ready: Any) -> list[dict[str, Any]]:

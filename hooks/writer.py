@@ -19,12 +19,8 @@ import numpy.typing as npt
 import zarr
 
 from hooks._appender import RunAppender
-from hooks._items import (
-    MetricRecord,
-    Snapshot,
-    StreamBatch,
-)
-from hooks.errors import RecorderClosedError, WriterError
+from hooks._items import MetricRecord, Snapshot, StreamBatch, writer_error
+from hooks.errors import RecorderClosedError
 
 __all__ = ["MetricRecord", "RunWriter", "Snapshot", "StreamBatch"]
 
@@ -169,16 +165,8 @@ class RunWriter:
 
     def check(self) -> None:
         """Raise `WriterError` if the writer thread has failed."""
-        if self.error is None:
-            return
-        last = "none" if self.last_step is None else f"step {self.last_step}"
-        msg = (
-            f"writing the run at {self.root.store_path} failed: {self.error}. The last committed "
-            f"snapshot is {last} ({self.n_committed} snapshots); the store stays readable with "
-            "probe.open_run. Fix the cause (e.g. free disk space) and continue with "
-            "Recorder(..., resume=True)."
-        )
-        raise WriterError(msg) from self.error
+        if self.error is not None:
+            raise writer_error(self.root, self.error, self.last_step, self.n_committed)
 
     # ------------------------------------------------------------------ writer thread
     def _loop(self) -> None:
