@@ -127,6 +127,8 @@ class ProcessWriter:
         os.close(from_child)
         self._reader = _wire.Reader(self._in)
         self._wait_for(0, timeout=_START_TIMEOUT_S)
+        if self.error is not None:
+            self._release()
         self.check()
 
     @property
@@ -138,11 +140,11 @@ class ProcessWriter:
     def put(self, item: object, nbytes: int = 0) -> None:
         """Hand ``item`` to the writer process; block while the arena is full of unwritten items."""
         t0 = time.perf_counter()
-        self._poll()
-        self.check()
         if self._closed:
             msg = "the run's writer is closed; create a new Recorder (resume=True) to record more."
             raise RecorderClosedError(msg)
+        self._poll()
+        self.check()
         if isinstance(item, MetricRecord):
             values = {k: to_float(v) for k, v in item.values.items()}
             self._metrics.append([item.step, item.epoch, values])
@@ -182,14 +184,21 @@ class ProcessWriter:
         if self.alive:
             self._send_pending()
             self._wait_for(self._send({"kind": "close"}))
-        if not self._closed:
-            self._closed = True
-            os.close(self._out)
-            self._proc.wait()
-            os.close(self._in)
-            self._arena.close()
-            os.close(self._arena_fd)
+        self._release()
         self.check()
+
+    def _release(self) -> None:
+        """Stop the process (ending its input; killing it if it failed) and free the arena."""
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._out)
+        if self.error is not None:
+            self._proc.kill()  # it may hang; what it had committed stays committed
+        self._proc.wait()
+        os.close(self._in)
+        self._arena.close()
+        os.close(self._arena_fd)
 
     def check(self) -> None:
         """Raise `WriterError` if the writer process has failed."""
@@ -289,7 +298,7 @@ class ProcessWriter:
                 return
             left = 1.0 if end is None else min(1.0, end - time.monotonic())
             if left <= 0:
-                self.error = TimeoutError(f"the writer process did not answer in {timeout:.0f} s")
+                self.error = TimeoutError(f"the writer process did not answer in {timeout:g} s")
                 return
             if select.select([self._in], [], [], left)[0]:
                 self._answers(self._reader.read())

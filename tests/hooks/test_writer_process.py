@@ -172,3 +172,69 @@ def test_the_writer_process_dies_with_its_parent(tmp_path):
     )
     assert gone
     assert probe.open_run(tmp_path / "r.zarr").n_snapshots >= 1
+
+
+def test_messages_split_across_pipe_reads_are_reassembled():
+    from hooks import _wire
+
+    r, w = os.pipe()
+    try:
+        docs = [{"seq": 1, "x": float("nan")}, {"seq": 2, "s": "é" * 5000}]
+        raw = b"".join(_frame(d) for d in docs)
+        reader = _wire.Reader(r)
+        got = []
+        for i in range(0, len(raw), 777):  # arbitrary cut points, inside headers too
+            os.write(w, raw[i : i + 777])
+            got += reader.read()
+        assert [d["seq"] for d in got] == [1, 2] and np.isnan(got[0]["x"])
+        assert got[1]["s"] == "é" * 5000
+        os.close(w)
+        w = -1
+        assert reader.read() == [] and reader.eof
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def _frame(doc):
+    from hooks import _wire
+
+    r, w = os.pipe()
+    _wire.send(w, doc)
+    os.close(w)
+    out = b""
+    while chunk := os.read(r, 1 << 16):
+        out += chunk
+    os.close(r)
+    return out
+
+
+def test_a_writer_process_that_cannot_start_fails_the_recorder(tmp_path, tiny_mlp, monkeypatch):
+    import hooks._writer_process as wp
+
+    monkeypatch.setattr(wp.sys, "executable", "/bin/false")
+    with pytest.raises(WriterError, match=r"writer process exited with code 1"):
+        Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", writer="process")
+
+
+def test_a_writer_process_that_never_answers_times_out(tmp_path, tiny_mlp, monkeypatch):
+    import hooks._writer_process as wp
+
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\nsleep 30\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(wp.sys, "executable", str(hang))
+    monkeypatch.setattr(wp, "_START_TIMEOUT_S", 0.5)
+    with pytest.raises(WriterError, match=r"writer process did not answer in 0.5 s"):
+        Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", writer="process")
+
+
+def test_put_after_close_is_refused_by_the_process_writer(tmp_path, tiny_mlp):
+    from hooks.writer import MetricRecord
+
+    rec = Recorder(tiny_mlp, layers="0", store=tmp_path / "r.zarr", writer="process")
+    rec.close()
+    rec.close()  # idempotent
+    with pytest.raises(RecorderClosedError, match="the run's writer is closed"):
+        rec.writer_.put(MetricRecord(1, 0, {"loss": 1.0}))
