@@ -238,3 +238,17 @@ def test_put_after_close_is_refused_by_the_process_writer(tmp_path, tiny_mlp):
     rec.close()  # idempotent
     with pytest.raises(RecorderClosedError, match="the run's writer is closed"):
         rec.writer_.put(MetricRecord(1, 0, {"loss": 1.0}))
+
+
+def test_the_writer_process_imports_no_torch():
+    """Its start-up (about 0.5 s) stays small: numpy and zarr only."""
+    code = "import sys\nimport hooks._writer_child\nprint('torch' in sys.modules)\n"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
+    assert out.stdout.strip() == "False"
