@@ -42,6 +42,7 @@ class ClassifierConfig:
     seed: int = 0
     weights: bool = True
     agop: bool = False
+    writer: str = "thread"
 
 
 @dataclass
@@ -66,6 +67,7 @@ _CHOICES = {
     "optimizer": ("sgd", "adam"),
     "loss": ("ce", "mse"),
     "lr_schedule": ("cosine", "constant"),
+    "writer": ("thread", "process"),
 }
 
 
@@ -161,6 +163,7 @@ def train_classifier(
         every=schedule,
         weights=cfg.weights,
         agop=cfg.agop,
+        writer=cfg.writer,
         overwrite=True,
         config=asdict(cfg),
         seed=cfg.seed,

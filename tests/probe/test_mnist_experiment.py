@@ -66,6 +66,7 @@ def test_mse_loss_and_sgd_constant(tmp_path):
         ("optimizer", "lbfgs", "optimizer must be one of"),
         ("lr_schedule", "step", "lr_schedule must be one of"),
         ("epochs", 0, "epochs must be a positive int; got 0"),
+        ("writer", "disk", "writer must be one of \\('thread', 'process'\\); got 'disk'"),
     ],
 )
 def test_config_errors(tmp_path, field, value, match):
@@ -102,11 +103,12 @@ def test_cli_run_mnist_on_digits(tmp_path, capsys):
 
 
 def test_cli_run_mnist_with_agop_feeds_the_nfa(tmp_path):
+    """Also recorded by the writer process (``--writer process``)."""
     out = tmp_path / "out"
     argv = ["run", "mnist", "--dataset", "digits", "--max-steps", "4", "--probe-size", "30"]
-    assert cli_main([*argv, "--agop", "--out", str(out)]) == 0
+    assert cli_main([*argv, "--agop", "--writer", "process", "--out", str(out)]) == 0
     run = probe.open_run(out / "run.zarr")
-    assert run.attrs["config"]["agop"] is True
+    assert run.attrs["config"]["agop"] is True and run.attrs["config"]["writer"] == "process"
     assert run.agop("layers.0").shape == (len(run.steps), 64, 64)
     df = probe.features.nfa_over_steps(run, "layers.0")
     assert set(df["step"]) == set(run.steps) and df["value"].notna().all()
