@@ -28,10 +28,17 @@ def _record(model, x, path, writer, **kw):
     return zarr.open_group(str(path), mode="r")
 
 
-def test_process_writer_writes_the_same_store_as_the_thread(tmp_path, tiny_mlp, probe_xy):
+@pytest.mark.parametrize("compressors", [None, "zstd"])
+def test_process_writer_writes_the_same_store_as_the_thread(
+    tmp_path, tiny_mlp, probe_xy, compressors
+):
+    """Raw chunks are written directly, compressed ones through zarr: in the child too."""
     x = probe_xy[0]
-    a = _record(tiny_mlp, x, tmp_path / "t.zarr", "thread")
-    b = _record(tiny_mlp, x, tmp_path / "p.zarr", "process", max_queue_bytes=4096)
+    a = _record(tiny_mlp, x, tmp_path / "t.zarr", "thread", compressors=compressors)
+    b = _record(
+        tiny_mlp, x, tmp_path / "p.zarr", "process", max_queue_bytes=4096, compressors=compressors
+    )
+    assert len(b["layers/0/acts"].compressors) == (compressors is not None)
     paths = sorted(p for p, n in a.members(max_depth=None) if isinstance(n, zarr.Array))
     assert paths == sorted(p for p, n in b.members(max_depth=None) if isinstance(n, zarr.Array))
     assert "metrics/loss" in paths and any(p.startswith("stream/") for p in paths), paths
