@@ -20,15 +20,15 @@ import zarr
 
 from hooks import errors, schema
 from hooks._appender import last_snapshot_step
+from hooks._lock import WriterLock
 from hooks._probe_set import ProbeSet
 from hooks._store import (
-    create_run,
     last_epoch,
     last_metric_step,
     mismatch,
+    open_locked,
     probe_attrs,
     read_root_attrs,
-    reopen_run,
 )
 from hooks.errors import HooksError, RecorderConfigError, ResumeMismatchError, WriterError
 
@@ -122,13 +122,15 @@ def group_specs(
 
 def open_group(
     path: Path, ranks: Ranks, root: GroupSpec, own: GroupSpec, *, resume: bool, overwrite: bool
-) -> tuple[zarr.Group, bool]:
-    """Create or reopen the group this process records into; return it and whether it resumed.
+) -> tuple[zarr.Group, bool, list[WriterLock]]:
+    """Create or reopen the group this process records into, locked for this process.
 
-    One process: the run itself (``own`` is unused). Several: rank 0 creates or reopens the root
-    from ``root`` first, then every rank its ``ranks/<r>`` from ``own``. Under torch.distributed
-    a failure on any rank is raised on every rank (as the same error type), so none hangs in the
-    first collective of training.
+    Returns the group, whether it resumed, and the writer locks this process now holds (release
+    them when the Recorder closes). One process: the run itself (``own`` is unused). Several:
+    rank 0 creates or reopens the root from ``root`` first (and holds its lock), then every rank
+    its ``ranks/<r>`` from ``own`` (one lock per rank group). Under torch.distributed a failure
+    on any rank is raised on every rank (as the same error type), so none hangs in the first
+    collective of training.
 
     Raises
     ------
@@ -137,38 +139,48 @@ def open_group(
         without torch.distributed, or rank 0 never created the run.
     ResumeMismatchError
         As `RecorderConfigError` for settings, on resume.
+    StoreLockedError
+        Another live process writes the run or this rank's group.
     """
     if ranks.world_size == 1:
-        resumed = resume and path.exists()
-        if resumed:
-            return reopen_run(path, root.attrs), True
-        return create_run(path, root.attrs, root.probe, overwrite=overwrite), False
-    resumed = _open_root(path, ranks, root, resume=resume, overwrite=overwrite)
+        group, resumed, lock = open_locked(
+            path, root.attrs, root.probe, resume=resume, overwrite=overwrite
+        )
+        return group, resumed, [lock]
+    resumed, locks = _open_root(path, ranks, root, resume=resume, overwrite=overwrite)
     sub = path / schema.rank_group(ranks.rank)
-    if not ranks.distributed and ranks.rank:
-        resumed = resume and (sub / "zarr.json").is_file()
     group, err = None, None
     try:
         if ranks.rank:
             _check_same_run(path, ranks.rank, root.attrs, resume=resume)
-        if resume and (sub / "zarr.json").is_file():
-            group = reopen_run(sub, own.attrs)
-        else:
-            group = create_run(sub, own.attrs, own.probe, overwrite=False)
+        group, sub_resumed, lock = open_locked(
+            sub, own.attrs, own.probe, resume=resume, overwrite=False
+        )
+        locks.append(lock)
+        if not ranks.distributed and ranks.rank:
+            resumed = sub_resumed
     except Exception as exc:
         if not ranks.distributed:
+            _release(locks)
             raise
         err = exc
     if ranks.distributed:
         outcomes: list[Any] = [None] * ranks.world_size
         dist.all_gather_object(outcomes, None if err is None else (type(err).__name__, str(err)))
+        failed = [(src, o) for src, o in enumerate(outcomes) if o is not None]
+        if failed:
+            _release(locks)
         if err is not None:
             raise err
-        for src, outcome in enumerate(outcomes):
-            if outcome is not None:
-                raise _forwarded(*outcome, src=src)
+        for src, outcome in failed:
+            raise _forwarded(*outcome, src=src)
     assert group is not None  # every failure above raised
-    return group, resumed
+    return group, resumed, locks
+
+
+def _release(locks: list[WriterLock]) -> None:
+    for lock in locks:
+        lock.release()
 
 
 def resume_point(path: Path, ranks: Ranks, group: zarr.Group) -> tuple[int, int]:
@@ -185,18 +197,28 @@ def resume_point(path: Path, ranks: Ranks, group: zarr.Group) -> tuple[int, int]
     return step, last_epoch(group)
 
 
-def _open_root(path: Path, ranks: Ranks, root: GroupSpec, *, resume: bool, overwrite: bool) -> bool:
-    """Rank 0 creates or reopens the run's root, the others wait for it; return if it resumed."""
+def _open_root(
+    path: Path, ranks: Ranks, root: GroupSpec, *, resume: bool, overwrite: bool
+) -> tuple[bool, list[WriterLock]]:
+    """Rank 0 creates or reopens the run's root, the others wait for it.
+
+    Returns whether the root was resumed and the locks taken (rank 0: the root's).
+    """
     outcome: tuple[bool, str, str] = (False, "", "")
     err = None
+    locks: list[WriterLock] = []
     if ranks.rank == 0:
         try:
-            if resume and path.exists():
-                reopen_run(path, root.attrs)
-                outcome = (True, "", "")
-            else:
-                groups = (schema.RANKS,)
-                create_run(path, root.attrs, root.probe, overwrite=overwrite, groups=groups)
+            _, resumed, lock = open_locked(
+                path,
+                root.attrs,
+                root.probe,
+                resume=resume,
+                overwrite=overwrite,
+                groups=(schema.RANKS,),
+            )
+            locks.append(lock)
+            outcome = (resumed, "", "")
         except Exception as exc:
             if not ranks.distributed:
                 raise
@@ -217,7 +239,7 @@ def _open_root(path: Path, ranks: Ranks, root: GroupSpec, *, resume: bool, overw
         raise err
     if outcome[1]:
         raise _forwarded(outcome[1], outcome[2], src=0)
-    return outcome[0]
+    return outcome[0], locks
 
 
 def _wait_for_root(path: Path, rank: int) -> None:

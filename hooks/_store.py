@@ -22,9 +22,10 @@ import torch
 import zarr
 
 from hooks import schema
+from hooks._lock import HOLDER_KEY, WriterLock, check_unlocked, creating, holder_attrs
 from hooks._options import toolkit_version
 from hooks._probe_set import ProbeSet
-from hooks._zarr_io import create_array, remove_partials, trim
+from hooks._zarr_io import append_many, create_array, remove_partials, trim, update_attributes
 from hooks.errors import (
     ResumeMismatchError,
     SchemaMismatchError,
@@ -41,8 +42,17 @@ def probe_digest(inputs: npt.NDArray[Any]) -> str:
     return h.hexdigest()
 
 
-# Root attrs that must agree between a run and a Recorder resuming it (or another rank of it).
-SAME_RUN_KEYS = ("layers", "n_samples", "dtype", "probe_sha256", schema.WORLD_SIZE)
+# Root attrs that must agree between a run and a Recorder resuming it (or another rank of it):
+# a resumed run that starts recording weights or AGOPs would have no rows for earlier snapshots.
+SAME_RUN_KEYS = (
+    "layers",
+    "n_samples",
+    "dtype",
+    "probe_sha256",
+    schema.WORLD_SIZE,
+    "weights",
+    "agop",
+)
 
 
 def probe_attrs(probe: ProbeSet | None) -> dict[str, Any]:
@@ -154,6 +164,57 @@ def check_writable(path: Path) -> None:
         raise StoreNotWritableError(msg) from err
 
 
+def open_locked(
+    path: Path,
+    attrs: Mapping[str, Any],
+    probe: Mapping[str, npt.NDArray[Any]],
+    *,
+    resume: bool,
+    overwrite: bool,
+    groups: tuple[str, ...] = (),
+) -> tuple[zarr.Group, bool, WriterLock]:
+    """Create the run at ``path``, or reopen it with ``resume``; return it locked for writing.
+
+    Deciding and creating happen under a lock of the parent folder, so two processes starting
+    at the same instant take turns: the second finds the first's run (and its writer lock).
+
+    Returns
+    -------
+    group : zarr.Group
+        The run's root group, opened for writing.
+    resumed : bool
+        Whether an existing run was reopened.
+    lock : WriterLock
+        This process's writer lock on the run; release it when done.
+
+    Raises
+    ------
+    StoreLockedError
+        Another live process writes the run (with ``resume`` or ``overwrite``).
+    StoreExistsError, SchemaMismatchError, ResumeMismatchError, StoreCorruptError
+        See `create_run` and `reopen_run`.
+    """
+    check_writable(path.parent)
+    with creating(path.parent):
+        if resume and path.exists() and not _is_empty_dir(path):
+            lock = WriterLock.acquire(path, _holder(path))
+            try:
+                return reopen_run(path, attrs), True, lock
+            except BaseException:
+                lock.release()
+                raise
+        group, lock = create_run(path, attrs, probe, overwrite=overwrite, groups=groups)
+        return group, False, lock
+
+
+def _holder(path: Path) -> object:
+    """Return the ``writer`` attrs (pid, host, start) of the run at ``path``, if readable."""
+    try:
+        return (read_root_attrs(path) or {}).get(HOLDER_KEY)
+    except StoreCorruptError:
+        return None
+
+
 def create_run(
     path: Path,
     attrs: Mapping[str, Any],
@@ -161,10 +222,20 @@ def create_run(
     *,
     overwrite: bool,
     groups: tuple[str, ...] = (),
-) -> zarr.Group:
+) -> tuple[zarr.Group, WriterLock]:
     """Create a new run store at ``path`` with its root attrs, the ``probe/`` group and ``groups``.
 
-    The store appears at ``path`` complete, in one rename.
+    The store appears at ``path`` complete and already locked for this process, in one rename.
+    Call it under `creating` of the parent folder (`open_locked` does).
+
+    Raises
+    ------
+    SchemaMismatchError
+        ``path`` holds something that is not a probe run.
+    StoreExistsError
+        ``path`` holds a run and ``overwrite`` is False.
+    StoreLockedError
+        ``overwrite`` of a run (or a rank group of it) that a live process still writes.
     """
     if path.exists() and not _is_empty_dir(path):
         existing = read_root_attrs(path)
@@ -181,14 +252,22 @@ def create_run(
                 "or overwrite=True to replace it."
             )
             raise StoreExistsError(msg)
+        # Never delete a run that is being written: check its lock and every rank group's.
+        check_unlocked(path, existing.get(HOLDER_KEY))
+        ranks = path / schema.RANKS
+        for sub in sorted(ranks.iterdir()) if ranks.is_dir() else ():
+            if sub.is_dir():
+                check_unlocked(sub, _holder(sub))
         shutil.rmtree(path)
     check_writable(path.parent)
     # Build the store under a temporary name and rename it into place (atomic on one file
     # system): a process killed while creating leaves no half-made run at ``path``.
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    lock = None
     try:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        root.attrs.update(schema.to_json(dict(attrs)))
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # remakes the folder
+        lock = WriterLock.acquire(tmp)  # the folder keeps its inode, and the lock, in the rename
+        root.attrs.update(schema.to_json({**attrs, HOLDER_KEY: holder_attrs()}))
         for name in groups:
             root.require_group(name)
         group = root.require_group(schema.PROBE)
@@ -197,36 +276,42 @@ def create_run(
             arr = create_array(
                 group,
                 name,
-                shape=a.shape,
+                shape=(0, *a.shape[1:]),
                 chunks=(rows, *a.shape[1:]),
                 dtype=a.dtype,
                 compressors=None,
                 dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1),
             )
-            arr[...] = a
+            append_many([(arr, a)])
         if path.exists():
             path.rmdir()  # an empty folder the user made
         tmp.rename(path)
+        lock.path = path
     except BaseException:
+        if lock is not None:
+            lock.release()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return zarr.open_group(str(path), mode="r+")
+    return zarr.open_group(str(path), mode="r+"), lock
 
 
 def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
     """Open an existing run for appending: validate it against ``expected``, trim uncommitted rows.
 
-    Rows past the commit counters (a snapshot a killed writer had started) are removed, as are the
-    ``*.partial`` temp files of interrupted atomic writes.
+    The caller holds the run's writer lock (`open_locked`). Rows past the commit counters (a
+    snapshot a killed writer had started) are removed, as are the ``*.partial`` temp files of
+    interrupted atomic writes, but only once the counters agree with the data on disk.
 
     Raises
     ------
     SchemaMismatchError
         The path is not a run of this schema version.
     ResumeMismatchError
-        The run was recorded with other layers, probe inputs, dtype or number of processes.
+        The run was recorded with other layers, probe inputs, dtype, recorded extras or number
+        of processes.
     StoreCorruptError
-        Its metadata cannot be parsed or its arrays are shorter than its counters.
+        Its metadata cannot be parsed, or its counters contradict its arrays (`probe verify`
+        tells what is wrong).
     """
     attrs = read_root_attrs(path)
     if attrs is None:
@@ -248,7 +333,6 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
         )
         raise ResumeMismatchError(msg)
     check_writable(path)
-    _remove_partials(path)
     root = zarr.open_group(str(path), mode="r+")
     counters = {
         schema.SNAPSHOTS: attrs[schema.N_COMMITTED],
@@ -257,23 +341,67 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
         schema.METRICS: attrs.get(schema.N_METRIC_RECORDS, 0),
         schema.STREAM: attrs.get(schema.N_STREAM_ROWS, 0),
     }
-    for member, node in root.members(max_depth=None):
-        top = member.split("/", 1)[0]
-        if isinstance(node, zarr.Array) and top in counters:
-            if node.shape[0] < counters[top]:
-                msg = (
-                    f"array {member!r} has {node.shape[0]} rows but the run's counters say "
-                    f"{counters[top]} were committed; the store's metadata is corrupted."
-                )
-                raise StoreCorruptError(msg)
-            trim(node, counters[top])
-    root.attrs.update(
+    arrays = [
+        (member, node, counters[member.split("/", 1)[0]])
+        for member, node in root.members(max_depth=None)
+        if isinstance(node, zarr.Array) and member.split("/", 1)[0] in counters
+    ]
+    problem = counters_problem(root, attrs, {m: (n.shape[0], c) for m, n, c in arrays})
+    if problem:  # trimming would destroy committed rows for good: refuse instead
+        msg = (
+            f"store path {str(path)!r} cannot be resumed: {problem}. The store is damaged; "
+            f"run `probe verify {path}` to see what is wrong, and record into a new store."
+        )
+        raise StoreCorruptError(msg)
+    _remove_partials(path)
+    for _, node, n in arrays:
+        trim(node, n)
+    update_attributes(
+        root,
         {
             "resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "n_resumes": int(attrs.get("n_resumes", 0)) + 1,
-        }
+            HOLDER_KEY: holder_attrs(),
+        },
     )
     return root
+
+
+def counters_problem(
+    root: zarr.Group, attrs: Mapping[str, Any], rows: Mapping[str, tuple[int, int]]
+) -> str | None:
+    """Return why a run's commit counters contradict its arrays, or None when they agree.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The run's root group.
+    attrs : mapping
+        Its root attrs.
+    rows : mapping of str to (int, int)
+        For each array path: its stored rows and the rows its counter says are committed.
+    """
+    for member, (n_rows, n) in rows.items():
+        if n_rows < n:
+            return (
+                f"array {member!r} has {n_rows} rows but the run's counters say {n} were committed"
+            )
+    n = attrs[schema.N_COMMITTED]
+    last = attrs.get("last_step")
+    if n and last is not None:
+        key = f"{schema.SNAPSHOTS}/step"
+        if key not in root:
+            return f"{schema.N_COMMITTED}={n} but the run has no {key!r} array"
+        try:
+            step = int(root[key][n - 1])
+        except Exception as err:  # noqa: BLE001 - a damaged chunk: reported, not raised raw
+            return f"the step of snapshot {n - 1} cannot be read ({err})"
+        if step != last:
+            return (
+                f"{schema.N_COMMITTED}={n} says the last committed snapshot is at step {step}, "
+                f"but last_step={last}: the counters were changed after the commit"
+            )
+    return None
 
 
 def store_path(store: str | os.PathLike[str]) -> Path:

@@ -10,16 +10,19 @@ zarr is pinned to 3.1.x and tests/hooks/test_crash.py guards the behaviour.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 import numpy.typing as npt
 import zarr
-from zarr.codecs import BytesCodec
+from zarr.codecs import BytesCodec, Crc32cCodec
 from zarr.codecs.bytes import Endian
 from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
@@ -51,23 +54,35 @@ def create_array(
     dims: Sequence[str],
     compressors: object,
 ) -> zarr.Array:
-    """Create an array that grows along axis 0; unwritten rows read as `fill_value`.
+    """Create an array that grows along axis 0, every chunk checksummed.
+
+    Every chunk ends with the crc32c of its (compressed) bytes: zarr's ``crc32c`` codec, which
+    zarr and xarray verify on every read, so a damaged chunk raises instead of returning wrong
+    numbers. Every chunk of every written row is stored, even one equal to the fill value, so a
+    missing chunk file is always damage (`probe.open_run` raises on it), never "all fill".
 
     Chunk keys use the "." separator (``c.12.0.0``): every chunk of the array sits in its
     folder, so a new snapshot row makes no directories (a mkdir and a failed open per level
     cost ~15 % of the writer's time on 6.7 MB snapshots).
     """
     dtype = np.dtype(dtype)
+    codecs = tuple(compressors) if compressors is not None else ()  # type: ignore[call-overload]
     return group.create_array(
         name,
         shape=tuple(shape),
         chunks=tuple(chunks),
         dtype=dtype,
         fill_value=fill_value(dtype),
-        compressors=compressors,
+        compressors=(*codecs, Crc32cCodec()),
         dimension_names=tuple(dims),
         chunk_key_encoding={"name": "default", "separator": "."},
+        config={"write_empty_chunks": True},
     )
+
+
+def has_checksums(arr: zarr.Array) -> bool:
+    """Return whether ``arr``'s chunks end with a crc32c (arrays written since checksums)."""
+    return any(isinstance(c, Crc32cCodec) for c in getattr(arr.metadata, "codecs", ()))
 
 
 def append_many(pairs: Sequence[tuple[zarr.Array, npt.NDArray[np.generic]]]) -> None:
@@ -88,11 +103,13 @@ def append_many(pairs: Sequence[tuple[zarr.Array, npt.NDArray[np.generic]]]) -> 
         aa = arr.async_array
         old = aa.metadata.shape[0]
         meta = aa.metadata.update_shape((old + data.shape[0], *aa.metadata.shape[1:]))
-        folder = _raw_folder(aa)
+        folder, crc = _raw_folder(aa)
         if folder is not None:
-            _write_raw_chunks(folder, meta, old, data)
+            _write_raw_chunks(folder, meta, old, data, crc=crc)
         else:
-            grown = AsyncArray(metadata=meta, store_path=aa.store_path, config=aa.config)
+            # Every chunk is written, even all-fill ones: a missing chunk then means damage.
+            config = dataclasses.replace(aa.config, write_empty_chunks=True)
+            grown = AsyncArray(metadata=meta, store_path=aa.store_path, config=config)
             via_zarr.append(grown.setitem(slice(old, None), data))
         plans.append((aa, meta, folder))
 
@@ -125,29 +142,45 @@ def update_attributes(group: zarr.Group, updates: Mapping[str, Any]) -> None:
     _atomic_write(Path(store.root) / group.store_path.path / "zarr.json", _metadata_bytes(meta))
 
 
-def _raw_folder(aa: AsyncArray[Any]) -> Path | None:
-    """Return the array's folder when its chunks are plain little-endian bytes on local disk."""
+def _raw_folder(aa: AsyncArray[Any]) -> tuple[Path | None, bool]:
+    """Return the array's folder when its chunks are plain little-endian bytes on local disk.
+
+    Also returns whether each chunk ends with a crc32c of its bytes (the ``crc32c`` codec).
+    """
     meta = aa.metadata
     store = aa.store_path.store
-    codecs = getattr(meta, "codecs", ())
+    codecs = tuple(getattr(meta, "codecs", ()))
+    crc = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+    body = codecs[:-1] if crc else codecs
     if (
         isinstance(store, LocalStore)
-        and len(codecs) == 1
-        and isinstance(codecs[0], BytesCodec)
-        and codecs[0].endian in (None, Endian.little)
+        and len(body) == 1
+        and isinstance(body[0], BytesCodec)
+        and body[0].endian in (None, Endian.little)
         and isinstance(meta.chunk_grid, RegularChunkGrid)
     ):
-        return Path(store.root) / aa.store_path.path
-    return None
+        return Path(store.root) / aa.store_path.path, crc
+    return None, False
 
 
-def _write_raw_chunks(folder: Path, meta: Any, start: int, data: npt.NDArray[Any]) -> None:
+def crc32c_bytes(data: npt.NDArray[Any] | bytes) -> bytes:
+    """Return the 4-byte little-endian crc32c of ``data``'s bytes, as zarr's codec appends it."""
+    if isinstance(data, np.ndarray):
+        data = data.view()
+        data.flags.writeable = False  # google_crc32c takes read-only buffers only
+    return struct.pack("<I", google_crc32c.value(data))
+
+
+def _write_raw_chunks(
+    folder: Path, meta: Any, start: int, data: npt.NDArray[Any], *, crc: bool
+) -> None:
     """Write ``data`` as rows ``start:`` of the array, one whole chunk file at a time.
 
-    A chunk that already holds committed rows (``start`` not on a chunk boundary) is read back,
-    its rows before ``start`` kept, and rewritten whole: the rename makes the rewrite atomic, so a
-    reader sees either the old chunk or the new one, both with every committed row intact.
-    Rows past the data are padded with the fill value.
+    A chunk that already holds committed rows (``start`` not on a chunk boundary) is read back
+    (its checksum verified), its rows before ``start`` kept, and rewritten whole: the rename
+    makes the rewrite atomic, so a reader sees either the old chunk or the new one, both with
+    every committed row intact. Rows past the data are padded with the fill value. With ``crc``
+    each file ends with the crc32c of the chunk's bytes.
     """
     chunks = meta.chunk_grid.chunk_shape
     dtype = data.dtype.newbyteorder("<")
@@ -168,14 +201,34 @@ def _write_raw_chunks(folder: Path, meta: Any, start: int, data: npt.NDArray[Any
             )
         ]
         if keep == 0 and block.shape == tuple(chunks):
-            _atomic_write(path, np.ascontiguousarray(block, dtype))
-            continue
-        out = np.full(chunks, fill, dtype)
-        old = _read_file(path, out.nbytes) if keep else None
-        if old is not None:  # no file: those rows are all fill (zarr skips empty chunks)
-            out[:keep] = np.frombuffer(old, dtype).reshape(chunks)[:keep]
-        out[(slice(keep, keep + block.shape[0]), *(slice(0, b) for b in block.shape[1:]))] = block
-        _atomic_write(path, out)
+            out = np.ascontiguousarray(block, dtype)
+        else:
+            out = np.full(chunks, fill, dtype)
+            old = _read_chunk(path, out.nbytes, crc) if keep else None
+            if old is not None:  # no file (a run written before checksums): all fill
+                out[:keep] = np.frombuffer(old, dtype).reshape(chunks)[:keep]
+            out[(slice(keep, keep + block.shape[0]), *(slice(0, b) for b in block.shape[1:]))] = (
+                block
+            )
+        _atomic_write(path, out, crc32c_bytes(out) if crc else b"")
+
+
+def _read_chunk(path: Path, nbytes: int, crc: bool) -> bytes | None:
+    """Return the ``nbytes`` of data of a raw chunk file, its checksum verified (None: no file).
+
+    Raises
+    ------
+    OSError
+        The file is short, or its bytes do not match its crc32c: the store is damaged.
+    """
+    data = _read_file(path, nbytes + 4 * crc)
+    if data is None or not crc:
+        return data
+    body = data[:nbytes]
+    if crc32c_bytes(body) != data[nbytes:]:
+        msg = f"chunk {path} does not match its crc32c checksum; the store is damaged."
+        raise OSError(msg)
+    return body
 
 
 def _read_file(path: Path, nbytes: int) -> bytes | None:
@@ -209,16 +262,17 @@ def _metadata_bytes(meta: Any) -> bytes:
     return bytes(meta.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes())
 
 
-def _atomic_write(path: Path, data: bytes | npt.NDArray[Any]) -> None:
+def _atomic_write(path: Path, data: bytes | npt.NDArray[Any], trailer: bytes = b"") -> None:
     """Write via a ``*.partial`` temp file and rename (zarr's LocalStore convention).
 
     Four system calls per file (open, write, close, rename): each one releases the GIL, and the
     training thread waits whenever the writer thread takes it back, so Python's buffered
     ``open`` (about ten calls per file, plus ``getrandom`` for a uuid) cost training time.
     The temp name is unique per process (pid and a counter; ``O_EXCL`` guards against a
-    killed process's leftovers).
+    killed process's leftovers). ``trailer`` (a checksum) follows ``data`` in the same file.
     """
     view = memoryview(data).cast("B") if isinstance(data, np.ndarray) else memoryview(data)
+    parts = [view, memoryview(trailer)] if trailer else [view]
     while True:
         tmp = f"{path}.{_PID[0]}-{next(_TMP_IDS)}.partial"
         try:
@@ -230,14 +284,24 @@ def _atomic_write(path: Path, data: bytes | npt.NDArray[Any]) -> None:
             continue
         break
     try:
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, parts)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
         raise
     os.close(fd)
     os.replace(tmp, path)
+
+
+def _write_all(fd: int, parts: list[memoryview]) -> None:
+    """Write every byte of ``parts`` to ``fd``: one ``writev`` call unless it writes short."""
+    while parts:
+        n = os.writev(fd, parts)
+        while parts and n >= len(parts[0]):
+            n -= len(parts[0])
+            parts = parts[1:]
+        if parts:
+            parts = [parts[0][n:], *parts[1:]]
 
 
 def trim(arr: zarr.Array, n_rows: int) -> zarr.Array:

@@ -23,6 +23,7 @@ __all__ = [
     "StepOrderError",
     "StoreCorruptError",
     "StoreExistsError",
+    "StoreLockedError",
     "StoreNotWritableError",
     "StreamShapeError",
     "WriterError",
@@ -71,6 +72,10 @@ class StreamShapeError(HooksError, ValueError):
 
 class StoreExistsError(HooksError, FileExistsError):
     """The store path already holds a run and neither ``resume`` nor ``overwrite`` was given."""
+
+
+class StoreLockedError(HooksError, BlockingIOError):
+    """Another live process writes the run (it holds the run's writer lock)."""
 
 
 class StoreNotWritableError(HooksError, PermissionError):

@@ -208,13 +208,19 @@ class Recorder:
         )
         root, own = group_specs(attrs, full, self.probe_, self.ranks_, store_probe_inputs)
         own.attrs["weights"] = self.weights
-        group, resumed = open_group(
+        group, resumed, self._locks = open_group(
             self.path, self.ranks_, root, own, resume=resume, overwrite=overwrite
         )
-        self.step_, self.epoch = resume_point(self.path, self.ranks_, group) if resumed else (0, 0)
-        self.writer_ = make_writer(
-            writer, group, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
-        )
+        try:
+            self.step_, self.epoch = (
+                resume_point(self.path, self.ranks_, group) if resumed else (0, 0)
+            )
+            self.writer_ = make_writer(
+                writer, group, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
+            )
+        except BaseException:
+            self._release_locks()
+            raise
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
         # A fresh run snapshots its initial state when due; a resumed one does not, because the
@@ -393,8 +399,16 @@ class Recorder:
         self._hooks.detach()
         self._closed = True
         atexit.unregister(self._atexit)
-        with contextlib.suppress(WriterError):
-            self.writer_.close()
+        try:
+            with contextlib.suppress(WriterError):
+                self.writer_.close()
+        finally:
+            self._release_locks()
+
+    def _release_locks(self) -> None:
+        """Free the run's writer lock: another Recorder may now resume or overwrite it."""
+        for lock in self._locks:
+            lock.release()
 
     def _atexit(self) -> None:
         with contextlib.suppress(Exception):

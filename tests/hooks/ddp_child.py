@@ -50,9 +50,9 @@ def _log_writes(rank, out):
         written.add(str(Path(self.root) / key))
         return await orig_set(self, key, value, *args, **kwargs)
 
-    def logged_atomic(path, data):
+    def logged_atomic(path, data, trailer=b""):
         written.add(str(path))
-        return orig_atomic(path, data)
+        return orig_atomic(path, data, trailer)
 
     zarr.storage.LocalStore.set = logged_set
     zio._atomic_write = logged_atomic

@@ -87,6 +87,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, writer, n_kills):
             # random moment after the child reports it is recording.
             if i % 2 == 0:
                 _wait_ready(child)
+            if i == 0:  # a second writer on the live run is refused and changes nothing
+                second = _spawn(store, 5, writer)
+                _, err = second.communicate(timeout=120)
+                assert second.returncode != 0
+                assert f"StoreLockedError: the run at {str(store)!r} is being written by " in err
+                assert f"process {child.pid} on host" in err
             deadline = time.monotonic() + rng.uniform(0.3, 4.0)
             while time.monotonic() < deadline:  # a concurrent reader while the child writes
                 run = check_store(store, x)

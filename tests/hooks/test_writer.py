@@ -148,10 +148,10 @@ def test_disk_full_stops_with_last_committed_step_and_store_stays_readable(
 
     real_write = zio._atomic_write
 
-    def full_write(path, data):
+    def full_write(path, data, trailer=b""):
         if state["armed"]:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(path, data)
+        return real_write(path, data, trailer)
 
     # Both write paths: zarr's store (metadata, small arrays) and the raw chunk writer.
     monkeypatch.setattr(LocalStore, "set", full_set)
@@ -279,7 +279,7 @@ def test_compressed_runs_roundtrip_through_zarr(tmp_path, tiny_mlp, probe_xy, co
             rec.step()
     run = probe.open_run(path)
     meta = zarr.open_array(str(path / "layers/1/acts")).metadata
-    assert len(meta.codecs) == 2  # bytes + the compressor: written by zarr, not the raw path
+    assert len(meta.codecs) == 3  # bytes + compressor + crc32c: written by zarr, not the raw path
     with torch.no_grad():
         expected = torch.relu(tiny_mlp[0](probe_xy[0])).numpy()
     np.testing.assert_array_equal(run.acts("1", -1), expected)

@@ -14,10 +14,10 @@ def test_atomic_write_leaves_no_temp_file_when_the_write_fails(tmp_path, monkeyp
     target = tmp_path / "c.0"
     target.write_bytes(b"committed")
 
-    def full(fd, data):
+    def full(fd, parts):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(zio.os, "write", full)
+    monkeypatch.setattr(zio.os, "writev", full)
     with pytest.raises(OSError, match="No space left on device"):
         zio._atomic_write(target, np.zeros(8, np.float32))
     assert target.read_bytes() == b"committed"  # the old file is untouched
@@ -36,11 +36,14 @@ def test_atomic_write_skips_temp_names_a_killed_process_left(tmp_path, monkeypat
 
 
 def test_atomic_write_writes_everything_despite_short_writes(tmp_path, monkeypatch):
-    real = os.write
-    monkeypatch.setattr(zio.os, "write", lambda fd, data: real(fd, data[:5]))
+    real = os.writev
+    monkeypatch.setattr(zio.os, "writev", lambda fd, parts: real(fd, [parts[0][:5]]))
     data = np.arange(100, dtype=np.float64)
-    zio._atomic_write(tmp_path / "sub" / "c.0", data)  # also creates the missing folder
-    np.testing.assert_array_equal(np.fromfile(tmp_path / "sub" / "c.0"), data)
+    # also creates the missing folder; the checksum trailer follows the data
+    zio._atomic_write(tmp_path / "sub" / "c.0", data, b"\x01\x02\x03\x04")
+    raw = (tmp_path / "sub" / "c.0").read_bytes()
+    np.testing.assert_array_equal(np.frombuffer(raw[:-4]), data)
+    assert raw[-4:] == b"\x01\x02\x03\x04"
 
 
 def test_a_truncated_chunk_stops_the_append_with_a_clear_error(tmp_path):
@@ -51,7 +54,7 @@ def test_a_truncated_chunk_stops_the_append_with_a_clear_error(tmp_path):
     zio.append_many([(arr, np.ones((2, 3), np.float32))])
     chunk = tmp_path / "g.zarr" / "a" / "c.0.0"
     chunk.write_bytes(chunk.read_bytes()[:10])
-    with pytest.raises(OSError, match=r"c\.0\.0 holds 10 bytes, expected 48; the store is damaged"):
+    with pytest.raises(OSError, match=r"c\.0\.0 holds 10 bytes, expected 52; the store is damaged"):
         zio.append_many([(arr, np.ones((1, 3), np.float32))])
 
 
