@@ -80,6 +80,8 @@ class RunAppender:
         self.n_stream_rows: int = attrs.get(schema.N_STREAM_ROWS, 0)
         self.last_step: int | None = last_snapshot_step(root)
         self.nonfinite: dict[str, list[list[int]]] = dict(attrs.get("nonfinite", {}))
+        self.manifest: dict[str, str] = dict(attrs.get(schema.MANIFEST, {}))
+        self.absent: dict[str, list[list[int]]] = dict(attrs.get(schema.ABSENT, {}))
         self._arrays: dict[str, zarr.Array] = {}
         self._snapshot_paths = self._existing_paths(root, "snapshot")
         self._stream_paths = self._existing_paths(root, "row")
@@ -136,12 +138,17 @@ class RunAppender:
                 arr = create_array(
                     self.root.require_group(group) if group else self.root,
                     name,
-                    shape=(n_rows, *like.shape),
+                    shape=(0, *like.shape),
                     chunks=chunks,
                     dtype=like.dtype,
                     dims=(*lead, *dims),
                     compressors=self.compressors,
                 )
+                if n_rows:  # first seen after n_rows committed rows: those hold fill values
+                    fill = np.full((n_rows, *like.shape), fill_value(like.dtype), like.dtype)
+                    append_many([(arr, fill)])
+                    self._mark_absent(path, 0, n_rows)
+                self.manifest[path] = schema.metadata_digest(arr.metadata.to_dict())
             self._arrays[path] = arr
         return arr
 
@@ -159,6 +166,14 @@ class RunAppender:
                 warnings.warn(msg, NonFiniteWarning, stacklevel=2)
             if len(entries) < _MAX_NONFINITE_ENTRIES:
                 entries.append([int(step), n_bad])
+
+    def _mark_absent(self, path: str, start: int, stop: int) -> None:
+        """Record that rows ``start:stop`` of ``path`` hold fill values, not recorded data."""
+        spans = self.absent.setdefault(path, [])
+        if spans and spans[-1][1] == start:
+            spans[-1][1] = stop
+        else:
+            spans.append([start, stop])
 
     def write_snapshots(self, batch: list[Snapshot]) -> None:
         """Append the snapshots of ``batch`` as rows of every array, then commit them at once.
@@ -187,7 +202,11 @@ class RunAppender:
                 continue
             stack = np.empty((n, *arr.shape[1:]), arr.dtype)
             for i, a in enumerate(got):
-                stack[i] = fill_value(arr.dtype) if a is None else a  # None: layer did not fire
+                if a is None:  # the layer did not fire at this snapshot
+                    stack[i] = fill_value(arr.dtype)
+                    self._mark_absent(path, n0 + i, n0 + i + 1)
+                else:
+                    stack[i] = a
             pairs.append((arr, stack))
         for name, dtype in (("step", np.int64), ("epoch", np.int64), ("wall_time", np.float64)):
             a = np.asarray([getattr(s, name) for s in batch], dtype=dtype)
@@ -197,7 +216,11 @@ class RunAppender:
         append_many(pairs)
         self.n_committed += n
         self.last_step = batch[-1].step
-        self._commit({schema.N_COMMITTED: self.n_committed, "last_step": self.last_step})
+        # The metric records logged up to these snapshots commit with them: a crash never
+        # leaves committed snapshots without the learning curve that led to them.
+        updates = self._write_metrics()
+        updates.update({schema.N_COMMITTED: self.n_committed, "last_step": self.last_step})
+        self._commit(updates)
 
     def _write_metrics(self) -> dict[str, Any]:
         if not self._metrics_buf:
@@ -311,6 +334,9 @@ class RunAppender:
         if updates:
             if self.nonfinite:
                 updates["nonfinite"] = self.nonfinite
+            updates[schema.MANIFEST] = self.manifest
+            if self.absent:
+                updates[schema.ABSENT] = self.absent
             # One metadata write for all counters: `attrs.update` writes once per key, and a
             # crash between those writes left n_committed and last_step disagreeing (kill test).
             update_attributes(self.root, updates)

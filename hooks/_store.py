@@ -271,6 +271,7 @@ def create_run(
         for name in groups:
             root.require_group(name)
         group = root.require_group(schema.PROBE)
+        manifest = {}
         for name, a in probe.items():
             rows = schema.rows_per_chunk(a.shape[1:], a.dtype.itemsize, a.shape[0])
             arr = create_array(
@@ -283,6 +284,8 @@ def create_run(
                 dims=schema.array_dims(f"probe/{name}", ("sample",), a.ndim - 1),
             )
             append_many([(arr, a)])
+            manifest[f"{schema.PROBE}/{name}"] = schema.metadata_digest(arr.metadata.to_dict())
+        update_attributes(root, {schema.MANIFEST: manifest})
         if path.exists():
             path.rmdir()  # an empty folder the user made
         tmp.rename(path)

@@ -7,6 +7,7 @@ group ``ranks/<r>`` per process in the single-process layout, with its own commi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,13 @@ RANKS = "ranks"  # multi-process runs: one group per rank, ranks/<r>, in the lay
 N_COMMITTED = "n_committed"
 N_METRIC_RECORDS = "n_metric_records"
 N_STREAM_ROWS = "n_stream_rows"
+
+# Root attr: array path -> `metadata_digest` of every array the writer created, so a reader
+# notices an array that vanished or whose dtype, byte order, codecs or chunks were changed.
+MANIFEST = "arrays"
+# Root attr: array path -> [[start, stop], ...] rows that hold fill values because nothing was
+# recorded there (a layer that did not fire at a snapshot, or first fired later).
+ABSENT = "absent_rows"
 
 # Multi-process runs: the root holds WORLD_SIZE > 1; each rank group holds RANK and WORLD_SIZE.
 WORLD_SIZE = "world_size"
@@ -134,6 +142,22 @@ def check_root_attrs(attrs: Mapping[str, Any]) -> str | None:
     ):
         return f"layers must be a list of str; got {attrs['layers']!r}"
     return None
+
+
+def metadata_digest(meta: Mapping[str, Any]) -> str:
+    """Return a digest of an array's zarr metadata that does not change when rows are appended.
+
+    Parameters
+    ----------
+    meta : mapping
+        ``zarr.Array.metadata.to_dict()``. Everything but the row count (``shape[0]``) and the
+        user attributes enters the digest: dtype, byte order, codecs, chunk grid, fill value and
+        dimension names.
+    """
+    doc = {k: v for k, v in meta.items() if k not in ("shape", "attributes")}
+    doc["row_shape"] = list(meta.get("shape", ()))[1:]
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def to_json(obj: Any) -> Any:

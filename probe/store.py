@@ -23,6 +23,7 @@ from hooks import schema
 from probe._rank_merge import RankMerge
 from probe._run_attrs import read_run_attrs
 from probe._run_summary import run_info, run_to_xarray
+from probe.checked_store import CheckedLocalStore
 from probe.errors import (
     CorruptRunError,
     LayerNotInRunError,
@@ -113,7 +114,9 @@ class Run:
         self.n_stream_rows: int = int(self.attrs.get(schema.N_STREAM_ROWS, 0))
         self.layers: list[str] = list(self.attrs["layers"])
         self.world_size = schema.world_size(self.attrs)
-        self._group = zarr.open_group(str(self.path), mode="r", zarr_format=3)
+        self._store = CheckedLocalStore(self.path)
+        self._group = zarr.open_group(self._store, mode="r", zarr_format=3)
+        self._check_manifest()
         self._merge = RankMerge(self) if schema.is_multi_rank_root(self.attrs) else None
         if self._merge is not None:
             self.steps, self.epochs = self._merge.steps, self._merge.epochs
@@ -127,7 +130,27 @@ class Run:
         else:
             self.steps = np.zeros(0, np.int64)
             self.epochs = np.zeros(0, np.int64)
+        last = self.attrs.get("last_step")
+        if self._merge is None and self.n_snapshots and last is not None and last != self.steps[-1]:
+            msg = (
+                f"the run at {str(self.path)!r} says its last snapshot is at step {last}, but "
+                f"snapshot {self.n_snapshots - 1} (the last of n_committed={self.n_snapshots}) "
+                f"is at step {int(self.steps[-1])}: its counters were changed after the commit. "
+                f"The run is damaged; run `probe verify {self.path}`."
+            )
+            raise CorruptRunError(msg)
         return self
+
+    def _check_manifest(self) -> None:
+        """Raise if an array the writer created is gone (runs written since checksums)."""
+        manifest = self.attrs.get(schema.MANIFEST, {})
+        gone = sorted(p for p in manifest if not (self.path / p / "zarr.json").is_file())
+        if gone:
+            msg = (
+                f"the run at {str(self.path)!r} lacks arrays its writer created: {gone}; "
+                f"the run is damaged. Run `probe verify {self.path}`."
+            )
+            raise CorruptRunError(msg)
 
     def rank(self, rank: int) -> Run:
         """Return one recording process's group as a run of its own (its shard of the probe set).
@@ -158,15 +181,31 @@ class Run:
         return first.path if first is not None else self.path
 
     def _array(self, key: str) -> zarr.Array:
+        """Open the array ``key`` (checked reads), its metadata checked against the manifest.
+
+        Raises
+        ------
+        CorruptRunError
+            It cannot be opened, or its dtype, byte order, codecs or chunks differ from what
+            the writer created.
+        """
         try:
             # A fresh handle each time: an opened zarr.Array never sees later appends.
-            arr = zarr.open_array(str(self.path / key), mode="r", zarr_format=3)
+            arr = zarr.open_array(self._store, path=key, mode="r", zarr_format=3)
         except Exception as err:
             msg = (
                 f"array {key!r} of {str(self.path)!r} cannot be opened ({err}); "
                 "the run is corrupted."
             )
             raise CorruptRunError(msg) from err
+        want = self.attrs.get(schema.MANIFEST, {}).get(key)
+        if want is not None and schema.metadata_digest(arr.metadata.to_dict()) != want:
+            msg = (
+                f"the metadata of array {key!r} of {str(self.path)!r} (dtype, byte order, "
+                "codecs, chunks or row shape) differs from what the writer created; its values "
+                f"would be misread. The run is damaged; run `probe verify {self.path}`."
+            )
+            raise CorruptRunError(msg)
         return arr
 
     def _read(self, key: str, n: int | None, index: Any = slice(None)) -> Array:
@@ -180,10 +219,19 @@ class Run:
                 "the run's metadata is corrupted."
             )
             raise CorruptRunError(msg)
-        if isinstance(index, slice):
-            start, stop, _ = index.indices(n if n is not None else arr.shape[0])
-            return np.asarray(arr[start:stop])
-        return np.asarray(arr[index])
+        try:
+            if isinstance(index, slice):
+                start, stop, _ = index.indices(n if n is not None else arr.shape[0])
+                return np.asarray(arr[start:stop])
+            return np.asarray(arr[index])
+        except CorruptRunError:
+            raise
+        except (ValueError, TypeError, OSError) as err:  # e.g. a chunk of the wrong size
+            msg = (
+                f"array {key!r} of {str(self.path)!r} cannot be read ({err}); the run is "
+                f"damaged. Run `probe verify {self.path}`."
+            )
+            raise CorruptRunError(msg) from err
 
     # ------------------------------------------------------------------ probe set
     @property
@@ -317,6 +365,14 @@ class Run:
         if step is None:
             return self._read(path, self.n_snapshots)
         i = self.snapshot_index(step)
+        for start, stop in self.attrs.get(schema.ABSENT, {}).get(path, ()):
+            if start <= i < stop:
+                msg = (
+                    f"{path!r} was not recorded at step {int(self.steps[i])} (the module did not "
+                    "run in that snapshot's forward, or was first recorded later); its row there "
+                    "holds fill values. Run.info()['absent_rows'] lists such rows."
+                )
+                raise LayerNotInRunError(msg)
         return self._read(path, self.n_snapshots, i)
 
     def _layer_path(self, layer: str) -> str:
