@@ -337,6 +337,8 @@ class RunAppender:
             updates[schema.MANIFEST] = self.manifest
             if self.absent:
                 updates[schema.ABSENT] = self.absent
+            merged = {**self.root.metadata.attributes, **updates}
+            updates[schema.COMMIT_DIGEST] = schema.commit_digest(merged)
             # One metadata write for all counters: `attrs.update` writes once per key, and a
             # crash between those writes left n_committed and last_step disagreeing (kill test).
             update_attributes(self.root, updates)

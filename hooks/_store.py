@@ -285,7 +285,10 @@ def create_run(
             )
             append_many([(arr, a)])
             manifest[f"{schema.PROBE}/{name}"] = schema.metadata_digest(arr.metadata.to_dict())
-        update_attributes(root, {schema.MANIFEST: manifest})
+        state = {**root.attrs, schema.MANIFEST: manifest}
+        update_attributes(
+            root, {schema.MANIFEST: manifest, schema.COMMIT_DIGEST: schema.commit_digest(state)}
+        )
         if path.exists():
             path.rmdir()  # an empty folder the user made
         tmp.rename(path)
@@ -336,6 +339,14 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
         )
         raise ResumeMismatchError(msg)
     check_writable(path)
+    want = attrs.get(schema.COMMIT_DIGEST)
+    if want is not None and schema.commit_digest(attrs) != want:
+        msg = (
+            f"store path {str(path)!r} cannot be resumed: its commit counters do not match "
+            "their digest (they were damaged or edited), so trimming to them could destroy "
+            f"committed rows. Run `probe verify {path}`, and record into a new store."
+        )
+        raise StoreCorruptError(msg)
     root = zarr.open_group(str(path), mode="r+")
     counters = {
         schema.SNAPSHOTS: attrs[schema.N_COMMITTED],

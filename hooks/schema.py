@@ -37,6 +37,18 @@ MANIFEST = "arrays"
 # recorded there (a layer that did not fire at a snapshot, or first fired later).
 ABSENT = "absent_rows"
 
+# Root attr: a digest of the commit state (counters, last step, manifest, absent rows), rewritten
+# with every commit, so a damaged or edited counter is noticed instead of trimming the run.
+COMMIT_DIGEST = "commit_digest"
+_COMMIT_STATE = {
+    N_COMMITTED: 0,
+    N_METRIC_RECORDS: 0,
+    N_STREAM_ROWS: 0,
+    "last_step": None,
+    MANIFEST: {},
+    ABSENT: {},
+}
+
 # Multi-process runs: the root holds WORLD_SIZE > 1; each rank group holds RANK and WORLD_SIZE.
 WORLD_SIZE = "world_size"
 RANK = "rank"
@@ -158,6 +170,12 @@ def metadata_digest(meta: Mapping[str, Any]) -> str:
     doc["row_shape"] = list(meta.get("shape", ()))[1:]
     text = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def commit_digest(attrs: Mapping[str, Any]) -> str:
+    """Return the digest of a run group's commit state (`COMMIT_DIGEST`), from its root attrs."""
+    state = {k: attrs.get(k, default) for k, default in _COMMIT_STATE.items()}
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def to_json(obj: Any) -> Any:

@@ -37,4 +37,11 @@ def format_info(info: dict[str, Any]) -> str:
             )
     else:
         lines.append("NaN/Inf      none")
+    if info.get("absent_rows"):
+        lines.append("not recorded (rows hold fill values)")
+        lines += [f"  {path}: rows {spans}" for path, spans in info["absent_rows"].items()]
+    lines.append(
+        f"verified     no: only metadata was read; `probe verify {info['path']}` reads and "
+        "checks every chunk"
+    )
     return "\n".join(lines)

@@ -54,4 +54,12 @@ def read_run_attrs(path: Path) -> dict[str, Any]:
     if problem:
         msg = f"{meta}: {problem}; the run's metadata is corrupted."
         raise CorruptRunError(msg)
+    want = attrs.get(schema.COMMIT_DIGEST)
+    if want is not None and schema.commit_digest(attrs) != want:
+        msg = (
+            f"{meta}: the commit counters (n_committed, last_step, array manifest ...) do not "
+            "match their digest; they were damaged or edited after the commit, so the run's "
+            f"committed rows cannot be told. Run `probe verify {path}`."
+        )
+        raise CorruptRunError(msg)
     return attrs

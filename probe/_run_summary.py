@@ -13,27 +13,42 @@ import numpy as np
 import zarr
 
 from hooks import schema
-from probe.errors import LayerNotInRunError
+from probe.errors import CorruptRunError, LayerNotInRunError
 
 if TYPE_CHECKING:
     from probe.store import Run
+
+
+def _members(run: Run) -> Iterator[tuple[str, zarr.Array]]:
+    """Yield (path, array) of one run group: those its writer listed, or (older runs) all."""
+    manifest = run.attrs.get(schema.MANIFEST)
+    if manifest is not None:  # the committed arrays; a damaged group folder cannot hide one
+        for path in sorted(manifest):
+            yield path, run._array(path)
+        return
+    try:
+        members = list(run._group.members(max_depth=None))
+    except Exception as err:
+        msg = f"the groups of the run at {str(run.path)!r} cannot be listed ({err}); it is damaged."
+        raise CorruptRunError(msg) from err
+    for path, node in members:
+        if isinstance(node, zarr.Array):
+            yield path, node
 
 
 def _arrays(run: Run) -> Iterator[tuple[str, zarr.Array]]:
     """Yield the run's (path, array); merged runs: the root's probe set, rank 0's other arrays."""
     merge = run._merge
     if merge is None:
-        for path, node in run._group.members(max_depth=None):
-            if isinstance(node, zarr.Array):
-                yield path, node
+        yield from _members(run)
         return
-    if schema.PROBE in run._group:
-        for name, node in run._group[schema.PROBE].arrays():
-            yield f"{schema.PROBE}/{name}", node
+    for path, node in _members(run):
+        if path.startswith(f"{schema.PROBE}/"):
+            yield path, node
     first = merge.first
     if first is not None:
-        for path, node in first._group.members(max_depth=None):
-            if isinstance(node, zarr.Array) and not path.startswith(f"{schema.PROBE}/"):
+        for path, node in _members(first):
+            if not path.startswith(f"{schema.PROBE}/"):
                 yield path, node
 
 
@@ -77,6 +92,7 @@ def run_info(run: Run) -> dict[str, Any]:
         "metrics": [c for c in run.metrics().columns if c not in ("step", "epoch")],
         "n_stream_rows": run.n_stream_rows,
         "nonfinite": a.get("nonfinite", {}),
+        "absent_rows": a.get(schema.ABSENT, {}),
         "arrays": dict(sorted((p, _rows(run, p, node)) for p, node in _arrays(run))),
         "config": a.get("config", {}),
         "seed": a.get("seed"),

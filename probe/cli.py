@@ -1,4 +1,4 @@
-"""The ``probe`` command line: info, run, analyze, curves, export, sweep, demo and more.
+"""The ``probe`` command line: info, verify, run, analyze, curves, export, sweep, demo and more.
 
 Experiments: ``mnist``, ``finetune-speed``, ``seq-mnist``, ``two-points``, ``deep-linear``.
 
@@ -79,6 +79,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info = open_run(args.run).info()
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from probe.verify import verify_run
+
+    report = verify_run(args.run, progress=not args.quiet)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def _cmd_run_mnist(args: argparse.Namespace) -> int:
@@ -239,6 +247,17 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "verify",
+        help="read and check every committed chunk of a run",
+        description="Read every committed chunk of a run store and check it: present, matching "
+        "its crc32c checksum, metadata as written, counters consistent. Prints every problem; "
+        "exits 0 when the run is intact, 1 when it is damaged, 2 when PATH is not a run.",
+    )
+    p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
         "run", help="run a reference experiment", description="Run a reference experiment."
