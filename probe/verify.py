@@ -239,7 +239,8 @@ def _read_chunks(label: str, name: str, node: zarr.Array, n: int, report: Verify
         row_bytes = max(1, int(np.prod(node.shape[1:], dtype=np.int64)) * node.dtype.itemsize)
         rows_per_block = max(chunk_rows, (_BLOCK_BYTES // row_bytes) // chunk_rows * chunk_rows)
         blocks = [slice(i, min(n, i + rows_per_block)) for i in range(0, n, rows_per_block)]
-    per_row = int(np.prod([-(-s // c) for s, c in zip(node.shape[1:], node.chunks[1:])]))
+    grid = zip(node.shape[1:], node.chunks[1:], strict=True)
+    per_row = int(np.prod([-(-s // c) for s, c in grid]))  # chunks per row block
     for sel in blocks:
         try:
             data = node[sel]
