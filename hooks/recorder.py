@@ -25,7 +25,7 @@ from hooks._options import parse_compressors, parse_dtype, parse_writer
 from hooks._probe_forward import check_forward, probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
-from hooks._steps import as_sample_ids, next_step, validated_metrics
+from hooks._steps import as_sample_ids, check_epoch, next_step, validated_metrics
 from hooks._store import run_attrs, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
@@ -236,24 +236,28 @@ class Recorder:
         step : int, optional
             Set the step explicitly (e.g. a global step after a restart); must increase.
         epoch : int, optional
-            The current epoch, saved with metrics and snapshots from now on.
+            The current epoch (>= 0), saved with metrics and snapshots from now on.
         **metrics : float or 0-d tensor
-            Scalars such as ``loss=loss`` (tensors are converted off the training thread).
+            Scalars such as ``loss=loss`` (tensors are converted off the training thread). Each
+            name becomes the array ``metrics/<name>``: 1 to 128 characters, a letter, digit or
+            ``_`` then letters, digits, ``_ . - @`` (``loss``, ``val.loss``, ``acc@1``), not
+            ``__...``, ``step`` or ``epoch`` (`hooks._steps.METRIC_NAME_RULE`).
 
         Raises
         ------
         StepOrderError
-            ``step`` is not larger than the last step.
+            ``step`` is not an int larger than the last step.
         RecorderConfigError
-            A metric value is not a number or a one-element tensor.
+            ``epoch`` is not a non-negative int, a metric name breaks the rule above, or a
+            metric value is not a real number or a one-element real tensor.
         WriterError
             The background writer failed earlier (e.g. disk full).
         """
         self._check_open()
         metrics = validated_metrics(metrics)
+        epoch = self.epoch if epoch is None else check_epoch(epoch)
         self.step_ = next_step(self.step_, step)
-        if epoch is not None:
-            self.epoch = int(epoch)
+        self.epoch = epoch
         self._put_metrics(metrics)
         if self.probe_ is not None and self._due(self.step_):
             self.snapshot()
@@ -264,7 +268,8 @@ class Recorder:
         Raises
         ------
         RecorderConfigError
-            A metric value is not a number or a one-element tensor, or its name is reserved.
+            A metric name breaks the rule of `step`, or a value is not a real number or a
+            one-element real tensor.
         """
         self._check_open()
         self._put_metrics(validated_metrics(metrics))
