@@ -165,6 +165,11 @@ def create_run(
     """Create a new run store at ``path`` with its root attrs, the ``probe/`` group and ``groups``.
 
     The store appears at ``path`` complete, in one rename.
+
+    Raises
+    ------
+    StoreNotWritableError
+        The folder is not writable, or writing the new store failed (e.g. the disk is full).
     """
     if path.exists() and not _is_empty_dir(path):
         existing = read_root_attrs(path)
@@ -185,7 +190,10 @@ def create_run(
     check_writable(path.parent)
     # Build the store under a temporary name and rename it into place (atomic on one file
     # system): a process killed while creating leaves no half-made run at ``path``.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    except OSError as err:
+        raise _creation_failed(path, err) from err
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         root.attrs.update(schema.to_json(dict(attrs)))
@@ -207,10 +215,26 @@ def create_run(
         if path.exists():
             path.rmdir()  # an empty folder the user made
         tmp.rename(path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _creation_failed(path, err) from err
         raise
     return zarr.open_group(str(path), mode="r+")
+
+
+def _creation_failed(path: Path, err: OSError) -> StoreNotWritableError:
+    """Return the error for a store that could not be created (e.g. the disk is full)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    msg = (
+        f"creating the run store at {str(path)!r} failed: {err.strerror or err} ({free}); "
+        "nothing was left at that path. Free disk space or choose another path, then create "
+        "the Recorder again."
+    )
+    return StoreNotWritableError(msg)
 
 
 def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
