@@ -11,6 +11,7 @@ import numpy.typing as npt
 import torch
 
 from hooks._checks import check_int
+from hooks._probe_set import as_numpy, dataset_indices
 from hooks.errors import RecorderConfigError, StepOrderError
 
 
@@ -115,9 +116,15 @@ def check_epoch(epoch: object) -> int:
 
 
 def as_sample_ids(sample_id: object) -> npt.NDArray[np.int64] | None:
-    """Return the dataset indices of a watched batch as a flat int64 array (None stays None)."""
+    """Return the dataset indices of a watched batch as a flat int64 array (None stays None).
+
+    Raises
+    ------
+    ProbeInputError
+        ``sample_id`` is not an array, tensor or list of integers >= 0.
+    """
     if sample_id is None:
         return None
-    if isinstance(sample_id, torch.Tensor):
-        sample_id = sample_id.detach().cpu()
-    return np.asarray(sample_id).astype(np.int64).reshape(-1)
+    ids = as_numpy(sample_id, "watch(sample_id=...)").reshape(-1)
+    hint = "Leave them out for a batch without dataset indices (stored as -1)."
+    return dataset_indices(ids, "watch(sample_id=...)", hint)

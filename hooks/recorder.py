@@ -19,9 +19,17 @@ import torch
 from torch import nn
 
 from hooks import schema
+from hooks._checks import check_int
 from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
-from hooks._options import parse_compressors, parse_dtype, parse_writer
+from hooks._options import (
+    check_flags,
+    check_store_arg,
+    parse_compressors,
+    parse_device,
+    parse_dtype,
+    parse_writer,
+)
 from hooks._probe_forward import check_forward, probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
@@ -160,14 +168,24 @@ class Recorder:
         self.model = model
         self.root_ = unwrap_model(model)
         self.layers_ = resolve_layers(self.root_, layers)
+        check_store_arg(store)
         self._due = as_schedule(every)
         self.dtype = parse_dtype(dtype)
         parse_compressors(compressors)  # fail before anything touches the disk
         writer = parse_writer(writer)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            msg = f"'batch_size' must be a positive int; got {batch_size!r}."
-            raise RecorderConfigError(msg)
-        self.batch_size = batch_size
+        self.batch_size = check_int(batch_size, "'batch_size'")
+        max_queue_bytes = check_int(
+            max_queue_bytes, "'max_queue_bytes'", hint="It is a byte budget, e.g. 256 << 20."
+        )
+        if seed is not None:
+            seed = check_int(seed, "'seed'", minimum=0, hint="It is saved in the run's attrs.")
+        check_flags(
+            weights=weights,
+            resume=resume,
+            overwrite=overwrite,
+            final_snapshot=final_snapshot,
+            log_all_ranks=log_all_ranks,
+        )
         self.ranks_ = resolve_ranks(rank, world_size)
         self.weights = bool(weights) and self.ranks_.rank == 0  # replicated across ranks
         self.agop_layers_ = agop_layers(self.root_, self.layers_, agop, has_probe=probe is not None)
@@ -175,7 +193,7 @@ class Recorder:
         self._log_metrics = self.ranks_.rank == 0 or log_all_ranks
         params = list(self.root_.parameters())
         self.device = (
-            torch.device(device)
+            parse_device(device)
             if device is not None
             else (params[0].device if params else torch.device("cpu"))
         )
@@ -336,6 +354,8 @@ class Recorder:
         StreamShapeError
             A watched output's first dimension is not the batch, or ``sample_id`` has another
             length.
+        ProbeInputError
+            ``sample_id`` holds no integers >= 0.
         """
         self._check_open()
         with self._hooks.attached("stream", self._put_stream_batch, as_sample_ids(sample_id)):
