@@ -1,4 +1,4 @@
-"""Validate and convert the Recorder's options (dtype, compressors) at the boundary."""
+"""Validate and convert the Recorder's options at the boundary (dtype, codecs, device, store...)."""
 
 from __future__ import annotations
 

@@ -179,6 +179,10 @@ class Recorder:
         )
         if seed is not None:
             seed = check_int(seed, "'seed'", minimum=0, hint="It is saved in the run's attrs.")
+        check_int(store_probe_inputs, "'store_probe_inputs'", minimum=0, hint="It is in bytes.")
+        if config is not None and not isinstance(config, Mapping):
+            msg = f"'config' must be a mapping (e.g. a dict of settings) or None; got {config!r}."
+            raise RecorderConfigError(msg)
         check_flags(
             weights=weights,
             resume=resume,

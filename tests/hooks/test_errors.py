@@ -124,6 +124,8 @@ def test_step_must_be_an_int(rec, step):
         ({"weights": None}, "'weights' must be True or False; got None"),
         ({"device": "banana"}, "'device' must be a torch.device or a device string .*'banana'"),
         ({"device": 3.5}, "'device' must be a torch.device or a device string .*got 3.5"),
+        ({"store_probe_inputs": "x"}, "'store_probe_inputs' must be a non-negative int; got 'x'"),
+        ({"config": "abc"}, "'config' must be a mapping .* or None; got 'abc'"),
     ],
 )
 def test_bad_recorder_arguments_are_refused_before_the_disk(
@@ -208,3 +210,29 @@ def test_no_space_for_the_temporary_folder_is_typed_too(tmp_path, monkeypatch, t
     monkeypatch.setattr(tempfile, "mkdtemp", full_mkdtemp)
     with pytest.raises(StoreNotWritableError, match="No space left on device .*MiB free there"):
         Recorder(tiny_mlp, "0", tmp_path / "r.zarr", probe_xy)
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "match"),
+    [
+        (True, 1, "n must be a positive int; got True. Fix it."),
+        (1.0, 0, "n must be a non-negative int; got 1.0. Fix it."),
+        (1, 2, "n must be an int >= 2; got 1. Fix it."),
+    ],
+)
+def test_check_int_wording(value, minimum, match):
+    from hooks._checks import check_int
+
+    with pytest.raises(ValueError, match=re.escape(match)):
+        check_int(value, "n", minimum=minimum, error=ValueError, hint="Fix it.")
+    assert check_int(np.int32(2), "n", minimum=minimum) == 2
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1e-9, True, "1", None])
+def test_check_float_wants_finite_positive_reals(value):
+    from hooks._checks import check_float
+
+    with pytest.raises(RecorderConfigError, match=f"x must be a finite number > 0; got {value!r}"):
+        check_float(value, "x")
+    assert check_float(np.float32(0.5), "x") == 0.5
+    assert check_float(3, "x") == 3.0
