@@ -1,9 +1,11 @@
-"""Validate and convert the Recorder's options (dtype, compressors) at the boundary."""
+"""Validate and convert the Recorder's options at the boundary (dtype, codecs, device, store...)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
+import numpy as np
 import torch
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import BloscCodec, ZstdCodec
@@ -70,3 +72,70 @@ def parse_writer(writer: object) -> str:
         )
         raise RecorderConfigError(msg)
     return str(writer)
+
+
+def parse_device(device: object) -> torch.device:
+    """Return ``device`` as a `torch.device` that this machine has.
+
+    Raises
+    ------
+    RecorderConfigError
+        ``device`` names no device type (``"banana"``), or one this machine does not have
+        (``"cuda:7"`` with one GPU, ``"cuda"`` without a driver).
+    """
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError) as err:
+        msg = (
+            "'device' must be a torch.device or a device string such as 'cpu', 'cuda' or "
+            f"'cuda:0'; got {device!r}. Leave it out to use the device of the model's parameters."
+        )
+        raise RecorderConfigError(msg) from err
+    try:
+        torch.empty(0, device=dev)
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError or AssertionError here
+        n_cuda = torch.cuda.device_count()
+        have = f"cuda:0 to cuda:{n_cuda - 1}" if n_cuda else "no CUDA device"
+        msg = (
+            f"'device' {str(dev)!r} is not available on this machine ({have}; "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "Pass an available device, e.g. 'cpu', or leave it out to use the model's."
+        )
+        raise RecorderConfigError(msg) from err
+    return dev
+
+
+def check_store_arg(store: object) -> None:
+    """Raise unless ``store`` is a non-empty str or path-like (the run store's folder).
+
+    Raises
+    ------
+    RecorderConfigError
+        ``store`` is None, a number, an empty string, ...
+    """
+    if not isinstance(store, (str, os.PathLike)) or not os.fspath(store):
+        msg = (
+            "'store' must be the path of the run's folder (a str or pathlib.Path, e.g. "
+            f"'artifacts/mnist/run.zarr'); got {store!r}."
+        )
+        raise RecorderConfigError(msg)
+
+
+def check_flags(**flags: object) -> None:
+    """Raise unless every flag is a bool, and ``resume`` and ``overwrite`` are not both True.
+
+    Raises
+    ------
+    RecorderConfigError
+        A flag is not a bool (``resume="yes"``), or ``resume=True`` with ``overwrite=True``.
+    """
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            msg = f"{name!r} must be True or False; got {value!r}."
+            raise RecorderConfigError(msg)
+    if flags.get("resume") and flags.get("overwrite"):
+        msg = (
+            "'resume' and 'overwrite' contradict each other: resume=True continues the run at "
+            "'store', overwrite=True deletes it first. Pass only one of them."
+        )
+        raise RecorderConfigError(msg)

@@ -76,7 +76,7 @@ def _as_tensor(x: object, what: str) -> torch.Tensor:
     raise ProbeInputError(msg)
 
 
-def _as_numpy(x: object, what: str) -> npt.NDArray[Any]:
+def as_numpy(x: object, what: str) -> npt.NDArray[Any]:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     if isinstance(x, np.ndarray):
@@ -87,6 +87,26 @@ def _as_numpy(x: object, what: str) -> npt.NDArray[Any]:
     raise ProbeInputError(msg)
 
 
+def dataset_indices(ids: npt.NDArray[Any], what: str, hint: str) -> npt.NDArray[np.int64]:
+    """Return ``ids`` as int64 if they are integers >= 0 (indices into the source dataset).
+
+    Raises
+    ------
+    ProbeInputError
+        ``ids`` are not integers, or some are negative; the message ends with ``hint``.
+    """
+    if ids.dtype.kind not in "iu":
+        msg = f"{what} must be integers (indices into the source dataset); got dtype {ids.dtype}."
+        raise ProbeInputError(msg)
+    if ids.size and ids.min() < 0:
+        msg = (
+            f"{what} must be >= 0 (indices into the source dataset); got "
+            f"{ids[ids < 0][:3].tolist()} among them. {hint}"
+        )
+        raise ProbeInputError(msg)
+    return ids.astype(np.int64)
+
+
 def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | None) -> ProbeSet:
     """Return a validated `ProbeSet` from ``probe=x``, ``(x,)``, ``(x, y)`` or ``(x, y, ids)``.
 
@@ -94,7 +114,7 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
     ------
     ProbeInputError
         Inputs empty, on the meta device, of a floating dtype other than the model's; targets or
-        sample ids of another length; sample ids not unique integers.
+        sample ids of another length; sample ids not unique integers >= 0.
     """
     parts = tuple(probe) if isinstance(probe, (tuple, list)) else (probe,)
     if not 1 <= len(parts) <= 3:
@@ -117,7 +137,7 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
         )
         raise ProbeInputError(msg)
     n = int(x.shape[0])
-    y = None if len(parts) < 2 or parts[1] is None else _as_numpy(parts[1], "probe targets")
+    y = None if len(parts) < 2 or parts[1] is None else as_numpy(parts[1], "probe targets")
     if y is not None and (y.ndim == 0 or y.shape[0] != n):
         msg = (
             f"probe targets must have one row per probe input ({n}); got shape {y.shape}. "
@@ -131,14 +151,17 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
             )
             raise ProbeInputError(msg)
         sample_id = parts[2]
-    ids = np.arange(n, dtype=np.int64) if sample_id is None else _as_numpy(sample_id, "sample ids")
+    ids = np.arange(n, dtype=np.int64) if sample_id is None else as_numpy(sample_id, "sample ids")
     if ids.shape != (n,) or ids.dtype.kind not in "iu":
         msg = (
             f"sample ids must be {n} integers (one per probe input); "
             f"got dtype {ids.dtype}, shape {ids.shape}."
         )
         raise ProbeInputError(msg)
+    ids = dataset_indices(
+        ids, "sample ids", "Pass the samples' dataset indices, or leave them out."
+    )
     if np.unique(ids).size != n:
         msg = "sample ids must be unique (they index the source dataset); got duplicates."
         raise ProbeInputError(msg)
-    return ProbeSet(inputs=x, targets=y, sample_id=ids.astype(np.int64))
+    return ProbeSet(inputs=x, targets=y, sample_id=ids)

@@ -27,6 +27,7 @@ from hooks._options import toolkit_version
 from hooks._probe_set import ProbeSet
 from hooks._zarr_io import append_many, create_array, remove_partials, trim, update_attributes
 from hooks.errors import (
+    HooksError,
     ResumeMismatchError,
     SchemaMismatchError,
     StoreCorruptError,
@@ -236,6 +237,8 @@ def create_run(
         ``path`` holds a run and ``overwrite`` is False.
     StoreLockedError
         ``overwrite`` of a run (or a rank group of it) that a live process still writes.
+    StoreNotWritableError
+        The folder is not writable, or writing the new store failed (e.g. the disk is full).
     """
     if path.exists() and not _is_empty_dir(path):
         existing = read_root_attrs(path)
@@ -262,7 +265,10 @@ def create_run(
     check_writable(path.parent)
     # Build the store under a temporary name and rename it into place (atomic on one file
     # system): a process killed while creating leaves no half-made run at ``path``.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    except OSError as err:
+        raise _creation_failed(path, err) from err
     lock = None
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # remakes the folder
@@ -293,12 +299,28 @@ def create_run(
             path.rmdir()  # an empty folder the user made
         tmp.rename(path)
         lock.path = path
-    except BaseException:
+    except BaseException as err:
         if lock is not None:
             lock.release()
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and not isinstance(err, HooksError):
+            raise _creation_failed(path, err) from err
         raise
     return zarr.open_group(str(path), mode="r+"), lock
+
+
+def _creation_failed(path: Path, err: OSError) -> StoreNotWritableError:
+    """Return the error for a store that could not be created (e.g. the disk is full)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    msg = (
+        f"creating the run store at {str(path)!r} failed: {err.strerror or err} ({free}); "
+        "nothing was left at that path. Free disk space or choose another path, then create "
+        "the Recorder again."
+    )
+    return StoreNotWritableError(msg)
 
 
 def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:

@@ -59,7 +59,7 @@ class RecorderConfigError(HooksError, TypeError):
 
 
 class ProbeInputError(HooksError, ValueError):
-    """The fixed probe inputs, targets or sample ids are unusable with this model."""
+    """The fixed probe inputs, targets or sample ids (or a watched batch's ids) are unusable."""
 
 
 class StepOrderError(HooksError, ValueError):

@@ -95,7 +95,7 @@ def resolve_layers(
     NoLayersError
         The selection is empty.
     RecorderConfigError
-        A selector is of an unsupported type.
+        ``layers`` or a selector in it is of an unsupported type (e.g. None or an int).
 
     Examples
     --------
@@ -109,7 +109,14 @@ def resolve_layers(
     names = [n for n, _ in modules]
     if isinstance(layers, (str, type)) or callable(layers):
         layers = [layers]  # type: ignore[list-item]
-    selectors = list(layers)  # type: ignore[arg-type]
+    if not isinstance(layers, Iterable):
+        msg = (
+            "layers must be a str, an nn.Module subclass, a callable (name, module) -> bool, "
+            f"or a list of them (e.g. ['encoder.*', 'head']); got {layers!r}. "
+            "See hooks.list_layers(model)."
+        )
+        raise RecorderConfigError(msg)
+    selectors = list(layers)
     if not selectors:
         msg = (
             "layers must name at least one module; got an empty selection. "

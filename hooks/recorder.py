@@ -19,13 +19,21 @@ import torch
 from torch import nn
 
 from hooks import schema
+from hooks._checks import check_int
 from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
-from hooks._options import parse_compressors, parse_dtype, parse_writer
+from hooks._options import (
+    check_flags,
+    check_store_arg,
+    parse_compressors,
+    parse_device,
+    parse_dtype,
+    parse_writer,
+)
 from hooks._probe_forward import check_forward, probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
-from hooks._steps import as_sample_ids, next_step, validated_metrics
+from hooks._steps import as_sample_ids, check_epoch, next_step, validated_metrics
 from hooks._store import run_attrs, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
@@ -160,14 +168,28 @@ class Recorder:
         self.model = model
         self.root_ = unwrap_model(model)
         self.layers_ = resolve_layers(self.root_, layers)
+        check_store_arg(store)
         self._due = as_schedule(every)
         self.dtype = parse_dtype(dtype)
         parse_compressors(compressors)  # fail before anything touches the disk
         writer = parse_writer(writer)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            msg = f"'batch_size' must be a positive int; got {batch_size!r}."
+        self.batch_size = check_int(batch_size, "'batch_size'")
+        max_queue_bytes = check_int(
+            max_queue_bytes, "'max_queue_bytes'", hint="It is a byte budget, e.g. 256 << 20."
+        )
+        if seed is not None:
+            seed = check_int(seed, "'seed'", minimum=0, hint="It is saved in the run's attrs.")
+        check_int(store_probe_inputs, "'store_probe_inputs'", minimum=0, hint="It is in bytes.")
+        if config is not None and not isinstance(config, Mapping):
+            msg = f"'config' must be a mapping (e.g. a dict of settings) or None; got {config!r}."
             raise RecorderConfigError(msg)
-        self.batch_size = batch_size
+        check_flags(
+            weights=weights,
+            resume=resume,
+            overwrite=overwrite,
+            final_snapshot=final_snapshot,
+            log_all_ranks=log_all_ranks,
+        )
         self.ranks_ = resolve_ranks(rank, world_size)
         self.weights = bool(weights) and self.ranks_.rank == 0  # replicated across ranks
         self.agop_layers_ = agop_layers(self.root_, self.layers_, agop, has_probe=probe is not None)
@@ -175,7 +197,7 @@ class Recorder:
         self._log_metrics = self.ranks_.rank == 0 or log_all_ranks
         params = list(self.root_.parameters())
         self.device = (
-            torch.device(device)
+            parse_device(device)
             if device is not None
             else (params[0].device if params else torch.device("cpu"))
         )
@@ -242,24 +264,28 @@ class Recorder:
         step : int, optional
             Set the step explicitly (e.g. a global step after a restart); must increase.
         epoch : int, optional
-            The current epoch, saved with metrics and snapshots from now on.
+            The current epoch (>= 0), saved with metrics and snapshots from now on.
         **metrics : float or 0-d tensor
-            Scalars such as ``loss=loss`` (tensors are converted off the training thread).
+            Scalars such as ``loss=loss`` (tensors are converted off the training thread). Each
+            name becomes the array ``metrics/<name>``: 1 to 128 characters, a letter, digit or
+            ``_`` then letters, digits, ``_ . - @`` (``loss``, ``val.loss``, ``acc@1``), not
+            ``__...``, ``step`` or ``epoch`` (`hooks._steps.METRIC_NAME_RULE`).
 
         Raises
         ------
         StepOrderError
-            ``step`` is not larger than the last step.
+            ``step`` is not an int larger than the last step.
         RecorderConfigError
-            A metric value is not a number or a one-element tensor.
+            ``epoch`` is not a non-negative int, a metric name breaks the rule above, or a
+            metric value is not a real number or a one-element real tensor.
         WriterError
             The background writer failed earlier (e.g. disk full).
         """
         self._check_open()
         metrics = validated_metrics(metrics)
+        epoch = self.epoch if epoch is None else check_epoch(epoch)
         self.step_ = next_step(self.step_, step)
-        if epoch is not None:
-            self.epoch = int(epoch)
+        self.epoch = epoch
         self._put_metrics(metrics)
         if self.probe_ is not None and self._due(self.step_):
             self.snapshot()
@@ -270,7 +296,8 @@ class Recorder:
         Raises
         ------
         RecorderConfigError
-            A metric value is not a number or a one-element tensor, or its name is reserved.
+            A metric name breaks the rule of `step`, or a value is not a real number or a
+            one-element real tensor.
         """
         self._check_open()
         self._put_metrics(validated_metrics(metrics))
@@ -337,6 +364,8 @@ class Recorder:
         StreamShapeError
             A watched output's first dimension is not the batch, or ``sample_id`` has another
             length.
+        ProbeInputError
+            ``sample_id`` holds no integers >= 0.
         """
         self._check_open()
         with self._hooks.attached("stream", self._put_stream_batch, as_sample_ids(sample_id)):

@@ -2,9 +2,10 @@
 
 Producers (hooks, `Recorder.step`) put numpy arrays on a queue bounded by a byte budget, so a slow
 disk applies back-pressure instead of growing memory. Small items (metric records, stream batches)
-wake the thread only once enough of them are queued: a wake-up per training step costs the
-training thread more in GIL hand-offs than the write itself. The thread appends data-first
-(`hooks._zarr_io.append_many`) and commits by rewriting the root attrs' counters last.
+wake the thread only once enough of them are queued, or when a producer must wait for the budget:
+a wake-up per training step costs the training thread more in GIL hand-offs than the write itself.
+The thread appends data-first (`hooks._zarr_io.append_many`) and commits by rewriting the root
+attrs' counters last.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class RunWriter:
     wake_bytes : int
         Metric records and stream batches wake the writer once this many bytes (or
         ``metrics_every`` items) of them are queued, or after ``metrics_interval_s``; snapshots,
-        `flush` and `close` wake it at once. Capped at a quarter of ``max_bytes``.
+        `flush` and `close` wake it at once, and so does a `put` that must wait for the budget
+        while small items are queued. Capped at a quarter of ``max_bytes``.
     """
 
     def __init__(
@@ -116,6 +118,8 @@ class RunWriter:
                 and self.error is None
                 and self._thread.is_alive()
             ):
+                if self._lazy_items:  # the writer must drain them before this item fits
+                    self._wake()
                 self._cond.wait(0.5)
             self.check()
             if not self._thread.is_alive():

@@ -35,7 +35,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``analyze`` on ``sub`` (from ``parser.add_subparsers``); return its parser."""
     p = sub.add_parser("analyze", help="write an HTML report of a run", description=_DESCRIPTION)
     p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
-    p.add_argument("--out", help="HTML file to write (default: artifacts/<run name>/report.html)")
+    p.add_argument(
+        "--out",
+        help="HTML file to write, replaced if it exists (default: "
+        "artifacts/<run name>/report.html)",
+    )
     p.add_argument("--layers", nargs="+", help="recorded layers to analyse (default: all)")
     p.add_argument(
         "--max-steps",
@@ -58,11 +62,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    from probe._cli_paths import check_output
     from probe.report import write_report
 
+    out = check_output(args.out or default_out(args.run), flag="--out", folder=False)
     path = write_report(
         args.run,
-        args.out or default_out(args.run),
+        out,
         layers=args.layers,
         max_steps=args.max_steps,
         method=args.method,

@@ -75,14 +75,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--image-shape", help="tensorboard sprite: shape of one flat probe input, e.g. 28,28"
     )
-    p.add_argument("--out", default="artifacts/export", help="output folder")
+    p.add_argument(
+        "--out",
+        default="artifacts/export",
+        help="output folder; files of the same name in it are replaced (default: %(default)s)",
+    )
     p.set_defaults(func=_cmd_export)
     return p
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from probe._cli_paths import check_output
     from probe.export import export_run
 
+    out = check_output(args.out, flag="--out", folder=True)
     options = {
         name: getattr(args, name)
         for name in ("fit", "reference", "n_components", "seed", "pre_pca", "align")
@@ -93,7 +99,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     shape = None if args.image_shape is None else _parse_shape(args.image_shape)
     paths = export_run(
         args.run,
-        args.out,
+        out,
         fmt=args.fmt,
         method=args.method,
         layers=args.layers,

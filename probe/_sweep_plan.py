@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _KEYS = ("experiment", "grid", "base")
+_SHAPE = '{"experiment": "seq-mnist", "grid": {"seed": [0, 1]}, "base": {"epochs": 2}}'
 
 
 class SweepConfigError(ConfigError):
@@ -92,16 +93,24 @@ def _load(config: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
         raise SweepConfigError(msg)
     try:
         if path.suffix == ".json":
-            return dict(json.loads(path.read_text()))
-        import tomllib  # Python >= 3.11
+            doc = json.loads(path.read_text())
+        else:
+            import tomllib  # Python >= 3.11
 
-        return tomllib.loads(path.read_text())
+            doc = tomllib.loads(path.read_text())
     except ImportError as err:
         msg = f"reading {path.name} needs Python >= 3.11 (tomllib); write the config as JSON."
         raise SweepConfigError(msg) from err
     except ValueError as err:  # JSONDecodeError and TOMLDecodeError are ValueErrors
         msg = f"sweep config {str(path)!r} is not valid {path.suffix[1:].upper()}: {err}"
         raise SweepConfigError(msg) from err
+    if not isinstance(doc, dict):
+        msg = (
+            f"sweep config {str(path)!r} must hold one JSON object; got a "
+            f"{type(doc).__name__}. Write it as {_SHAPE}."
+        )
+        raise SweepConfigError(msg)
+    return doc
 
 
 def _unknown(kind: str, name: str, valid: list[str]) -> str:

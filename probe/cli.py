@@ -4,6 +4,9 @@ Experiments: ``mnist``, ``finetune-speed``, ``seq-mnist``, ``two-points``, ``dee
 
 Every verb has ``--help``; outputs go under ``artifacts/`` unless ``--out`` says otherwise.
 Experiment flags are generated from the experiments' config dataclasses.
+
+An error is reported in one line on stderr, ``probe VERB: error: MESSAGE``; ``--debug``
+(anywhere on the command line) adds the full traceback. Exit status: see `EXIT_STATUS`.
 """
 
 from __future__ import annotations
@@ -11,14 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 
+from hooks.errors import HooksError
 from probe import _cli_sweep
 from probe._cli_config import add_config_args, config_from_args
 from probe._format import format_info
 from probe.errors import ProbeError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_STATUS", "build_parser", "main"]
+
+#: What ``probe`` exits with, also shown by ``probe --help``.
+EXIT_STATUS = {
+    0: "done",
+    2: "an error in the input (arguments, run store, config file, data or output path), "
+    "reported in one line; also argparse's usage errors",
+    3: "an unexpected error, a bug in probe: one line, rerun with --debug for the traceback",
+    130: "interrupted (Ctrl-C)",
+}
+_EPILOG = (
+    "--debug, anywhere on the command line, prints the full traceback of an error. Exit status: "
+    + "; ".join(f"{code} {text}" for code, text in EXIT_STATUS.items())
+    + "."
+)
 
 _CLASSIFIER_HELP = {
     "dataset": "mnist (torchvision; data root $PROBE_DATA) or digits (bundled 8x8, offline)",
@@ -240,7 +259,10 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     With ``verb`` (the command line's first word), the experiments of ``probe run`` are added
     only when it is ``run``: they import torch, which `probe info` and ``--help`` never need.
     """
-    parser = argparse.ArgumentParser(prog="probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="probe", description=__doc__.splitlines()[0], epilog=_EPILOG
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("info", help="summarise a run store", description="Summarise a run store.")
@@ -325,12 +347,44 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (`EXIT_STATUS`).
+
+    A toolkit error (`probe.errors.ProbeError`, `hooks.errors.HooksError`) or an `OSError`
+    (a path that cannot be read or written) is printed as one line and exits 2; any other
+    exception is a bug: one line that says so, exit 3. ``--debug`` adds the traceback.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     verb = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(verb).parse_args(argv)
+    where = " ".join(filter(None, ["probe", args.verb, getattr(args, "experiment", None)]))
     try:
         return int(args.func(args))
-    except ProbeError as err:
-        print(f"probe {args.verb}: error: {err}", file=sys.stderr)
-        return 2
+    except (ProbeError, HooksError) as err:
+        return _report(where, f"error: {err}", 2, debug=debug)
+    except OSError as err:
+        return _report(where, f"error: {_os_error(err)}", 2, debug=debug)
+    except KeyboardInterrupt:
+        return _report(where, "interrupted", 130, debug=debug)
+    except Exception as err:  # noqa: BLE001 - a bug: one line, and the traceback on request
+        hint = "" if debug else "; rerun with --debug for the traceback"
+        text = f"unexpected error (a bug in probe{hint}): {type(err).__name__}: {err}"
+        return _report(where, text, 3, debug=debug)
+
+
+def _os_error(err: OSError) -> str:
+    """Return an `OSError` as one sentence naming its path(s)."""
+    paths = [repr(str(p)) for p in (err.filename, err.filename2) if p is not None]
+    what = err.strerror or str(err)
+    where = f" ({' -> '.join(paths)})" if paths else ""
+    return f"{what}{where}. Check the path, its permissions and the free disk space."
+
+
+def _report(where: str, text: str, code: int, *, debug: bool) -> int:
+    """Print ``text`` as one line on stderr (after the traceback with ``debug``); return code."""
+    if debug:
+        traceback.print_exc()
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    print(f"{where}: {line}", file=sys.stderr)
+    return code

@@ -8,8 +8,10 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "CorruptRunError",
+    "InvalidArgumentError",
     "LayerNotInRunError",
     "NotARunError",
+    "OutputPathError",
     "ProbeError",
     "RunNotFoundError",
     "SchemaVersionError",
@@ -53,3 +55,11 @@ class StepNotFoundError(ProbeError, _KeyMessage):
 
 class ConfigError(ProbeError, ValueError):
     """An experiment setting outside its allowed values."""
+
+
+class InvalidArgumentError(ProbeError, TypeError):
+    """An argument of a public function has the wrong type (e.g. a run path that is None)."""
+
+
+class OutputPathError(ProbeError, OSError):
+    """An output path cannot be written: a file where a folder must be, or no permission."""

@@ -26,6 +26,7 @@ from probe._run_summary import run_info, run_to_xarray
 from probe.checked_store import CheckedLocalStore
 from probe.errors import (
     CorruptRunError,
+    InvalidArgumentError,
     LayerNotInRunError,
     RunNotFoundError,
     StepNotFoundError,
@@ -71,7 +72,15 @@ def open_run(path: str | os.PathLike[str]) -> Run:
         The run was written with another schema version.
     CorruptRunError
         Its metadata cannot be parsed or contradicts itself.
+    InvalidArgumentError
+        ``path`` is not a str or path-like (e.g. None).
     """
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        msg = (
+            "open_run needs the path of a run store (a str or pathlib.Path, e.g. "
+            f"'artifacts/mnist/run.zarr'); got {path!r}."
+        )
+        raise InvalidArgumentError(msg)
     return Run(path)
 
 

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hooks import Recorder
+from hooks._checks import check_float, check_int
 from probe.errors import ConfigError
 from probe.linear_dynamics import (
     gram_mode_strengths,
@@ -107,10 +108,10 @@ def _check(cfg: DeepLinearConfig) -> None:
     if cfg.init not in ("decoupled", "random"):
         msg = f"init must be 'decoupled' or 'random'; got {cfg.init!r}."
         raise ConfigError(msg)
-    for name in ("levels", "n_features", "n_hidden", "u0", "sigma", "lr", "steps", "seeds"):
-        if not getattr(cfg, name) > 0:
-            msg = f"{name} must be > 0; got {getattr(cfg, name)!r}."
-            raise ConfigError(msg)
+    for name in ("levels", "n_features", "n_hidden", "steps", "seeds"):
+        check_int(getattr(cfg, name), name, error=ConfigError)
+    for name in ("u0", "sigma", "lr"):
+        check_float(getattr(cfg, name), name, error=ConfigError)
     if not 0 <= cfg.flip <= 0.5:
         msg = f"flip must be a probability in [0, 0.5]; got {cfg.flip!r}."
         raise ConfigError(msg)

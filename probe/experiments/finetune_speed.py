@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -103,9 +105,19 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 def _check_config(cfg: FinetuneConfig) -> None:
     for name, (rule, ok) in _RULES.items():
         value = getattr(cfg, name)
-        if not ok(value):
-            default = next(f.default for f in fields(FinetuneConfig) if f.name == name)
-            msg = f"FinetuneConfig.{name} must be {rule}; got {value!r}. The default is {default}."
+        default = next(f.default for f in fields(FinetuneConfig) if f.name == name)
+        kind = "a finite number" if isinstance(default, float) else "an int"
+        typed = numbers.Real if isinstance(default, float) else numbers.Integral
+        if (
+            not isinstance(value, typed)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or not ok(value)
+        ):
+            msg = (
+                f"FinetuneConfig.{name} must be {kind} {rule}; got {value!r}. "
+                f"The default is {default}."
+            )
             raise FinetuneConfigError(msg)
 
 

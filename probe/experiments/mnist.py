@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
+from hooks._checks import check_float, check_int
 from probe.data import load_dataset, stratified_probe
 from probe.errors import ConfigError
 from probe.models import CNN, MLP
@@ -76,11 +77,13 @@ def _validate(cfg: ClassifierConfig) -> None:
         if getattr(cfg, name) not in allowed:
             msg = f"{name} must be one of {allowed}; got {getattr(cfg, name)!r}."
             raise ConfigError(msg)
-    for name in ("epochs", "batch_size", "probe_size"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            msg = f"{name} must be a positive int; got {value!r}."
-            raise ConfigError(msg)
+    for name in ("epochs", "batch_size", "probe_size", "n_log_snapshots"):
+        check_int(getattr(cfg, name), name, error=ConfigError)
+    if cfg.max_steps is not None:
+        check_int(cfg.max_steps, "max_steps", error=ConfigError, hint="Or None: every step.")
+    check_int(cfg.seed, "seed", minimum=0, error=ConfigError)
+    for name in ("lr", "gain"):
+        check_float(getattr(cfg, name), name, error=ConfigError)
 
 
 def _model(cfg: ClassifierConfig, in_features: int) -> nn.Module:

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
+from hooks._checks import check_float, check_int
 from probe.cluster_theory import (
     ClassPairDistances,
     between_class_correlation,
@@ -125,10 +126,7 @@ def demo_config(dataset: str = "mnist") -> MnistClusteringConfig:
 def _validate(cfg: MnistClusteringConfig) -> None:
     names = ("n_nets", "epochs", "batch_size", "width", "depth", "n_probe", "n_pred_images")
     for name in (*names, "n_log_snapshots"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            msg = f"{name} must be a positive int; got {value!r}."
-            raise ConfigError(msg)
+        check_int(getattr(cfg, name), name, error=ConfigError)
     if cfg.max_train is not None and (not isinstance(cfg.max_train, int) or cfg.max_train < 1):
         msg = f"max_train must be None (all images) or a positive int; got {cfg.max_train!r}."
         raise ConfigError(msg)
@@ -139,9 +137,7 @@ def _validate(cfg: MnistClusteringConfig) -> None:
         )
         raise ConfigError(msg)
     for name in ("lr", "gain"):
-        if not getattr(cfg, name) > 0:
-            msg = f"{name} must be > 0; got {getattr(cfg, name)!r}."
-            raise ConfigError(msg)
+        check_float(getattr(cfg, name), name, error=ConfigError)
 
 
 def raw_pixels(dataset: str, x_train: torch.Tensor) -> F64:

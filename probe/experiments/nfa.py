@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
+from hooks._checks import check_float
 from probe.errors import ConfigError
 from probe.experiments._nfa_report import (
     final_table,
@@ -138,8 +139,9 @@ def _resolved(cfg: NfaConfig) -> tuple[int, int, int]:
             f"k={cfg.k!r}."
         )
         raise ConfigError(msg)
-    if not cfg.lr > 0 or (cfg.task == "poly" and cfg.dim < 2):
-        msg = f"lr must be > 0 and dim >= 2 (y = x0 x1); got lr={cfg.lr!r}, dim={cfg.dim!r}."
+    check_float(cfg.lr, "lr", error=ConfigError)
+    if cfg.task == "poly" and cfg.dim < 2:
+        msg = f"dim must be >= 2 (y = x0 x1); got dim={cfg.dim!r}."
         raise ConfigError(msg)
     return sizes["epochs"], sizes["width"], sizes["depth"]
 

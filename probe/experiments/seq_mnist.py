@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder
+from hooks._checks import check_float, check_int
 from probe.data import DATASETS, load_dataset, stratified_probe
 from probe.errors import ConfigError
 from probe.models.sequence import CELLS, SequenceClassifier
@@ -102,14 +103,8 @@ def validate_config(cfg: SeqMnistConfig) -> None:
         raise ConfigError(msg)
     sizes = ["hidden", "epochs", "batch_size", "probe_size", "seed"]
     for name in sizes + (["n_train"] if cfg.n_train is not None else []):
-        value = getattr(cfg, name)
-        if not _is_int(value) or value < (0 if name == "seed" else 1):
-            kind = "non-negative" if name == "seed" else "positive"
-            msg = f"{name} must be a {kind} int; got {value!r}."
-            raise ConfigError(msg)
-    if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, (int, float)) or not cfg.lr > 0:
-        msg = f"lr must be a positive float; got {cfg.lr!r}. Pass e.g. lr=1e-3."
-        raise ConfigError(msg)
+        check_int(getattr(cfg, name), name, minimum=int(name != "seed"), error=ConfigError)
+    check_float(cfg.lr, "lr", error=ConfigError, hint="Pass e.g. lr=1e-3.")
 
 
 @functools.lru_cache(maxsize=4)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hooks import Recorder
+from hooks._checks import check_float, check_int
 from probe.effective_fit import TwoPointFit, fit_two_point, two_point_traces
 from probe.errors import ConfigError
 from probe.experiments._two_point_report import plot_fit, plot_sse_by_layer
@@ -110,10 +111,10 @@ class TwoPointsConfig:
         if r.dtype not in ("float32", "float64"):
             msg = f"dtype must be 'float32' or 'float64'; got {r.dtype!r}."
             raise ConfigError(msg)
-        for name in ("seeds", "gain", "lr", "width", "depth", "epochs", "dx2", "dy2"):
-            if not getattr(r, name) > 0:
-                msg = f"{name} must be > 0; got {getattr(r, name)!r}."
-                raise ConfigError(msg)
+        for name in ("seeds", "width", "depth", "epochs"):
+            check_int(getattr(r, name), name, error=ConfigError)
+        for name in ("gain", "lr", "dx2", "dy2"):
+            check_float(getattr(r, name), name, error=ConfigError)
         if not 0 <= r.hooked < r.depth:  # type: ignore[operator]
             msg = f"hooked must be a hidden-layer index in 0 .. {r.depth - 1}; got {r.hooked}."  # type: ignore[operator]
             raise ConfigError(msg)

@@ -131,7 +131,7 @@ def test_v1_2_authors_two_layer_row(tmp_path):
         ({"setting": "nope"}, "setting must be one of"),
         ({"nonlinearity": "gelu"}, "nonlinearity must be one of"),
         ({"dtype": "float16"}, "dtype must be 'float32' or 'float64'"),
-        ({"lr": 0.0}, "lr must be > 0"),
+        ({"lr": 0.0}, "lr must be a finite number > 0; got 0.0"),
         ({"hooked": 20}, r"hooked must be a hidden-layer index in 0 \.\. 19"),
     ],
 )

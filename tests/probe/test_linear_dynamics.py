@@ -138,7 +138,7 @@ def test_v2_1_saxe_decoupled_init(tmp_path):
     [
         ({"data": "xor"}, "data must be 'routing' or 'hierarchy'"),
         ({"init": "ortho"}, "init must be 'decoupled' or 'random'"),
-        ({"lr": 0.0}, "lr must be > 0"),
+        ({"lr": 0.0}, "lr must be a finite number > 0; got 0.0"),
         ({"flip": 0.7}, r"flip must be a probability in \[0, 0.5\]"),
     ],
 )

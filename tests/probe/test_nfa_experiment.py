@@ -200,8 +200,8 @@ def test_demo_configs():
         ({"max_train": -1}, "max_train must be a positive int; got -1"),
         ({"local_layer": 5}, r"local_layer must be in \[0, depth = 4\]"),
         ({"k": 0}, r"k in \[1, 299\]"),
-        ({"lr": 0.0}, "lr must be > 0 and dim >= 2"),
-        ({"task": "poly", "dim": 1}, r"dim >= 2 \(y = x0 x1\); got lr=0.1, dim=1"),
+        ({"lr": 0.0}, "lr must be a finite number > 0; got 0.0"),
+        ({"task": "poly", "dim": 1}, r"dim must be >= 2 \(y = x0 x1\); got dim=1"),
     ],
 )
 def test_config_errors(tmp_path, fields, match):

@@ -127,8 +127,8 @@ def test_recorded_initial_states_are_the_models_hidden_states(tmp_path):
         ({"epochs": 1.5}, "epochs must be a positive int; got 1.5"),
         ({"n_train": 0}, "n_train must be a positive int; got 0"),
         ({"seed": -1}, "seed must be a non-negative int; got -1"),
-        ({"lr": 0.0}, r"lr must be a positive float; got 0.0"),
-        ({"lr": "fast"}, r"lr must be a positive float; got 'fast'"),
+        ({"lr": 0.0}, r"lr must be a finite number > 0; got 0.0"),
+        ({"lr": "fast"}, r"lr must be a finite number > 0; got 'fast'"),
     ],
 )
 def test_config_errors(kw, match):
