@@ -46,6 +46,21 @@ METRIC_NAME_RULE = (
 )
 
 
+def storable_metric_name(name: str) -> str:
+    """Return ``name`` rewritten to follow `METRIC_NAME_RULE` ("" when nothing is left).
+
+    ``/`` becomes ``.`` (``val/loss`` -> ``val.loss``), other runs of characters the rule does
+    not allow become ``_``, and leading ``.``/``_`` are dropped. Reserved names are not changed.
+
+    Examples
+    --------
+    >>> storable_metric_name("eval/top 5 acc")
+    'eval.top_5_acc'
+    """
+    fix = re.sub(r"[^A-Za-z0-9_.@-]+", "_", name.replace("/", ".")).lstrip("._")
+    return fix[:MAX_METRIC_NAME]
+
+
 def check_metric_name(name: str) -> None:
     """Raise unless ``name`` can be a column of the metrics table (`METRIC_NAME_RULE`).
 
@@ -67,8 +82,8 @@ def check_metric_name(name: str) -> None:
         )
         raise RecorderConfigError(msg)
     if len(name) > MAX_METRIC_NAME or not _METRIC_NAME.fullmatch(name) or name.startswith("__"):
-        fix = re.sub(r"[^A-Za-z0-9_.@-]+", "_", name.replace("/", ".")).lstrip("._")
-        suggestion = f" such as {fix[:MAX_METRIC_NAME]!r}" if fix else ""
+        fix = storable_metric_name(name)
+        suggestion = f" such as {fix!r}" if fix else ""
         msg = (
             f"metric name {name!r} cannot be stored: {METRIC_NAME_RULE}. "
             f"Rename it{suggestion} ('/' becomes '.', as in val.loss)."

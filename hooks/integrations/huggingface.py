@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hooks._steps import storable_metric_name
 from hooks.errors import IntegrationImportError
 from hooks.integrations import _open_recorder
 from hooks.recorder import Recorder
@@ -157,10 +158,10 @@ class ProbeTrainerCallback(TrainerCallback):
         # A step the resumed store already held was skipped: its logs would land on a later step.
         if not self._live or rec is None or state.global_step != rec.step_:
             return
-        metrics = {
-            name.replace("/", "."): float(value)
+        metrics = {  # the Trainer's names made storable: "eval/top 5" -> "eval.top_5"
+            storable_metric_name(name): float(value)
             for name, value in (logs or {}).items()
-            if name not in _RESERVED and _is_scalar(value)
+            if name not in _RESERVED and _is_scalar(value) and storable_metric_name(name)
         }
         if metrics:
             rec.log(**metrics)

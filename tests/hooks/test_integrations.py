@@ -272,7 +272,14 @@ def test_hf_callback_restored_step_and_log_filtering(tmp_path):
     cb.on_train_begin(None, state, control, model=model)
     state.global_step, state.epoch = 5, 2.5
     cb.on_step_end(None, state, control)
-    logs = {"loss": 0.5, "epoch": 2.5, "eval/acc": 0.75, "note": "text", "flag": True}
+    logs = {
+        "loss": 0.5,
+        "epoch": 2.5,
+        "eval/acc": 0.75,
+        "eval/top 5": 0.25,  # made storable, not an error inside the Trainer
+        "note": "text",
+        "flag": True,
+    }
     cb.on_log(None, state, control, logs=logs)
     cb.on_train_end(None, state, control)
     cb.on_log(None, state, control, logs={"loss": 1.0})  # after the end: not recorded
@@ -280,8 +287,8 @@ def test_hf_callback_restored_step_and_log_filtering(tmp_path):
     assert run.steps.tolist() == [4, 5]  # 5: the final snapshot at close
     assert run.epochs.tolist() == [1, 2]  # state.epoch 2.0 ends epoch 1
     m = run.metrics()
-    assert list(m.columns) == ["step", "epoch", "eval.acc", "loss"]
-    assert m.values.tolist() == [[5, 2, 0.75, 0.5]]
+    assert list(m.columns) == ["step", "epoch", "eval.acc", "eval.top_5", "loss"]
+    assert m.values.tolist() == [[5, 2, 0.75, 0.25, 0.5]]
 
 
 def test_hf_callback_other_process_records_nothing(tmp_path):
