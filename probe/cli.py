@@ -28,6 +28,7 @@ __all__ = ["EXIT_STATUS", "build_parser", "main"]
 #: What ``probe`` exits with, also shown by ``probe --help``.
 EXIT_STATUS = {
     0: "done",
+    1: "`probe verify` found the run damaged (every problem is printed)",
     2: "an error in the input (arguments, run store, config file, data or output path), "
     "reported in one line; also argparse's usage errors",
     3: "an unexpected error, a bug in probe: one line, rerun with --debug for the traceback",

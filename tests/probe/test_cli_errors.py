@@ -78,7 +78,8 @@ def test_help_documents_debug_and_exit_status(capsys):
         main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--debug show the full traceback of an error" in out
-    assert "Exit status: 0 done; 2 an error in the input" in out
+    assert "Exit status: 0 done; 1 `probe verify` found the run damaged" in out
+    assert "2 an error in the input" in out
     assert "3 an unexpected error, a bug in probe" in out
 
 
