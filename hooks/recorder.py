@@ -81,12 +81,13 @@ class Recorder:
     device : torch.device or str, optional
         Where probe batches are sent (default: the device of the model's first parameter).
     resume : bool
-        Continue an existing run at ``store`` (same layers, probe inputs and dtype); creates it if
-        missing. Rows a killed writer left uncommitted are discarded; the step counter continues
+        Continue an existing run at ``store`` (same layers, probe inputs, dtype, weights and
+        agop); creates it if missing. Rows a killed writer left uncommitted are discarded, once
+        the run's commit counters are checked against its data; the step counter continues
         from the last recorded step (`step_`; with several processes, the last step any rank
         recorded), and no snapshot is taken at construction.
     overwrite : bool
-        Replace an existing run at ``store``.
+        Replace an existing run at ``store`` (never one that a live process still records).
     final_snapshot : bool
         On a clean exit, snapshot the last step if it is not snapshotted yet.
     compressors : {None, "zstd", "blosc"} or zarr codecs, optional
@@ -115,8 +116,25 @@ class Recorder:
         With several processes, keep the metrics of every rank (each in its own group), not only
         rank 0's.
 
+    Raises
+    ------
+    StoreLockedError
+        Another live process records the run at ``store``.
+    StoreExistsError
+        ``store`` holds a run and neither ``resume`` nor ``overwrite`` is given.
+    ResumeMismatchError
+        ``resume=True`` with other layers, probe inputs, dtype, weights or agop than the run's.
+    StoreCorruptError
+        ``resume=True`` on a run whose commit counters contradict its data.
+    RecorderConfigError, LayerNotFoundError, ProbeInputError
+        An argument is invalid; the message says which and how to fix it.
+
     Notes
     -----
+    The Recorder holds the run's writer lock (an OS lock on its folder) from construction to
+    `close`, so a second Recorder on the same store raises `StoreLockedError`; the lock dies
+    with the process, so a crashed run can be resumed at once.
+
     With several processes (DDP), every rank records into its own group ``ranks/<r>`` of one
     run, laid out like a single-process run with its own commit counters, so no array has two
     writers. Every rank is given the same probe set and records its shard ``rank::world_size``
