@@ -309,17 +309,24 @@ def create_run(
     return zarr.open_group(str(path), mode="r+"), lock
 
 
-def _creation_failed(path: Path, err: OSError) -> StoreNotWritableError:
-    """Return the error for a store that could not be created (e.g. the disk is full)."""
+def _creation_failed(path: Path, err: OSError, *, resuming: bool = False) -> StoreNotWritableError:
+    """Return the error for a store that could not be created or reopened (e.g. disk full)."""
     try:
         free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there"
     except OSError:
         free = "free space unknown"
-    msg = (
-        f"creating the run store at {str(path)!r} failed: {err.strerror or err} ({free}); "
-        "nothing was left at that path. Free disk space or choose another path, then create "
-        "the Recorder again."
-    )
+    if resuming:
+        msg = (
+            f"resuming the run at {str(path)!r} failed: {err.strerror or err} ({free}); its "
+            "committed snapshots are intact. Free disk space, then create the Recorder again "
+            "with resume=True."
+        )
+    else:
+        msg = (
+            f"creating the run store at {str(path)!r} failed: {err.strerror or err} ({free}); "
+            "nothing was left at that path. Free disk space or choose another path, then create "
+            "the Recorder again."
+        )
     return StoreNotWritableError(msg)
 
 
@@ -340,6 +347,8 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
     StoreCorruptError
         Its metadata cannot be parsed, or its counters contradict its arrays (`probe verify`
         tells what is wrong).
+    StoreNotWritableError
+        Reopening failed on the file system (e.g. the disk is full).
     """
     attrs = read_root_attrs(path)
     if attrs is None:
@@ -389,17 +398,20 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
             f"run `probe verify {path}` to see what is wrong, and record into a new store."
         )
         raise StoreCorruptError(msg)
-    _remove_partials(path)
-    for _, node, n in arrays:
-        trim(node, n)
-    update_attributes(
-        root,
-        {
-            "resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "n_resumes": int(attrs.get("n_resumes", 0)) + 1,
-            HOLDER_KEY: holder_attrs(),
-        },
-    )
+    try:
+        _remove_partials(path)
+        for _, node, n in arrays:
+            trim(node, n)
+        update_attributes(
+            root,
+            {
+                "resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "n_resumes": int(attrs.get("n_resumes", 0)) + 1,
+                HOLDER_KEY: holder_attrs(),
+            },
+        )
+    except OSError as err:  # e.g. the disk is full: trimming and the attrs write are atomic
+        raise _creation_failed(path, err, resuming=True) from err
     return root
 
 

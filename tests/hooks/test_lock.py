@@ -115,3 +115,25 @@ def test_a_killed_writer_frees_the_lock_and_the_run_resumes(tmp_path, tiny_mlp, 
     with _rec(tiny_mlp, probe_xy[0], path, resume=True) as rec:
         rec.step(loss=2.0)
     np.testing.assert_array_equal(probe.open_run(path).steps, [0, 1, 2])
+
+
+def test_a_full_disk_while_resuming_is_a_typed_error(tmp_path, tiny_mlp, probe_xy, monkeypatch):
+    import errno
+
+    import hooks._store as store
+    from hooks.errors import StoreNotWritableError
+
+    path = tmp_path / "r.zarr"
+    with _rec(tiny_mlp, probe_xy[0], path) as rec:
+        rec.step()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "update_attributes", full)
+    with pytest.raises(StoreNotWritableError, match="resuming the run at .* No space left"):
+        _rec(tiny_mlp, probe_xy[0], path, resume=True)
+    monkeypatch.undo()
+    with _rec(tiny_mlp, probe_xy[0], path, resume=True) as rec:  # intact, and not left locked
+        rec.step()
+    np.testing.assert_array_equal(probe.open_run(path).steps, [0, 1, 2])
