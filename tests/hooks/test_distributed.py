@@ -281,7 +281,7 @@ def test_corrupt_rank_groups_are_reported(tmp_path):
         _record(net, store, rank, 1)
     index = zarr.open_array(str(store / "ranks/1/probe/index"), mode="r+")
     good = index[...]
-    index[...] = np.zeros_like(good)
+    index[...] = np.full_like(good, 2)  # valid checksums; position 2 is rank 0's too
     with pytest.raises(CorruptRunError, match="rank 1's probe/index must be distinct positions"):
         probe.open_run(store)
     index[...] = good
