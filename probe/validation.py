@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probe.errors import ProbeError
+from probe.errors import (
+    InvalidArrayError,
+    PairIndexError,
+    ShapeMismatchError,
+)
 
 __all__ = [
-    "InvalidArrayError",
-    "MissingTargetsError",
-    "PairIndexError",
-    "ShapeMismatchError",
     "as_float_array",
     "as_pairs",
     "as_samples_features",
@@ -28,22 +28,6 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
-
-
-class ShapeMismatchError(ProbeError, ValueError):
-    """Arrays that must agree in shape (or number of samples) do not."""
-
-
-class InvalidArrayError(ProbeError, ValueError):
-    """An array has the wrong number of dimensions, dtype, size or non-finite values."""
-
-
-class PairIndexError(ProbeError, IndexError):
-    """A pair index points outside the sample axis."""
-
-
-class MissingTargetsError(ProbeError, ValueError):
-    """A run stores no probe targets but the quantity needs them."""
 
 
 def as_float_array(A: Any, name: str, *, min_ndim: int = 1) -> F64:

@@ -1,8 +1,8 @@
 """Per-class summaries of labelled features: `class_statistics` -> `ClassStatistics`.
 
 Class means, their unweighted global mean and within-class residuals, shared by the neural
-collapse measures (`probe.collapse`) and the margins (`probe.margins`); re-exported by
-`probe.collapse`.
+collapse measures (`probe.analysis.collapse`) and the margins (`probe.analysis.margins`);
+re-exported by `probe.analysis.collapse`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import InvalidArrayError, as_samples_features, check_same_n_samples
+from probe.errors import InvalidArrayError
+from probe.validation import as_samples_features, check_same_n_samples
 
 __all__ = ["ClassStatistics", "check_means_differ", "class_statistics"]
 

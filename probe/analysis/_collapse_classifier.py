@@ -2,7 +2,7 @@
 
 `self_duality` (NC3: classifier rows against centred class means) and `ncc_disagreement` (NC4:
 classifier against the nearest class centre), Papyan, Han & Donoho (2020); re-exported by
-`probe.collapse`.
+`probe.analysis.collapse`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._class_stats import ClassStatistics, check_means_differ, class_statistics
-from probe._validation import (
-    InvalidArrayError,
-    ShapeMismatchError,
-    as_float_array,
-    as_samples_features,
-)
+from probe.analysis._class_stats import ClassStatistics, check_means_differ, class_statistics
+from probe.errors import InvalidArrayError, ShapeMismatchError
+from probe.validation import as_float_array, as_samples_features
 
 __all__ = ["ncc_disagreement", "self_duality"]
 

@@ -12,16 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import (
-    InvalidArrayError,
-    MissingTargetsError,
-    ShapeMismatchError,
-    as_float_array,
-    as_pairs,
-    as_samples_features,
-    check_same_shape,
-)
-from probe.difference import pair_sq_distances
+from probe.analysis.similarity import pair_sq_distances
+from probe.errors import InvalidArrayError, MissingTargetsError, ShapeMismatchError
+from probe.validation import as_float_array, as_pairs, as_samples_features, check_same_shape
 
 if TYPE_CHECKING:
     from probe.store import Run
@@ -33,6 +26,7 @@ __all__ = [
     "output_correlation",
     "prediction_agreement",
     "prediction_sq_distances",
+    "target_matrix",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -231,8 +225,27 @@ def output_correlation(P: npt.ArrayLike, Q: npt.ArrayLike) -> float:
     return min(1.0, max(-1.0, r))
 
 
-def _run_targets(targets: Any, d_out: int) -> F64:
-    """Targets as (n_samples, d_out) float64, one-hot encoding integer class labels."""
+def target_matrix(targets: Any, d_out: int) -> F64:
+    """Return a run's targets as (n_samples, d_out) float64, one-hot encoding class labels.
+
+    Parameters
+    ----------
+    targets : array-like or None
+        ``Run.targets``: integer class labels of shape (n_samples,), or regression targets.
+    d_out : int
+        Width of the model output the targets are compared with.
+
+    Returns
+    -------
+    ndarray of float64 of shape (n_samples, d_out)
+
+    Raises
+    ------
+    MissingTargetsError
+        ``targets`` is None.
+    InvalidArrayError
+        Integer labels outside ``[0, d_out)``, or targets that are not finite numbers.
+    """
     if targets is None:
         msg = (
             "run.targets must be stored to compute w and a; got None. "
@@ -290,7 +303,7 @@ def alignment_over_steps(run: Run, pairs: npt.ArrayLike, *, key: str = "acts") -
     out = as_float_array(run.outputs(key=key), "run.outputs()", min_ndim=2)
     n_snap, n_samples = out.shape[0], out.shape[1]
     out = out.reshape(n_snap, n_samples, int(np.prod(out.shape[2:])))
-    Yt = _run_targets(run.targets, out.shape[2])
+    Yt = target_matrix(run.targets, out.shape[2])
     if Yt.shape != out.shape[1:]:
         msg = (
             "run targets must match the outputs' (n_samples, d_out) after one-hot encoding; "

@@ -1,9 +1,9 @@
 """Cluster geometry of class representations, for one array or over a run.
 
 `geometry` gathers `sklearn_scores`, held-out `probe_accuracies`, neural collapse
-(`probe.collapse`), dimension (`probe.dimension`) and margins (`probe.margins`). Also importable
-from here: `centroid_separation`, `output_margins` (`probe.margins`), and `sweep` over a run's
-(layer, step) grid with its figure `plot_sweep` (`probe._cluster_sweep`).
+(`probe.analysis.collapse`), dimension (`probe.analysis.dimension`) and margins
+(`probe.analysis.margins`). Also importable from here: `centroid_separation`, `output_margins`
+(`probe.analysis.margins`). Over a run's (layer, step) grid: `probe.analysis.cluster_sweep`.
 """
 
 from __future__ import annotations
@@ -19,20 +19,17 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from probe import collapse, dimension
-from probe._cluster_sweep import plot_sweep, sweep
-from probe._validation import InvalidArrayError, as_float_array, as_samples_features
-from probe.errors import ConfigError
-from probe.margins import centroid_separation, ncc_margins, output_margins
+from probe.analysis import collapse, dimension
+from probe.analysis.margins import centroid_separation, ncc_margins, output_margins
+from probe.errors import ConfigError, InvalidArrayError
+from probe.validation import as_float_array, as_samples_features
 
 __all__ = [
     "centroid_separation",
     "geometry",
     "output_margins",
-    "plot_sweep",
     "probe_accuracies",
     "sklearn_scores",
-    "sweep",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -86,7 +83,8 @@ def sklearn_scores(
     Raises
     ------
     InvalidArrayError, ShapeMismatchError
-        Bad ``X`` or ``y`` (see `probe.collapse.class_statistics`) or a single-sample class.
+        Bad ``X`` or ``y`` (see `probe.analysis.collapse.class_statistics`) or a single-sample
+        class.
     ConfigError
         ``sample_size`` is not an int >= 2.
 
@@ -132,7 +130,8 @@ def probe_accuracies(
     Raises
     ------
     InvalidArrayError, ShapeMismatchError
-        Bad ``X`` or ``y`` (see `probe.collapse.class_statistics`) or a single-sample class.
+        Bad ``X`` or ``y`` (see `probe.analysis.collapse.class_statistics`) or a single-sample
+        class.
     ConfigError
         ``n_neighbors`` < 1 or ``cv`` < 2.
 
@@ -193,7 +192,7 @@ def geometry(
         ``nc1_quotient``, ``nc2_equinorm``, ``nc2_equiangular``, ``nc2_max_angle``,
         ``nc2_etf_error`` (`collapse.etf_measures` of ``μ_c - μ_G``), ``cdnv``;
         ``participation_ratio``, ``effective_rank``, ``twonn`` (fit variant); ``knn_accuracy``,
-        ``linear_probe_accuracy``; ``ncc_margin`` (mean of `probe.margins.ncc_margins`),
+        ``linear_probe_accuracy``; ``ncc_margin`` (mean of `probe.analysis.margins.ncc_margins`),
         ``centroid_separation``. With ``W``: ``nc3`` (`collapse.self_duality`), ``nc4``
         (`collapse.ncc_disagreement`), ``nc2_w_equinorm``, ``nc2_w_equiangular``,
         ``nc2_w_max_angle``, ``nc2_w_etf_error`` (rows of ``W`` for the classes in ``y``). With

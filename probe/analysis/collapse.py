@@ -1,9 +1,9 @@
 """Neural collapse of class representations (Papyan, Han & Donoho 2020).
 
 NC1 `nc1`, `nc1_quotient`; NC2 `etf_measures` (of centred means or classifier rows); `cdnv`.
-Also importable from here: `class_statistics` / `ClassStatistics` (`probe._class_stats`), NC3
-`self_duality` and NC4 `ncc_disagreement` (`probe._collapse_classifier`) and `ncc_margins`
-(`probe.margins`; features spec §4.4).
+Also importable from here: `class_statistics` / `ClassStatistics` (`probe.analysis._class_stats`),
+NC3 `self_duality` and NC4 `ncc_disagreement` (`probe.analysis._collapse_classifier`) and
+`ncc_margins` (`probe.analysis.margins`; features spec §4.4).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import numpy.typing as npt
 from scipy.linalg import helmert
 from scipy.spatial.distance import pdist
 
-from probe._class_stats import ClassStatistics, check_means_differ, class_statistics
-from probe._collapse_classifier import ncc_disagreement, self_duality
-from probe._validation import InvalidArrayError, as_float_array
-from probe.margins import ncc_margins
+from probe.analysis._class_stats import ClassStatistics, check_means_differ, class_statistics
+from probe.analysis._collapse_classifier import ncc_disagreement, self_duality
+from probe.analysis.margins import ncc_margins
+from probe.errors import InvalidArrayError
+from probe.validation import as_float_array
 
 __all__ = [
     "ClassStatistics",

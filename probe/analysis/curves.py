@@ -3,7 +3,7 @@
 `curve_metrics` (start, end - start, max, tmax of one curve), `metrics_table` (one row per curve
 of a tidy table), `developmental_trajectory` and `processing_trajectory` (means ± SE over runs)
 and `curves_from_run` (the metrics of a run's logged scalar). Also importable from here:
-`readout_curve` (`probe.readout`) and `plot_trajectory` (`probe.curve_plots`).
+`readout_curve` (`probe.analysis.readout`). Figures of them: `probe.plots.curves`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe._validation import InvalidArrayError, as_float_array
-from probe.curve_plots import plot_trajectory
-from probe.errors import ProbeError
-from probe.readout import ReadoutError, readout_curve
-from probe.smooth import tukey_smooth
+from probe.analysis.readout import readout_curve
+from probe.analysis.smooth import tukey_smooth
+from probe.errors import (
+    CurveTableError,
+    InvalidArrayError,
+    MetricNotInRunError,
+)
+from probe.validation import as_float_array
 
 if TYPE_CHECKING:
     from probe.store import Run
@@ -30,14 +33,10 @@ __all__ = [
     "METRICS",
     "TRAJECTORIES",
     "CurveMetrics",
-    "CurveTableError",
-    "MetricNotInRunError",
-    "ReadoutError",
     "curve_metrics",
     "curves_from_run",
     "developmental_trajectory",
     "metrics_table",
-    "plot_trajectory",
     "processing_trajectory",
     "readout_curve",
 ]
@@ -46,17 +45,6 @@ METRICS = ("start", "end_minus_start", "max", "tmax")
 #: Trajectory kind -> (x metric, y metric) of its plane (features spec §3.3).
 TRAJECTORIES = {"developmental": ("start", "max"), "processing": ("tmax", "end_minus_start")}
 _KEYS = ["run", "group", "epoch"]
-
-
-class CurveTableError(ProbeError, ValueError):
-    """A tidy curve table lacks a column or holds one curve twice at the same ``t``."""
-
-
-class MetricNotInRunError(ProbeError, KeyError):
-    """A metric name the run never logged."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -92,8 +80,8 @@ def curve_metrics(v: npt.ArrayLike, *, smooth: bool = True) -> CurveMetrics:
     v : array_like of shape (T,)
         The curve, e.g. read-out accuracy at time steps (or layers) t = 1..T; finite, T >= 1.
     smooth : bool
-        Smooth with R's ``smooth(v)`` (Tukey 3RS3R, Tukey end rule; `probe.smooth.tukey_smooth`)
-        as Jiang & Dale do (default), or use the raw values.
+        Smooth with R's ``smooth(v)`` (Tukey 3RS3R, Tukey end rule;
+        `probe.analysis.smooth.tukey_smooth`) as Jiang & Dale do (default), or use the raw values.
 
     Returns
     -------

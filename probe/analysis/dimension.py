@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.neighbors import NearestNeighbors
 
-from probe._validation import InvalidArrayError, as_float_array, as_samples_features
-from probe.errors import ConfigError
+from probe.errors import ConfigError, InvalidArrayError
+from probe.validation import as_float_array, as_samples_features
 
 __all__ = [
     "effective_rank",

@@ -20,13 +20,8 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.linalg import orthogonal_procrustes
 
-from probe._validation import (
-    InvalidArrayError,
-    ShapeMismatchError,
-    as_float_array,
-    check_min_samples,
-)
-from probe.errors import ConfigError, StepNotFoundError
+from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError, StepNotFoundError
+from probe.validation import as_float_array, check_min_samples
 
 __all__ = ["FITS", "METHODS", "Embedding", "embed"]
 

@@ -16,15 +16,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe._validation import InvalidArrayError, ShapeMismatchError, as_float_array
-from probe.errors import ConfigError, LayerNotInRunError
+from probe.errors import (
+    AGOPNotRecordedError,
+    ConfigError,
+    InvalidArrayError,
+    ShapeMismatchError,
+)
+from probe.validation import as_float_array
 
 if TYPE_CHECKING:
     from probe.store import Run
 
 __all__ = [
     "MEASURES",
-    "AGOPNotRecordedError",
     "NFAComparison",
     "compare",
     "fact_matrix",
@@ -40,10 +44,6 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 FRAME_COLUMNS = ("layer", "step", "measure", "power", "value", "init", "nfm_change")
-
-
-class AGOPNotRecordedError(LayerNotInRunError):
-    """A run holds no AGOP for a layer."""
 
 
 def _positive(x: object, name: str) -> float:

@@ -17,15 +17,10 @@ import numpy.typing as npt
 import torch
 from torch.func import jacrev, vmap
 
-from probe._validation import (
-    InvalidArrayError,
-    ShapeMismatchError,
-    as_float_array,
-    as_samples_features,
-)
-from probe.difference import pairwise_sq_distances
-from probe.errors import ConfigError
-from probe.features import matrix_power_psd
+from probe.analysis.features import matrix_power_psd
+from probe.analysis.similarity import pairwise_sq_distances
+from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError
+from probe.validation import as_float_array, as_samples_features
 
 __all__ = [
     "DERIVATIVES",
@@ -346,7 +341,7 @@ def static_vs_local(
     Parameters
     ----------
     M : array_like of shape (d, d)
-        Static metric: the NFM ``WᵀW`` of the layer (`probe.features.nfm`).
+        Static metric: the NFM ``WᵀW`` of the layer (`probe.analysis.features.nfm`).
     metrics : array_like of shape (n_samples, d, d)
         Local metric at each probe point: `layer_pullback` or `output_pullback`.
     X : array_like of shape (n_samples, d, ...)

@@ -11,13 +11,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial.distance import cdist, pdist
 
-from probe._class_stats import class_statistics
-from probe._validation import (
-    InvalidArrayError,
-    ShapeMismatchError,
-    as_float_array,
-    as_samples_features,
-)
+from probe.analysis._class_stats import class_statistics
+from probe.errors import InvalidArrayError, ShapeMismatchError
+from probe.validation import as_float_array, as_samples_features
 
 __all__ = ["centroid_separation", "ncc_margins", "output_margins"]
 
@@ -84,12 +80,12 @@ def centroid_separation(X: npt.ArrayLike, y: npt.ArrayLike) -> float:
     -------
     float
         Non-negative; ``inf`` when every class is collapsed to its mean (``Σ_W = 0``).
-        ``Σ_W`` is divided by the total number of samples, as in `probe.collapse.nc1`.
+        ``Σ_W`` is divided by the total number of samples, as in `probe.analysis.collapse.nc1`.
 
     Raises
     ------
     InvalidArrayError, ShapeMismatchError
-        Bad ``X`` or ``y`` (see `probe.collapse.class_statistics`).
+        Bad ``X`` or ``y`` (see `probe.analysis.collapse.class_statistics`).
 
     Examples
     --------

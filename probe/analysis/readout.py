@@ -12,21 +12,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import (
-    InvalidArrayError,
-    as_float_array,
-    as_samples_features,
-    check_same_n_samples,
-)
-from probe.errors import ProbeError
+from probe.errors import InvalidArrayError, ReadoutError
+from probe.validation import as_float_array, as_samples_features, check_same_n_samples
 
-__all__ = ["ReadoutError", "readout_curve"]
+__all__ = ["readout_curve"]
 
 F64 = npt.NDArray[np.float64]
-
-
-class ReadoutError(ProbeError, ValueError):
-    """Settings or labels a cross-validated read-out cannot use."""
 
 
 def readout_curve(

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import (
-    InvalidArrayError,
+from probe.errors import InvalidArrayError
+from probe.validation import (
     as_float_array,
     as_pairs,
     as_samples_features,

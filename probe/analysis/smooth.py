@@ -2,7 +2,7 @@
 
 `tukey_smooth` computes the "3", "3R" and "3RS3R" smoothers with the "Tukey" or "copy" end rule;
 its defaults (``kind="3RS3R"``, ``endrule="Tukey"``) are R's defaults, used by the learning-curve
-metrics of `probe.curves` (features spec §3.2).
+metrics of `probe.analysis.curves` (features spec §3.2).
 """
 
 from __future__ import annotations
@@ -10,18 +10,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import InvalidArrayError, as_float_array
-from probe.errors import ProbeError
+from probe.errors import InvalidArrayError, SmootherOptionError
+from probe.validation import as_float_array
 
-__all__ = ["KINDS", "SmootherOptionError", "tukey_smooth"]
+__all__ = ["KINDS", "tukey_smooth"]
 
 F64 = npt.NDArray[np.float64]
 KINDS = ("3RS3R", "3R", "3")
 _ENDRULES = ("Tukey", "copy")
-
-
-class SmootherOptionError(ProbeError, ValueError):
-    """An unknown smoother kind or end rule."""
 
 
 def _med3(u: float, v: float, w: float) -> float:

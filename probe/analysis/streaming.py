@@ -18,9 +18,14 @@ from scipy.linalg import helmert
 from scipy.spatial.distance import pdist
 
 from hooks import schema
-from probe import collapse
-from probe._validation import InvalidArrayError, as_samples_features, check_same_n_samples
-from probe.errors import ConfigError, LayerNotInRunError, ProbeError
+from probe.analysis import collapse
+from probe.errors import (
+    ConfigError,
+    EmptyAccumulatorError,
+    InvalidArrayError,
+    LayerNotInRunError,
+)
+from probe.validation import as_samples_features, check_same_n_samples
 
 if TYPE_CHECKING:
     from probe.store import Run
@@ -28,17 +33,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ClassMoments",
     "CrossMoments",
-    "EmptyAccumulatorError",
     "Moments",
     "class_moments",
     "consecutive_cka",
 ]
 
 F64 = npt.NDArray[np.float64]
-
-
-class EmptyAccumulatorError(ProbeError, ValueError):
-    """A statistic was asked of an accumulator that has seen too few samples."""
 
 
 def _chunk(X: Any, name: str, d: int | None) -> F64:
@@ -131,8 +131,8 @@ class ClassMoments:
     -----
     Per class, the chunk statistics merge as in `Moments` (Chan et al. 1979); summed over
     classes, ``S_W ← S_W + S_W,chunk + Σ_c n_a n_b / n · δ_c δ_cᵀ``. Conventions follow
-    `probe.collapse`: ``μ_G`` is the unweighted mean of class means, ``Σ_W`` is divided by the
-    total number of samples, ``Σ_B = (1/C) Σ_c (μ_c - μ_G)(μ_c - μ_G)ᵀ``, and the results
+    `probe.analysis.collapse`: ``μ_G`` is the unweighted mean of class means, ``Σ_W`` is divided by
+    the total number of samples, ``Σ_B = (1/C) Σ_c (μ_c - μ_G)(μ_c - μ_G)ᵀ``, and the results
     equal `collapse.nc1`, `collapse.nc1_quotient`, `collapse.cdnv`,
     `clusters.centroid_separation` and `dimension.participation_ratio` of the whole array.
 
@@ -210,7 +210,7 @@ class ClassMoments:
         return centred
 
     def nc1(self) -> float:
-        """Return NC1 ``Tr(Σ_W Σ_B⁺) / C``, as `probe.collapse.nc1` of all samples.
+        """Return NC1 ``Tr(Σ_W Σ_B⁺) / C``, as `probe.analysis.collapse.nc1` of all samples.
 
         Raises
         ------
@@ -227,7 +227,7 @@ class ClassMoments:
         return float(np.sum(within / s[keep] ** 2))
 
     def nc1_quotient(self) -> float:
-        """Return ``tr Σ_W / tr Σ_B``, as `probe.collapse.nc1_quotient` (same Raises as `nc1`)."""
+        """Return ``tr Σ_W / tr Σ_B``, as `collapse.nc1_quotient` (same Raises as `nc1`)."""
         centred = self._check()
         within = np.trace(self.within_scatter_) / self.n_samples
         return float(within / (np.sum(centred**2) / centred.shape[0]))
@@ -250,7 +250,7 @@ class ClassMoments:
         return float(np.mean(pair_var / (2.0 * dist2)))
 
     def metrics(self) -> dict[str, float]:
-        """Return the streamable cluster metrics under the names `probe.clusters.geometry` uses.
+        """Return the streamable cluster metrics under the names `clusters.geometry` uses.
 
         Returns ``nc1``, ``nc1_quotient``, ``nc2_*`` (`collapse.etf_measures` of the centred
         means), ``cdnv``, ``participation_ratio`` (``tr(S_T)² / tr(S_T²)`` of the total scatter)
@@ -280,9 +280,9 @@ class CrossMoments:
     ``S_xx``, ``S_xy``, ``S_yy``: memory ``O((d_x + d_y)²)``, independent of ``n_samples``.
     Biased linear CKA (Kornblith et al. 2019, eq. 3) in feature space:
     ``tr(K̃ L̃) = ‖S_xy‖_F²`` for centred Grams ``K̃ = X̃ X̃ᵀ``, so
-    ``CKA = ‖S_xy‖_F² / (‖S_xx‖_F ‖S_yy‖_F)``, equal to `probe.difference.linear_cka`. The
+    ``CKA = ‖S_xy‖_F² / (‖S_xx‖_F ‖S_yy‖_F)``, equal to `probe.analysis.similarity.linear_cka`. The
     unbiased estimator needs fourth-order sums about the final mean, so it is left to
-    `probe.difference.linear_cka(..., unbiased=True)` on arrays in memory.
+    `probe.analysis.similarity.linear_cka(..., unbiased=True)` on arrays in memory.
 
     Examples
     --------
@@ -320,7 +320,7 @@ class CrossMoments:
         return self
 
     def linear_cka(self) -> float:
-        """Return the (biased) linear CKA of all samples seen, as `probe.difference.linear_cka`.
+        """Return the (biased) linear CKA of all samples seen, as `similarity.linear_cka`.
 
         Returns
         -------
@@ -420,7 +420,8 @@ def consecutive_cka(run: Run, layer: str, *, chunk_rows: int = 8192, key: str = 
     -------
     ndarray of float64 of shape (n_snapshots - 1,)
         ``cka[t] = linear_cka(acts[t], acts[t + 1])`` (biased): the superdiagonal of
-        `probe.difference.layer_cka_over_steps`, whose memory grows as ``n_snapshots · n²``.
+        `probe.analysis.similarity.layer_cka_over_steps`, whose memory grows as ``n_snapshots ·
+        n²``.
 
     Raises
     ------

@@ -2,14 +2,15 @@
 
 Three numbers per recorded layer and snapshot, small enough to watch in any experiment tracker:
 
-* ``cka_prev``: linear CKA (biased HSIC, `probe.difference.linear_cka`) between the layer's
+* ``cka_prev``: linear CKA (biased HSIC, `probe.analysis.similarity.linear_cka`) between the layer's
   probe-set activations at this snapshot and at the previous one; a similarity in [0, 1],
   1 = unchanged up to rotation and isotropic scaling. NaN at the first snapshot.
 * ``effective_rank``: entropy effective rank of the centred activations
-  (`probe.dimension.effective_rank`, of the singular values, not of the covariance).
+  (`probe.analysis.dimension.effective_rank`, of the singular values, not of the covariance).
 * ``centroid_separation``: distance between the two closest class means in units of the
-  within-class spread, ``min ‖μ_c - μ_c'‖ / sqrt(tr Σ_W)`` (`probe.clusters.centroid_separation`);
-  NaN when the probe targets are not integer class labels of shape (n_samples,).
+  within-class spread, ``min ‖μ_c - μ_c'‖ / sqrt(tr Σ_W)``
+  (`probe.analysis.clusters.centroid_separation`); NaN when the probe targets are not integer class
+  labels of shape (n_samples,).
 
 A value is NaN where its quantity is undefined (constant or non-finite activations, fewer than
 2 classes). `to_tensorboard` writes the finite ones as ``probe/<layer>/<name>`` scalars.
@@ -27,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe import clusters, difference, dimension
-from probe._validation import InvalidArrayError
+from probe.analysis import clusters, dimension, similarity
+from probe.errors import InvalidArrayError
 from probe.store import Run, open_run
 
 __all__ = ["SUMMARY_NAMES", "summaries", "to_tensorboard"]
@@ -108,7 +109,7 @@ def summaries(
                     "step": step,
                     "cka_prev": math.nan
                     if prev is None
-                    else _or_nan(difference.linear_cka, prev, acts),
+                    else _or_nan(similarity.linear_cka, prev, acts),
                     "effective_rank": _or_nan(dimension.effective_rank, acts),
                     "centroid_separation": math.nan
                     if y is None

@@ -1,7 +1,7 @@
 """The ``probe analyze`` verb: `add_parser(sub)` registers it on the CLI's subparsers.
 
 ``probe analyze RUN [--out FILE] [--layers ...] [--max-steps N] [--method pca|umap]`` writes one
-self-contained HTML report of a run with `probe.report.write_report`.
+self-contained HTML report of a run with `probe.report.page.write_report`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def default_out(run: str | Path) -> Path:
     The run name is the run folder's stem, or its parent's name for ``.../run.zarr`` (so
     ``artifacts/mnist/run.zarr`` gets ``artifacts/mnist/report.html``).
     """
-    from probe.report import run_name
+    from probe.report.page import run_name
 
     return Path("artifacts") / run_name(run) / "report.html"
 
@@ -58,7 +58,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from probe.report import write_report
+    from probe.report.page import write_report
 
     path = write_report(
         args.run,

@@ -13,10 +13,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from probe import _cli_sweep
-from probe._cli_config import add_config_args, config_from_args
-from probe._format import format_info
+from probe.cli import sweep as sweep_cli
+from probe.cli._config_args import add_config_args, config_from_args
 from probe.errors import ProbeError
+from probe.store.format import format_info
 
 __all__ = ["build_parser", "main"]
 
@@ -95,7 +95,7 @@ def _cmd_run_mnist(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_finetune(args: argparse.Namespace) -> int:
-    from probe.experiments.finetune_speed import (
+    from probe.experiments.finetune_speed.experiment import (
         FinetuneConfig,
         format_summary,
         run_finetune_speed,
@@ -110,7 +110,7 @@ def _cmd_run_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_two_points(args: argparse.Namespace) -> int:
-    from probe.experiments.two_points import TwoPointsConfig, run_two_points
+    from probe.experiments.two_points.experiment import TwoPointsConfig, run_two_points
 
     res = run_two_points(config_from_args(TwoPointsConfig, args), args.out)
     if len(res.table):
@@ -130,7 +130,7 @@ def _cmd_run_deep_linear(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune_curves(args: argparse.Namespace) -> int:
-    from probe.experiments.finetune_curves import analyse_finetune_curves
+    from probe.experiments.finetune_speed.curves import analyse_finetune_curves
 
     res = analyse_finetune_curves(args.out, args.dest, curves=args.curves, smooth=args.smooth)
     print(res.stats.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -139,7 +139,7 @@ def _cmd_finetune_curves(args: argparse.Namespace) -> int:
 
 
 def _cmd_curve_report(args: argparse.Namespace) -> int:
-    from probe.curve_report import analyse_sweep
+    from probe.report.curve_report import analyse_sweep
 
     rep = analyse_sweep(args.table, args.out, value=args.value, group=args.group)
     print(rep.stats.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -156,7 +156,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add every ``probe run`` experiment (imports the experiments, hence torch: seconds)."""
-    from probe.experiments.finetune_speed import FinetuneConfig
+    from probe.experiments.finetune_speed.experiment import FinetuneConfig
     from probe.experiments.mnist import ClassifierConfig
 
     q = exp.add_parser(
@@ -185,18 +185,18 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
     q.set_defaults(func=_cmd_run_finetune)
 
     from probe.experiments.deep_linear import DeepLinearConfig
-    from probe.experiments.two_points import SETTINGS, TwoPointsConfig
+    from probe.experiments.two_points.experiment import SETTINGS, TwoPointsConfig
 
-    _cli_sweep.add_run_parser(exp)
-    from probe import _cli_mnist_clustering
+    sweep_cli.add_run_parser(exp)
+    from probe.cli import run_mnist_clustering
 
-    _cli_mnist_clustering.add_run_parser(exp)
-    from probe import _cli_neural_race
+    run_mnist_clustering.add_run_parser(exp)
+    from probe.cli import run_neural_race
 
-    _cli_neural_race.add_run_parser(exp)
-    from probe import _cli_nfa
+    run_neural_race.add_run_parser(exp)
+    from probe.cli import run_nfa
 
-    _cli_nfa.add_run_parser(exp)
+    run_nfa.add_run_parser(exp)
 
     q = exp.add_parser(
         "two-points",
@@ -257,7 +257,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=6, help="finetune-speed seeds")
     p.set_defaults(func=_cmd_demo)
 
-    from probe._cli_curves import add_parser as add_curves_parser
+    from probe.cli.curves import add_parser as add_curves_parser
 
     add_curves_parser(sub)
     q = sub.add_parser(
@@ -295,13 +295,13 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     q.add_argument("--group", default="pair", help="column of the compared groups")
     q.set_defaults(func=_cmd_curve_report)
 
-    from probe._cli_export import add_parser as add_export_parser
+    from probe.cli.export import add_parser as add_export_parser
 
     add_export_parser(sub)
-    from probe._cli_analyze import add_parser as add_analyze_parser
+    from probe.cli.analyze import add_parser as add_analyze_parser
 
     add_analyze_parser(sub)
-    _cli_sweep.add_parser(sub)
+    sweep_cli.add_parser(sub)
     return parser
 
 

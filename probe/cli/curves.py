@@ -1,6 +1,6 @@
 """The ``probe curves RUN...`` verb: learning-curve metrics of a logged scalar, printed and saved.
 
-The lead wires `add_parser` into `probe.cli.build_parser`.
+The lead wires `add_parser` into `probe.cli.app.build_parser`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = ["add_parser"]
 
 
 def _cmd_curves(args: argparse.Namespace) -> int:
-    from probe.curves import METRICS, curves_from_run
+    from probe.analysis.curves import METRICS, curves_from_run
 
     rows = []
     for run in args.run:

@@ -1,7 +1,7 @@
 """The ``probe export`` verb: `add_parser(sub)` registers it on the CLI's subparsers.
 
 ``probe export RUN --format parquet|csv|npz|tensorboard --method pca|mds|umap|tsne --layers ...
---steps ...`` writes a run's embeddings or activations with `probe.export.export_run`.
+--steps ...`` writes a run's embeddings or activations with `probe.export.frames.export_run`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ _DESCRIPTION = (
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``export`` on ``sub`` (from ``parser.add_subparsers``); return its parser."""
-    from probe.embed import METHODS
-    from probe.export import FORMATS
+    from probe.analysis.embed import METHODS
+    from probe.export.formats import FORMATS
 
     p = sub.add_parser("export", help="export embeddings or activations", description=_DESCRIPTION)
     p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
@@ -81,7 +81,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from probe.export import export_run
+    from probe.export.formats import export_run
 
     options = {
         name: getattr(args, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probe._cli_config import add_config_args, config_from_args
+from probe.cli._config_args import add_config_args, config_from_args
 
 __all__ = ["add_run_parser"]
 
@@ -28,7 +28,7 @@ _HELP = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from probe.experiments.mnist_clustering import (
+    from probe.experiments.mnist_clustering.experiment import (
         MnistClusteringConfig,
         format_summary,
         run_mnist_clustering,
@@ -51,7 +51,7 @@ def add_run_parser(exp: Any) -> None:
     exp : argparse._SubParsersAction
         The subparsers of the ``probe run`` verb.
     """
-    from probe.experiments.mnist_clustering import MnistClusteringConfig
+    from probe.experiments.mnist_clustering.experiment import MnistClusteringConfig
 
     q = exp.add_parser(
         "mnist-clustering",

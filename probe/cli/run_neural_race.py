@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probe._cli_config import add_config_args, config_from_args
+from probe.cli._config_args import add_config_args, config_from_args
 
 __all__ = ["add_run_parser"]
 
@@ -38,7 +38,7 @@ _SWEEP_HELP = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from probe.experiments.neural_race import NeuralRaceConfig, run_neural_race
+    from probe.experiments.neural_race.experiment import NeuralRaceConfig, run_neural_race
 
     res = run_neural_race(config_from_args(NeuralRaceConfig, args), args.out)
     cols = ["layer", "mode", "sv_final", "sv_final_theory", "rel_err", "t_half", "t_half_theory"]
@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from probe.experiments.neural_race import InitScaleSweepConfig, init_scale_sweep
+    from probe.experiments.neural_race.experiment import InitScaleSweepConfig, init_scale_sweep
 
     res = init_scale_sweep(config_from_args(InitScaleSweepConfig, args), args.out)
     print("\n" + res.means.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -69,7 +69,7 @@ def add_run_parser(exp: Any) -> None:
     exp : argparse._SubParsersAction
         The subparsers of the ``probe run`` verb.
     """
-    from probe.experiments.neural_race import InitScaleSweepConfig, NeuralRaceConfig
+    from probe.experiments.neural_race.experiment import InitScaleSweepConfig, NeuralRaceConfig
 
     q = exp.add_parser(
         "neural-race",

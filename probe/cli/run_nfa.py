@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probe._cli_config import add_config_args, config_from_args
+from probe.cli._config_args import add_config_args, config_from_args
 
 __all__ = ["add_run_parser"]
 
@@ -33,7 +33,7 @@ _HELP = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from probe.experiments.nfa import NfaConfig, format_summary, run_nfa
+    from probe.experiments.nfa.experiment import NfaConfig, format_summary, run_nfa
 
     cfg = config_from_args(NfaConfig, args)
     res = run_nfa(cfg, args.out or f"artifacts/nfa-{cfg.task}")
@@ -60,7 +60,7 @@ def add_run_parser(exp: Any) -> None:
     exp : argparse._SubParsersAction
         The subparsers of the ``probe run`` verb.
     """
-    from probe.experiments.nfa import NfaConfig
+    from probe.experiments.nfa.experiment import NfaConfig
 
     q = exp.add_parser(
         "nfa",

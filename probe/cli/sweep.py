@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from probe._cli_config import add_config_args, config_from_args
+from probe.cli._config_args import add_config_args, config_from_args
 from probe.errors import ConfigError
 
 __all__ = ["add_parser", "add_run_parser", "parse_pair"]
@@ -56,7 +56,7 @@ def parse_pair(text: str | tuple[int, int]) -> tuple[int, int]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from probe.sweep import run_sweep
+    from probe.experiments.sweep import run_sweep
 
     out = args.out or f"artifacts/sweep-{Path(args.config).stem}"
     res = run_sweep(args.config, out, workers=args.workers, progress=args.progress)

@@ -1,7 +1,7 @@
 """Sweep configs: `plan_sweep` checks one and names its runs; `EXPERIMENTS` lists what can run.
 
 A sweep config names an experiment, a ``grid`` (field -> list of values, crossed) and ``base``
-settings. Re-exported by `probe.sweep`, which runs the plan.
+settings. Re-exported by `probe.experiments.sweep`, which runs the plan.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from probe.errors import ConfigError
+from probe.errors import ConfigError, SweepConfigError
 from probe.experiments.seq_mnist import (
     SeqMnistConfig,
     readout_table,
@@ -28,7 +28,6 @@ from probe.experiments.seq_mnist import (
 
 __all__ = [
     "EXPERIMENTS",
-    "SweepConfigError",
     "SweepPlan",
     "SweepRun",
     "as_config",
@@ -37,10 +36,6 @@ __all__ = [
 ]
 
 _KEYS = ("experiment", "grid", "base")
-
-
-class SweepConfigError(ConfigError):
-    """A sweep config that cannot be run (unknown experiment or field, empty grid, bad value)."""
 
 
 class _Experiment(NamedTuple):

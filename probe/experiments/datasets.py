@@ -15,15 +15,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from probe.errors import ProbeError
+from probe.errors import DatasetUnavailableError, SplitSizeError, UnknownDatasetError
 
 __all__ = [
     "DATASETS",
     "MNIST_MEAN",
     "MNIST_STD",
-    "DatasetUnavailableError",
-    "SplitSizeError",
-    "UnknownDatasetError",
     "data_root",
     "load_dataset",
     "load_digits",
@@ -39,18 +36,6 @@ MNIST_STD = 0.3081
 DATASETS = ("digits", "mnist")
 
 _ENV_VAR = "PROBE_DATA"
-
-
-class DatasetUnavailableError(ProbeError, FileNotFoundError):
-    """A dataset is neither on disk nor downloadable (e.g. MNIST on an offline machine)."""
-
-
-class UnknownDatasetError(ProbeError, ValueError):
-    """A dataset name that `load_dataset` does not know."""
-
-
-class SplitSizeError(ProbeError, ValueError):
-    """A requested subset or split size that the data cannot provide."""
 
 
 def data_root() -> Path:

@@ -23,14 +23,14 @@ from torch import nn
 
 from hooks import Recorder
 from probe.errors import ConfigError
-from probe.linear_dynamics import (
+from probe.store import open_run
+from probe.theory.linear_dynamics import (
     gram_mode_strengths,
     half_time,
     half_times,
     mode_trajectory,
     weight_mode_strengths,
 )
-from probe.store import open_run
 
 __all__ = [
     "ROUTING_ITEMS",

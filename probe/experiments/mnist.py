@@ -16,8 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
-from probe.data import load_dataset, stratified_probe
 from probe.errors import ConfigError
+from probe.experiments.datasets import load_dataset, stratified_probe
 from probe.models import CNN, MLP
 
 __all__ = ["ClassifierConfig", "ClassifierResult", "train_classifier"]

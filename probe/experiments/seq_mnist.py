@@ -21,8 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder
-from probe.data import DATASETS, load_dataset, stratified_probe
 from probe.errors import ConfigError
+from probe.experiments.datasets import DATASETS, load_dataset, stratified_probe
 from probe.models.sequence import CELLS, SequenceClassifier
 from probe.store import open_run
 

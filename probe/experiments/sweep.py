@@ -1,8 +1,8 @@
 """Many runs: `run_sweep` trains every combination of a settings grid in worker processes.
 
-The config is checked and its runs named by `plan_sweep` (`probe._sweep_plan`, importable from
-here). Each run writes ``out/runs/<name>/`` (run store, tidy rows, then a done-marker), so an
-interrupted sweep resumes where it stopped; the rows of all finished runs become
+The config is checked and its runs named by `plan_sweep` (`probe.experiments._sweep_plan`,
+importable from here). Each run writes ``out/runs/<name>/`` (run store, tidy rows, then a
+done-marker), so an interrupted sweep resumes where it stopped; the rows of all finished runs become
 ``out/table.csv`` (and ``out/table.parquet``).
 """
 
@@ -24,24 +24,21 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from probe._sweep_plan import (
+from probe.errors import SweepConfigError, SweepRunError
+from probe.experiments._sweep_plan import (
     EXPERIMENTS,
-    SweepConfigError,
     SweepPlan,
     SweepRun,
     as_config,
     format_value,
     plan_sweep,
 )
-from probe.errors import ProbeError
 
 __all__ = [
     "EXPERIMENTS",
-    "SweepConfigError",
     "SweepPlan",
     "SweepResult",
     "SweepRun",
-    "SweepRunError",
     "plan_sweep",
     "run_sweep",
 ]
@@ -49,12 +46,6 @@ __all__ = [
 DONE = "done.json"
 ROWS = "rows.csv"
 ERROR = "error.txt"
-
-
-class SweepRunError(ProbeError, RuntimeError):
-    """One or more runs of a sweep failed; the others were kept (see ``result``)."""
-
-    result: SweepResult
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Export a run's embeddings and activations in formats other tools read.
 
-`embed_run` embeds chosen layers and steps of a run into one tidy table (`probe.embed.embed`),
-`write_table` writes it to parquet or CSV with the `Embedding` records as a JSON sidecar,
-`save_acts` writes raw activations to .npz, and `export_run` does any of these, or writes the
-TensorBoard projector (`probe.projector`), for a run on disk. `select_steps`, `select_layers`,
-`layer_frames` and `probe_labels` read what they need from a run.
+`embed_run` embeds chosen layers and steps of a run into one tidy table
+(`probe.analysis.embed.embed`), `write_table` writes it to parquet or CSV with the `Embedding`
+records as a JSON sidecar and `save_acts` writes raw activations to .npz (`probe.export.formats`
+picks one by name). `select_steps`, `select_layers`, `layer_frames` and `probe_labels` read what
+they need from a run.
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe.embed import Embedding, embed
+from probe.analysis.embed import Embedding, embed
 from probe.errors import ConfigError, StepNotFoundError
 from probe.store import Run, open_run
 
 __all__ = [
-    "FORMATS",
     "embed_run",
-    "export_run",
     "layer_frames",
     "probe_labels",
     "save_acts",
@@ -35,7 +33,6 @@ __all__ = [
     "write_table",
 ]
 
-FORMATS = ("parquet", "csv", "npz", "tensorboard")
 PathLike = str | os.PathLike[str]
 
 
@@ -114,8 +111,8 @@ def embed_run(
     run_name : str, optional
         Value of the ``run`` column (default: the run's path).
     **options
-        Keyword arguments of `probe.embed.embed` (``method``, ``fit``, ``reference``, ``seed``,
-        ``settings`` ...).
+        Keyword arguments of `probe.analysis.embed.embed` (``method``, ``fit``, ``reference``,
+        ``seed``, ``settings`` ...).
 
     Returns
     -------
@@ -128,7 +125,7 @@ def embed_run(
     Raises
     ------
     ConfigError, LayerNotInRunError, StepNotFoundError
-        See `select_layers`, `select_steps` and `probe.embed.embed`.
+        See `select_layers`, `select_steps` and `probe.analysis.embed.embed`.
     """
     run = _as_run(run)
     chosen, names = select_steps(run, steps), select_layers(run, layers)
@@ -156,7 +153,7 @@ def write_table(
     Parameters
     ----------
     table : DataFrame
-        From `embed_run` or `probe.embed.embed`.
+        From `embed_run` or `probe.analysis.embed.embed`.
     path : str or path
         Output file; its suffix picks the format. Parent folders are created.
     embeddings : sequence of Embedding
@@ -237,94 +234,6 @@ def save_acts(
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return path
-
-
-def export_run(
-    run: Run | PathLike,
-    out: PathLike = "artifacts/export",
-    *,
-    fmt: str = "parquet",
-    method: str | None = None,
-    layers: Sequence[str] | None = None,
-    steps: Sequence[int] | None = None,
-    tag: str | None = None,
-    key: str = "acts",
-    image_shape: Sequence[int] | None = None,
-    **options: Any,
-) -> list[Path]:
-    """Write a run's layers at chosen steps in one of `FORMATS` under the folder ``out``.
-
-    Parameters
-    ----------
-    run : Run or path
-    out : str or path
-        Output folder (created); for ``tensorboard`` the projector's log directory.
-    fmt : {"parquet", "csv", "npz", "tensorboard"}
-        ``parquet``/``csv``: the tidy embedding table ``<tag>_<method>.<fmt>`` plus
-        ``<tag>_<method>.json``. ``npz``: raw activations ``<tag>_acts.npz``. ``tensorboard``:
-        see `probe.projector.export_projector`.
-    method : str, optional
-        Projection (`probe.embed.METHODS`); default ``pca`` for tables. For ``tensorboard``, None
-        writes the raw activations (the projector computes its own views) and a method writes the
-        aligned coordinates. Not allowed for ``npz``.
-    layers, steps, key
-        As in `embed_run`.
-    tag : str, optional
-        Name prefix of the files and projector entries (default: the run folder's stem).
-    image_shape : sequence of int, optional
-        ``tensorboard`` only: shape of one probe input as an image, for the sprite.
-    **options
-        Keyword arguments of `probe.embed.embed`; not allowed for ``npz``.
-
-    Returns
-    -------
-    list of Path
-        The files written.
-
-    Raises
-    ------
-    ConfigError
-        Unknown ``fmt``, a ``tag`` that is not a plain name, or an option that does not apply
-        to ``fmt``; see also `embed_run`.
-    """
-    if fmt not in FORMATS:
-        msg = f"fmt must be one of {list(FORMATS)}; got {fmt!r}."
-        raise ConfigError(msg)
-    run = _as_run(run)
-    tag = run.path.stem if tag is None else tag
-    if not tag or tag in (".", "..") or any(c in tag for c in "/\\"):
-        msg = f"tag must be a plain file-name prefix (no '/', '\\', '.' or '..'); got {tag!r}."
-        raise ConfigError(msg)
-    out = Path(out)
-    if fmt == "tensorboard":
-        from probe.projector import export_projector  # projector imports this module
-
-        return export_projector(
-            run,
-            out,
-            layers=layers,
-            steps=steps,
-            method=method,
-            tag=tag,
-            key=key,
-            image_shape=image_shape,
-            **options,
-        )
-    if image_shape is not None:
-        msg = f"image_shape is for the tensorboard sprite; got it with fmt={fmt!r}. Drop it."
-        raise ConfigError(msg)
-    given = [k for k, v in {"method": method, **options}.items() if v is not None]
-    if fmt == "npz" and given:
-        msg = (
-            f"npz holds raw activations; {given} apply only to parquet, csv and tensorboard. "
-            "Drop them or pick another format."
-        )
-        raise ConfigError(msg)
-    if fmt == "npz":
-        return [save_acts(run, out / f"{tag}_acts.npz", layers=layers, steps=steps, key=key)]
-    method = method or "pca"
-    table, embeddings = embed_run(run, layers, steps, key=key, method=method, **options)
-    return write_table(table, out / f"{tag}_{method}.{fmt}", embeddings=embeddings)
 
 
 def _as_run(run: Run | PathLike) -> Run:

@@ -21,15 +21,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe._validation import InvalidArrayError, ShapeMismatchError, as_float_array
-from probe.embed import embed
-from probe.errors import ConfigError, ProbeError
-from probe.export import layer_frames, probe_labels, select_layers, select_steps
+from probe.analysis.embed import embed
+from probe.errors import (
+    ConfigError,
+    InvalidArrayError,
+    ProjectorConfigError,
+    ShapeMismatchError,
+)
+from probe.export.frames import layer_frames, probe_labels, select_layers, select_steps
 from probe.store import Run, open_run
+from probe.validation import as_float_array
 
 __all__ = [
     "CONFIG_NAME",
-    "ProjectorConfigError",
     "export_projector",
     "make_sprite",
     "write_projector",
@@ -40,12 +44,8 @@ CONFIG_NAME = "projector_config.pbtxt"
 MAX_SPRITE_PX = 8192
 
 
-#: Image shape of the flattened inputs of `probe.data`'s datasets, read from a run's config.
+#: Image shape of the flattened inputs of `probe.experiments.datasets`, read from a run's config.
 _DATASET_IMAGES = {"mnist": (28, 28), "digits": (8, 8)}
-
-
-class ProjectorConfigError(ProbeError, ValueError):
-    """An existing projector_config.pbtxt that cannot be parsed."""
 
 
 def make_sprite(
@@ -291,18 +291,19 @@ def export_projector(
     logdir : str or path
         The projector's log directory; entries already there are kept.
     layers, steps, key
-        As in `probe.export.embed_run`.
+        As in `probe.export.frames.embed_run`.
     method : str, optional
         None: the raw activations, flattened to (n_samples, n_features), as tensor
-        ``<tag>/<layer>/step_<step>``. A method (`probe.embed.METHODS`): the frames of
-        `probe.embed.embed` (comparable across steps) as ``<tag>/<layer>/step_<step>/<method>``,
-        with the `Embedding` record in ``<tag>/<layer>/<method>.json``.
+        ``<tag>/<layer>/step_<step>``. A method (`probe.analysis.embed.METHODS`): the frames of
+        `probe.analysis.embed.embed` (comparable across steps) as
+        ``<tag>/<layer>/step_<step>/<method>``, with the `Embedding` record in
+        ``<tag>/<layer>/<method>.json``.
     tag : str, optional
         First part of every tensor name (default: the run folder's stem).
     image_shape : sequence of int, optional
         Shape of one probe input as an image when the inputs are flat (see `make_sprite`).
     **options
-        Keyword arguments of `probe.embed.embed` (with ``method``).
+        Keyword arguments of `probe.analysis.embed.embed` (with ``method``).
 
     Returns
     -------
@@ -321,8 +322,8 @@ def export_projector(
     ``metadata.tsv`` has the columns ``sample_id`` and ``label`` (the probe targets when scalar
     per sample, else empty). A sprite is attached when the probe inputs are images, when
     ``image_shape`` says how to read them, or when the run's config names a dataset of
-    `probe.data` (``mnist``: 28x28, ``digits``: 8x8); a sprite wider than 8192 px is skipped
-    with a warning.
+    `probe.experiments.datasets` (``mnist``: 28x28, ``digits``: 8x8); a sprite wider than 8192 px is
+    skipped with a warning.
     """
     run = run if isinstance(run, Run) else open_run(run)
     if options and method is None:

@@ -11,16 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from probe.errors import ProbeError
-from probe.models.mnist import InputShapeError, ModelConfigError
+from probe.errors import GateError, InputShapeError, ModelConfigError
 
-__all__ = ["GateError", "GatedDLN", "Gates"]
+__all__ = ["GatedDLN", "Gates"]
 
 Gates = Mapping[str, "torch.Tensor | float"]
-
-
-class GateError(ProbeError, ValueError):
-    """Gates that name no node or edge of the graph, or do not broadcast to the batch."""
 
 
 class GatedDLN(nn.Module):

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probe.models._gdln_graph import GatedDLN, GateError
-from probe.models.mnist import InputShapeError, ModelConfigError
+from probe.errors import GateError, InputShapeError, ModelConfigError
+from probe.models._gdln_graph import GatedDLN
 
 __all__ = [
-    "GateError",
     "GatedDLN",
     "RoutingNetwork",
     "decoupled_init_",

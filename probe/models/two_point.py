@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from probe.models.mnist import ModelConfigError
+from probe.errors import ModelConfigError
 
 __all__ = ["NONLINEARITIES", "HiddenBlock", "TwoPointMLP"]
 

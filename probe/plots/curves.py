@@ -16,6 +16,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from probe.analysis.curves import TRAJECTORIES
+from probe.errors import CurveTableError
+
 __all__ = ["plot_metric_ribbons", "plot_processing_curves", "plot_trajectory"]
 
 _LABELS = {  # trajectory kind -> (x label, y label)
@@ -39,9 +42,6 @@ def _save(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
 
 def _require(table: pd.DataFrame, columns: list[str], what: str) -> None:
     """Raise `CurveTableError` unless ``table`` has rows and every one of ``columns``."""
-    # Imported here: probe.curves re-exports plot_trajectory, so it imports this module first.
-    from probe.curves import CurveTableError
-
     missing = [c for c in columns if c not in table.columns]
     if missing or table.empty:
         msg = (
@@ -59,7 +59,7 @@ def plot_trajectory(
     Parameters
     ----------
     trajectory : DataFrame
-        Output of `probe.curves.developmental_trajectory` or `processing_trajectory`.
+        Output of `probe.analysis.curves.developmental_trajectory` or `processing_trajectory`.
     path : str or path, optional
         Save the figure there (format from the suffix).
 
@@ -73,8 +73,6 @@ def plot_trajectory(
     CurveTableError
         ``trajectory`` is not a trajectory table.
     """
-    from probe.curves import TRAJECTORIES, CurveTableError  # see _require
-
     kind = trajectory["trajectory"].iloc[0] if "trajectory" in trajectory.columns else None
     if kind not in TRAJECTORIES or trajectory.empty:
         msg = (
@@ -122,7 +120,8 @@ def plot_metric_ribbons(
     Parameters
     ----------
     metrics : DataFrame
-        `probe.curves.metrics_table` output (columns ``run, group, epoch`` and the metrics).
+        `probe.analysis.curves.metrics_table` output (columns ``run, group, epoch`` and the
+        metrics).
     reference : DataFrame, optional
         The same table for a reference condition (e.g. the label-shuffled null model), drawn as
         one grey dashed ribbon over all its runs.
@@ -174,8 +173,8 @@ def plot_processing_curves(
     Parameters
     ----------
     curves : DataFrame
-        Tidy curves as for `probe.curves.metrics_table`: columns ``run, group, epoch, t`` and
-        ``value``.
+        Tidy curves as for `probe.analysis.curves.metrics_table`: columns ``run, group, epoch, t``
+        and ``value``.
     value : str
         Name of the value column.
     title : str

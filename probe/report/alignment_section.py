@@ -11,14 +11,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe._report_sections import _p, _step_axis
-from probe.alignment import _run_targets, alignment, prediction_sq_distances
-from probe.report import (
+from probe.analysis.alignment import alignment, prediction_sq_distances, target_matrix
+from probe.report.section import (
     Absent,
     ReportContext,
     figure_html,
     new_figure,
+    paragraph,
     register_section,
+    step_axis,
     table_html,
 )
 from probe.store import Run
@@ -64,7 +65,7 @@ def alignment_table(
     for step in np.asarray(steps):
         out = run.outputs(int(step))
         Yhat = out.reshape(out.shape[0], -1)
-        Y = _run_targets(run.targets, Yhat.shape[1])
+        Y = target_matrix(run.targets, Yhat.shape[1])
         for group, pairs in groups.items():
             y = prediction_sq_distances(Yhat, pairs)
             a = alignment(Yhat, Y, pairs)
@@ -91,12 +92,12 @@ def alignment_section(run: Run, ctx: ReportContext) -> str | Absent:
             ax.plot(g["step"], g[q], color=f"C{i}", marker=".", label=group)
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_title(f"mean {title}", fontsize=9)
-        _step_axis(ax, df["step"])
+        step_axis(ax, df["step"])
         ax.legend(fontsize=7)
     last = df[df["step"] == df["step"].max()][["pairs", "n_pairs", "y", "a", "w"]]
     return (
         figure_html(fig, "prediction alignment over training")
-        + _p(
+        + paragraph(
             "For random pairs (i, j) of probe samples (seed "
             f"{ctx.seed}), dŷ = ŷ_j − ŷ_i is the difference of the model outputs and dy that "
             "of the targets (class labels one-hot encoded to the output width). a > 0: the "

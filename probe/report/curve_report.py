@@ -1,9 +1,9 @@
 """Learning-curve report of a sweep: metrics, trajectories, figures and group statistics.
 
 `analyse_sweep` reads a sweep table (one row per run, epoch, time step t and read-out; as
-`probe.sweep.run_sweep` writes), turns every (run, epoch, read-out) curve over t into the four
-metrics of `probe.curves`, averages them into trajectories per group, draws them, and tests the
-group effects (features spec §3.3-3.4); `CurveReport` holds what it wrote.
+`probe.experiments.sweep.run_sweep` writes), turns every (run, epoch, read-out) curve over t into
+the four metrics of `probe.analysis.curves`, averages them into trajectories per group, draws them,
+and tests the group effects (features spec §3.3-3.4); `CurveReport` holds what it wrote.
 """
 
 from __future__ import annotations
@@ -16,22 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probe._curve_stats import STATS_COLUMNS, group_tests, null_test
-from probe.curve_plots import plot_metric_ribbons, plot_processing_curves, plot_trajectory
-from probe.curves import (
+from probe.analysis.curves import (
     METRICS,
     TRAJECTORIES,
     developmental_trajectory,
     metrics_table,
     processing_trajectory,
 )
-from probe.errors import ProbeError
+from probe.analysis.stats.curve_stats import STATS_COLUMNS, group_tests, null_test
+from probe.errors import SweepTableError
+from probe.plots.curves import plot_metric_ribbons, plot_processing_curves, plot_trajectory
 
-__all__ = ["CurveReport", "SweepTableError", "analyse_sweep", "read_sweep_table"]
-
-
-class SweepTableError(ProbeError, ValueError):
-    """A sweep table that is missing, unreadable or lacks a column the report needs."""
+__all__ = ["CurveReport", "analyse_sweep", "read_sweep_table"]
 
 
 @dataclass
@@ -47,7 +43,7 @@ class CurveReport:
         epoch, n_steps, smoothing, start, end_minus_start, max, tmax`` (``metrics.csv``).
     trajectories : DataFrame
         Means ± SE over the main condition's runs per (readout, trajectory, group, epoch)
-        (``trajectories.csv``; see `probe.curves.developmental_trajectory`).
+        (``trajectories.csv``; see `probe.analysis.curves.developmental_trajectory`).
     stats : DataFrame
         Tidy group statistics, columns `STATS_COLUMNS` (``stats.csv``).
     figures : dict of str to Path
@@ -177,7 +173,8 @@ def analyse_sweep(
         Boolean column marking label-shuffled null runs (``True``); absent or all False: no
         null condition.
     smooth : bool
-        Smooth each curve with Tukey 3RS3R before the metrics (`probe.curves.curve_metrics`).
+        Smooth each curve with Tukey 3RS3R before the metrics
+        (`probe.analysis.curves.curve_metrics`).
     seed : int
         Seed of the bootstrap CIs of the null-vs-real comparison.
 
@@ -190,7 +187,7 @@ def analyse_sweep(
     SweepTableError
         The table is missing, not .csv/.parquet, or lacks a required column.
     CurveTableError, InvalidArrayError
-        A curve repeats a ``t`` or holds NaN/Inf (see `probe.curves.metrics_table`).
+        A curve repeats a ``t`` or holds NaN/Inf (see `probe.analysis.curves.metrics_table`).
 
     Notes
     -----

@@ -1,199 +1,40 @@
-"""One self-contained HTML report per run: a header, a table of contents and registered sections.
+"""One self-contained HTML report per run: a header, a table of contents and the sections.
 
-A section is a function ``(run, ctx) -> str | Absent``: an HTML fragment, or `Absent` with the
-reason the run cannot support it (no AGOP recorded, no class labels ...). Sections register
-with `register_section` and appear in registration order; the built-in ones live in
-`probe._report_sections`. Figures are drawn on Agg canvases and embedded as base64 PNG
-(`figure_html`), so the file has no external assets. `build_report` returns the HTML,
-`write_report` writes it.
-
-Examples
---------
-A later analysis adds its section with one function:
-
->>> @register_section("my-analysis", "My analysis")
-... def _my_section(run, ctx):
-...     if run.targets is None:
-...         return Absent("the run stored no probe targets")
-...     return "<p>...</p>"
->>> "my-analysis" in SECTIONS
-True
->>> del SECTIONS["my-analysis"]
+`build_report` returns the HTML, `write_report` writes it. Sections come from `SECTIONS`
+(`probe.report.section`), in registration order; the built-in ones are registered by importing
+`probe.report.sections` and `probe.report.alignment_section` below. Figures are embedded as
+base64 PNG, so the file has no external assets.
 """
-
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from probe._format import format_info
-from probe.embed import METHODS
-from probe.errors import ConfigError, ProbeError
-from probe.export import select_layers
-from probe.store import Run, open_run
+# isort: off
+# The built-in sections register themselves on import, in this order (the report's order).
+import probe.report.sections  # noqa: F401
+import probe.report.alignment_section  # noqa: F401
 
-__all__ = [
-    "SECTIONS",
-    "Absent",
-    "ReportContext",
-    "Section",
-    "build_report",
-    "figure_html",
-    "new_figure",
-    "register_section",
-    "run_name",
-    "table_html",
-    "write_report",
-]
+# isort: on
+from probe.analysis.embed import METHODS
+from probe.errors import ConfigError, ProbeError
+from probe.export.frames import select_layers
+from probe.report.section import SECTIONS, Absent, ReportContext, Section
+from probe.store import Run, open_run
+from probe.store.format import format_info
+
+__all__ = ["build_report", "run_name", "write_report"]
 
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class Absent:
-    """A section left out of a report, with the reason (shown in the report)."""
-
-    reason: str
-
-
-@dataclass
-class ReportContext:
-    """What every section of one report shares.
-
-    Attributes
-    ----------
-    layers : list of str
-        Layers to analyse, in run order.
-    steps : ndarray of int64 of shape (n_chosen,)
-        Snapshot steps chosen for per-step analyses (at most ``max_steps``, first and last
-        included, evenly spaced in snapshot index, so log-spaced schedules stay log-spaced).
-    frame_steps : ndarray of int64 of shape (n_frames,)
-        At most 8 of ``steps`` for small multiples (embedding frames).
-    method : str
-        Embedding method (`probe.embed.METHODS`).
-    seed : int
-        Seed of every randomised analysis (subsamples, embeddings, cross-validation folds).
-    progress : bool
-        Whether sections may show their own tqdm bars.
-    cache : dict
-        Results one section computes and another reuses.
-    """
-
-    layers: list[str]
-    steps: npt.NDArray[np.int64]
-    frame_steps: npt.NDArray[np.int64]
-    method: str = "pca"
-    seed: int = 0
-    progress: bool = False
-    cache: dict[str, Any] = field(default_factory=dict)
-
-
-SectionFn = Callable[[Run, ReportContext], "str | Absent"]
-
-
-@dataclass(frozen=True)
-class Section:
-    """A registered report section: ``key`` (HTML id), ``title`` and its function."""
-
-    key: str
-    title: str
-    fn: SectionFn
-
-
-#: Registered sections by key, in report order.
-SECTIONS: dict[str, Section] = {}
-
-
-def register_section(
-    key: str, title: str, *, replace: bool = False
-) -> Callable[[SectionFn], SectionFn]:
-    """Return a decorator that registers a section function under ``key``.
-
-    Parameters
-    ----------
-    key : str
-        Identifier of the section (its HTML anchor and the name `build_report` selects it by).
-    title : str
-        Heading shown in the report and its table of contents.
-    replace : bool
-        Replace a section already registered under ``key`` (keeping its place).
-
-    Raises
-    ------
-    ConfigError
-        ``key`` is already registered and ``replace`` is False.
-    """
-    if key in SECTIONS and not replace:
-        msg = f"a report section {key!r} is already registered; pass replace=True to replace it."
-        raise ConfigError(msg)
-
-    def decorate(fn: SectionFn) -> SectionFn:
-        SECTIONS[key] = Section(key, title, fn)
-        return fn
-
-    return decorate
-
-
-# ---------------------------------------------------------------------- helpers for sections
-def new_figure(
-    width: float,
-    height: float,
-    *,
-    left: float = 0.7,
-    right: float = 0.25,
-    bottom: float = 0.55,
-    top: float = 0.4,
-    wspace: float = 0.3,
-    hspace: float = 0.55,
-) -> Figure:
-    """Return a matplotlib Figure on an Agg canvas (no pyplot state), size in inches.
-
-    Margins ``left, right, bottom, top`` are in inches (room for tick labels and titles);
-    ``wspace, hspace`` are fractions of the mean axes width and height, as in
-    `matplotlib.figure.Figure.subplots_adjust`. A fixed layout: constrained layout draws
-    the figure twice and is ~3x slower.
-    """
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    fig.subplots_adjust(
-        left=left / width,
-        right=1 - right / width,
-        bottom=bottom / height,
-        top=1 - top / height,
-        wspace=wspace,
-        hspace=hspace,
-    )
-    return fig
-
-
-def figure_html(fig: Figure, alt: str, *, dpi: int = 100) -> str:
-    """Return ``fig`` as an ``<img>`` tag holding a base64 PNG (a self-contained figure)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def table_html(df: pd.DataFrame, *, digits: int = 4) -> str:
-    """Return ``df`` as an HTML table, floats to ``digits`` significant digits, index dropped."""
-    return df.to_html(
-        index=False, border=0, classes="data", float_format=lambda v: f"{v:.{digits}g}", na_rep="-"
-    )
 
 
 def _pick(steps: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:
@@ -226,7 +67,8 @@ def build_report(
         Most snapshots used by per-step analyses (cluster geometry, CKA between steps); at most
         8 of them are drawn as embedding frames. Curves over every snapshot use all of them.
     method : str
-        Embedding method, one of `probe.embed.METHODS` (``"pca"`` or ``"umap"`` from the CLI).
+        Embedding method, one of `probe.analysis.embed.METHODS` (``"pca"`` or ``"umap"`` from the
+        CLI).
     sections : sequence of str, optional
         Keys of `SECTIONS` to include, in report order (default: all).
     seed : int
@@ -383,7 +225,3 @@ def _document(
         f"<h1>probe report: {name}</h1>{_header(run, ctx)}"
         f'<h2>Contents</h2><ol class="toc">{"".join(toc)}</ol>{"".join(body)}</body></html>\n'
     )
-
-
-# The built-in sections register themselves; imported last as they use the helpers above.
-from probe import _report_alignment, _report_sections  # noqa: E402, F401

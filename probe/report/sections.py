@@ -1,4 +1,4 @@
-"""The built-in sections of `probe.report`, registered in report order on import.
+"""The built-in sections of the report (`probe.report.page`), registered in report order on import.
 
 Learning curves, per-layer summaries, CKA between steps, cluster geometry, embeddings, the
 NFA (NFM vs AGOP) and the two-point effective-theory fit. Each returns an HTML fragment, or
@@ -7,29 +7,30 @@ NFA (NFM vs AGOP) and the two-point effective-theory fit. Each returns an HTML f
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from probe import clusters, difference, effective_fit, features, summaries
-from probe.curves import curve_metrics
+from probe.analysis import cluster_sweep, features, similarity, summaries
+from probe.analysis.curves import curve_metrics
 from probe.errors import ProbeError
-from probe.export import embed_run
-from probe.report import (
+from probe.export.frames import embed_run
+from probe.report.section import (
     Absent,
     ReportContext,
     figure_html,
     new_figure,
+    paragraph,
     register_section,
+    step_axis,
     table_html,
 )
 from probe.store import Run
+from probe.theory import effective_fit
 
 _NO_SNAPSHOT = Absent("the run has no committed snapshot.")
 _CKA_SAMPLES = 1000  # n x n Gram matrices per step: cap n to bound memory and time
@@ -41,22 +42,6 @@ _CLUSTER_TABLE = [
     "participation_ratio",
     "centroid_separation",
 ]
-
-
-def _p(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
-
-
-def _step_axis(ax: Axes, steps: Any) -> None:
-    """Label the optimizer-step axis; symlog when snapshots span decades (log schedules).
-
-    Call it after plotting: with symlog the axis starts at step 0 (steps are never negative).
-    """
-    if np.max(np.asarray(steps), initial=0) > 100:
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlim(left=0)
-    ax.set_xlabel("optimizer step")
-    ax.grid(alpha=0.3)
 
 
 def _class_labels(run: Run) -> tuple[npt.NDArray[Any] | None, str]:
@@ -112,10 +97,10 @@ def curves_section(run: Run, ctx: ReportContext) -> str | Absent:
     cols = ["metric", "records", "last", "min", "max", "start", "end - start", "tmax"]
     return (
         figure_html(fig, "learning curves")
-        + _p(
+        + paragraph(
             "Dense per-step metrics are drawn raw (faint) with a moving mean over 1/50 of the "
             "records. start, end - start and tmax are the learning-curve metrics of the "
-            "3RS3R-smoothed curve (probe.curves; tmax is a fraction of the records)."
+            "3RS3R-smoothed curve (probe.analysis.curves; tmax is a fraction of the records)."
         )
         + table_html(pd.DataFrame(rows, columns=cols))
     )
@@ -134,7 +119,7 @@ def summaries_section(run: Run, ctx: ReportContext) -> str | Absent:
         for layer, g in df.groupby("layer", sort=False):
             ax.plot(g["step"], g[name], marker=marker, ms=3, label=str(layer))
         ax.set_title(name)
-        _step_axis(ax, df["step"])
+        step_axis(ax, df["step"])
         v = df[name].to_numpy(float)
         if np.isnan(v).all():  # e.g. centroid_separation without class labels
             ax.text(0.5, 0.5, "undefined for this run", ha="center", transform=ax.transAxes)
@@ -146,7 +131,7 @@ def summaries_section(run: Run, ctx: ReportContext) -> str | Absent:
     last = df[df["step"] == df["step"].max()].drop(columns="step")
     return (
         figure_html(fig, "layer summaries")
-        + _p(
+        + paragraph(
             "cka_prev: linear CKA (biased HSIC, a similarity in [0, 1]) with the previous "
             "snapshot; effective_rank: entropy effective rank of the centred activations' "
             "singular values; centroid_separation: closest pair of class means in units of the "
@@ -175,7 +160,7 @@ def change_section(run: Run, ctx: ReportContext) -> str | Absent:
     labels = [str(s) for s in ctx.steps]
     for ax, layer in zip(axes, ctx.layers, strict=False):
         frames = [run.acts(layer, int(s))[keep] for s in ctx.steps]
-        M = difference.cka_matrix(frames)
+        M = similarity.cka_matrix(frames)
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
@@ -183,7 +168,7 @@ def change_section(run: Run, ctx: ReportContext) -> str | Absent:
     for ax in axes[k:]:
         ax.set_visible(False)
     fig.colorbar(im, ax=list(axes[:k]), fraction=0.015, pad=0.02, label="linear CKA")
-    return figure_html(fig, "CKA between steps") + _p(
+    return figure_html(fig, "CKA between steps") + paragraph(
         f"Linear CKA (biased HSIC; 1 = same up to rotation and isotropic scale) between the "
         f"layer's probe-set activations at each pair of analysed steps, on {keep.size} of {n} "
         f"probe samples (seed {ctx.seed})."
@@ -193,13 +178,14 @@ def change_section(run: Run, ctx: ReportContext) -> str | Absent:
 # ---------------------------------------------------------------------- cluster geometry
 @register_section("clusters", "Cluster geometry over steps")
 def clusters_section(run: Run, ctx: ReportContext) -> str | Absent:
-    """`probe.clusters.sweep` over the analysed layers and steps, drawn per metric."""
+    """`probe.analysis.cluster_sweep.sweep` over the analysed layers and steps, drawn per metric."""
     y, why = _class_labels(run)
     if y is None:
         return Absent(why)
     if not ctx.steps.size:
         return _NO_SNAPSHOT
-    df = clusters.sweep(run, ctx.layers, ctx.steps.tolist(), progress=ctx.progress, seed=ctx.seed)
+    steps = ctx.steps.tolist()
+    df = cluster_sweep.sweep(run, ctx.layers, steps, progress=ctx.progress, seed=ctx.seed)
     metrics = list(dict.fromkeys(df["metric"]))
     ncols, nrows = 4, -(-len(metrics) // 4)
     fig = new_figure(16.0, 2.7 * nrows)
@@ -208,7 +194,7 @@ def clusters_section(run: Run, ctx: ReportContext) -> str | Absent:
         for layer, g in df[df["metric"] == metric].groupby("layer", sort=False):
             ax.plot(g["step"], g["value"], marker="o", ms=3, label=str(layer))
         ax.set_title(metric, fontsize=9)
-        _step_axis(ax, ctx.steps)
+        step_axis(ax, ctx.steps)
         ax.xaxis.label.set_visible(False)
     for ax in axes[len(metrics) :]:
         ax.set_visible(False)
@@ -218,8 +204,8 @@ def clusters_section(run: Run, ctx: ReportContext) -> str | Absent:
     last.columns.name = None
     return (
         figure_html(fig, "cluster geometry over steps")
-        + _p(
-            f"probe.clusters.geometry of each layer at {ctx.steps.size} steps, with the "
+        + paragraph(
+            f"probe.analysis.clusters.geometry of each layer at {ctx.steps.size} steps, with the "
             f"{np.unique(y).size} probe classes as clusters; kNN and linear-probe accuracies are "
             "cross-validated on the probe set. At the last analysed step "
             f"({int(df['step'].max())}):"
@@ -294,7 +280,7 @@ def embedding_section(run: Run, ctx: ReportContext) -> str | Absent:
         for e in embs
         if e.explained_variance_ratio
     ]
-    return figure_html(fig, "embeddings across steps") + _p(
+    return figure_html(fig, "embeddings across steps") + paragraph(
         f"{ctx.method.upper()} ({embs[0].fit} fit) of each layer, reference step "
         f"{embs[0].reference_step}, seed {embs[0].seed}: every frame of a row shares one map and "
         "one square frame, so motion between frames is change of the representation. "
@@ -309,7 +295,7 @@ def embedding_section(run: Run, ctx: ReportContext) -> str | Absent:
 # ---------------------------------------------------------------------- NFA
 @register_section("nfa", "Neural Feature Ansatz: NFM vs AGOP")
 def nfa_section(run: Run, ctx: ReportContext) -> str | Absent:
-    """`probe.features.nfa_over_steps` of every analysed layer with a recorded AGOP."""
+    """`probe.analysis.features.nfa_over_steps` of every analysed layer with a recorded AGOP."""
     with_agop = [layer for layer in ctx.layers if "agop" in run.keys(layer)]
     if not with_agop:
         return Absent(
@@ -329,7 +315,7 @@ def nfa_section(run: Run, ctx: ReportContext) -> str | Absent:
             first = sub.drop_duplicates("step")
             ax.plot(first["step"], first["nfm_change"], color="0.5", ls=":", label="M vs M0")
             ax.set_title(f"{layer}: {m}", fontsize=9)
-            _step_axis(ax, sub["step"])
+            step_axis(ax, sub["step"])
             ax.xaxis.label.set_visible(ax in axes[-1])
         row[0].legend(fontsize=7)
     rows = []
@@ -341,7 +327,7 @@ def nfa_section(run: Run, ctx: ReportContext) -> str | Absent:
         rows.append(row | {"M vs M0": g["nfm_change"].iloc[0]})
     return (
         figure_html(fig, "NFM vs AGOP over training")
-        + _p(
+        + paragraph(
             "Correlation of the NFM M = WᵀW with powers G^p of the AGOP (solid), the same at "
             "init (dashed) and the NFM's correlation with its init M0 (dotted): pearson and "
             "cosine over all entries, offdiag over off-diagonal entries. At the last step "
@@ -401,10 +387,10 @@ def effective_section(run: Run, ctx: ReportContext) -> str | Absent:
     axes[0].legend(fontsize=7)
     return (
         figure_html(fig, "two-point effective theory fit")
-        + _p(
+        + paragraph(
             "Measured h = ||dh||², y = ||dŷ||², w = dŷ·(dŷ - dy) of the two probe samples "
             "(solid) and the effective theory's ODE at the fitted rates (dotted; "
-            "probe.effective_fit.fit_two_point, least squares over h, y, w). rel_err: "
+            "probe.theory.effective_fit.fit_two_point, least squares over h, y, w). rel_err: "
             "max |measured - predicted| / max |measured| per variable."
         )
         + table_html(pd.DataFrame(rows))

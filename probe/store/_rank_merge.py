@@ -8,7 +8,8 @@ metrics are rank 0's (or every rank's with a ``rank`` column).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,10 +18,38 @@ import pandas as pd
 from hooks import schema
 from probe.errors import CorruptRunError, LayerNotInRunError
 
-if TYPE_CHECKING:
-    from probe.store import Run
-
 Array = npt.NDArray[Any]
+
+
+class RunReader(Protocol):
+    """What the merge and the summaries read of a run (`probe.store.Run` is one)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    layers: list[str]
+    world_size: int
+    n_snapshots: int
+    n_metric_records: int
+    n_stream_rows: int
+    steps: npt.NDArray[np.int64]
+    epochs: npt.NDArray[np.int64]
+
+    @property
+    def sample_ids(self) -> npt.NDArray[np.int64]: ...  # noqa: D102
+
+    @property
+    def group(self) -> Any: ...  # noqa: D102
+
+    @property
+    def rank_merge(self) -> RankMerge | None: ...  # noqa: D102
+
+    def open_array(self, key: str) -> Any: ...  # noqa: D102
+
+    def read_array(self, key: str, n: int | None = None, index: Any = ...) -> Array: ...  # noqa: D102
+
+    def snapshot_array(self, path: str, step: int | None = None) -> Array: ...  # noqa: D102
+
+    def metrics(self, *, all_ranks: bool = False) -> pd.DataFrame: ...  # noqa: D102
 
 
 class RankMerge:
@@ -28,12 +57,12 @@ class RankMerge:
 
     Parameters
     ----------
-    root : Run
+    root : RunReader
         The run's root (its attrs say ``world_size`` > 1).
 
     Attributes
     ----------
-    ranks : list of Run or None
+    ranks : list of RunReader or None
         Each rank's group as a run; None for a rank that never created its group.
     index : list of ndarray of int64 or None
         Each rank's probe samples as positions in the full probe set, of shape (n_r,).
@@ -56,10 +85,10 @@ class RankMerge:
     leaves the merged view with no snapshots.
     """
 
-    def __init__(self, root: Run) -> None:
+    def __init__(self, root: RunReader) -> None:
         self.world_size = schema.world_size(root.attrs)
         self.n_samples = int(root.attrs.get("n_samples", 0))
-        self.ranks: list[Run | None] = []
+        self.ranks: list[RunReader | None] = []
         for r in range(self.world_size):
             sub = root.path / schema.rank_group(r)
             self.ranks.append(type(root)(sub) if (sub / "zarr.json").is_file() else None)
@@ -78,13 +107,13 @@ class RankMerge:
         self.epochs = first.epochs[self.positions[0]] if first else np.zeros(0, np.int64)
 
     @staticmethod
-    def _shard_index(run: Run) -> npt.NDArray[np.int64]:
+    def _shard_index(run: RunReader) -> npt.NDArray[np.int64]:
         """Return a rank's probe positions (empty for a run recorded without a probe set)."""
         if not (run.path / "probe/index").is_dir():
             return np.zeros(0, np.int64)
-        return run._read("probe/index", None).astype(np.int64)
+        return run.read_array("probe/index", None).astype(np.int64)
 
-    def _check_index(self, root: Run) -> None:
+    def _check_index(self, root: RunReader) -> None:
         seen = np.zeros(self.n_samples, bool)
         ids = root.sample_ids if self.n_samples else np.zeros(0, np.int64)
         for r, (run, idx) in enumerate(zip(self.ranks, self.index, strict=True)):
@@ -111,7 +140,7 @@ class RankMerge:
             raise CorruptRunError(msg)
 
     @property
-    def first(self) -> Run | None:
+    def first(self) -> RunReader | None:
         """Rank 0's group, or the first rank's that exists (None when no rank has started)."""
         return next((run for run in self.ranks if run is not None), None)
 
@@ -135,8 +164,8 @@ class RankMerge:
             if run is None:
                 continue
             pos = self.positions[r]
-            a = run._read(path, run.n_snapshots, int(pos[i])) if i is not None else None
-            parts.append(a if a is not None else run._read(path, run.n_snapshots)[pos])
+            a = run.read_array(path, run.n_snapshots, int(pos[i])) if i is not None else None
+            parts.append(a if a is not None else run.read_array(path, run.n_snapshots)[pos])
         if not parts:
             msg = f"the run has no array {path!r} (no rank recorded it yet)."
             raise LayerNotInRunError(msg)
@@ -173,9 +202,9 @@ class RankMerge:
         for r, run in enumerate(self.ranks):
             if run is not None and (run.path / path).is_dir():
                 n = run.n_stream_rows
-                step = run._read(f"{schema.STREAM}/step", n)
-                ids = run._read(f"{schema.STREAM}/sample_id", n)
-                parts.append((run._read(path, n), step, ids, np.full(n, r, np.int64)))
+                step = run.read_array(f"{schema.STREAM}/step", n)
+                ids = run.read_array(f"{schema.STREAM}/sample_id", n)
+                parts.append((run.read_array(path, n), step, ids, np.full(n, r, np.int64)))
         if not parts:
             return None
         cols = [np.concatenate(c) for c in zip(*parts, strict=True)]

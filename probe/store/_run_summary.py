@@ -1,43 +1,41 @@
-"""Whole-run views of a `probe.store.Run`: the `Run.info` summary and the `Run.to_xarray` dataset.
+"""Whole-run views of a `Run`: the `Run.info` summary and the `Run.to_xarray` dataset.
 
 Both cover single-process runs (every array read lazily, trimmed to its commit counter) and
-multi-process runs (the merged arrays of `probe._rank_merge`).
+multi-process runs (the merged arrays of `probe.store._rank_merge`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import zarr
 
 from hooks import schema
 from probe.errors import LayerNotInRunError
-
-if TYPE_CHECKING:
-    from probe.store import Run
+from probe.store._rank_merge import RunReader
 
 
-def _arrays(run: Run) -> Iterator[tuple[str, zarr.Array]]:
+def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
     """Yield the run's (path, array); merged runs: the root's probe set, rank 0's other arrays."""
-    merge = run._merge
+    merge = run.rank_merge
     if merge is None:
-        for path, node in run._group.members(max_depth=None):
+        for path, node in run.group.members(max_depth=None):
             if isinstance(node, zarr.Array):
                 yield path, node
         return
-    if schema.PROBE in run._group:
-        for name, node in run._group[schema.PROBE].arrays():
+    if schema.PROBE in run.group:
+        for name, node in run.group[schema.PROBE].arrays():
             yield f"{schema.PROBE}/{name}", node
     first = merge.first
     if first is not None:
-        for path, node in first._group.members(max_depth=None):
+        for path, node in first.group.members(max_depth=None):
             if isinstance(node, zarr.Array) and not path.startswith(f"{schema.PROBE}/"):
                 yield path, node
 
 
-def _rows(run: Run, path: str, node: zarr.Array) -> tuple[int, ...]:
+def _rows(run: RunReader, path: str, node: zarr.Array) -> tuple[int, ...]:
     """Return the committed shape of ``path`` in the run's (merged) view."""
     if not node.shape:
         return ()
@@ -50,15 +48,15 @@ def _rows(run: Run, path: str, node: zarr.Array) -> tuple[int, ...]:
     rest = list(node.shape[1:])
     dims = node.metadata.dimension_names or ()
     if (
-        run._merge is not None
+        run.rank_merge is not None
         and top in (schema.LAYERS, schema.OUTPUTS)
         and dims[1:2] == ("sample",)
     ):
-        rest[0] = run._merge.n_samples  # a rank's shard, merged to the full probe set
+        rest[0] = run.rank_merge.n_samples  # a rank's shard, merged to the full probe set
     return (n, *rest)
 
 
-def run_info(run: Run) -> dict[str, Any]:
+def run_info(run: RunReader) -> dict[str, Any]:
     """Return `Run.info`'s summary of ``run``."""
     a = run.attrs
     info = {
@@ -82,34 +80,34 @@ def run_info(run: Run) -> dict[str, Any]:
         "seed": a.get("seed"),
         "world_size": run.world_size,
     }
-    if run._merge is not None:
-        ranks = run._merge.per_rank()
+    if run.rank_merge is not None:
+        ranks = run.rank_merge.per_rank()
         info["ranks"] = ranks
         info["state"] = "closed" if all(r["state"] == "closed" for r in ranks) else info["state"]
         info["nonfinite"] = {
             f"{schema.rank_group(r)}/{k}": v
-            for r, sub in enumerate(run._merge.ranks)
+            for r, sub in enumerate(run.rank_merge.ranks)
             if sub is not None
             for k, v in sub.attrs.get("nonfinite", {}).items()
         }
     return info
 
 
-def _merged_data(run: Run, path: str) -> Any:
+def _merged_data(run: RunReader, path: str) -> Any:
     """Return the merged values of ``path`` of a multi-process run, or None to leave it out."""
-    merge = run._merge
+    merge = run.rank_merge
     assert merge is not None
     top = path.split("/", 1)[0]
     if top in (schema.LAYERS, schema.OUTPUTS):
         try:
-            return run._snapshot_array(path, None)
+            return run.snapshot_array(path, None)
         except LayerNotInRunError:  # not per-sample: no merged form
             return None
     if top == schema.SNAPSHOTS:
         if path == f"{schema.SNAPSHOTS}/epoch":
             return run.epochs
         first = merge.ranks[0]
-        return None if first is None else first._read(path, None)[merge.positions[0]]
+        return None if first is None else first.read_array(path, None)[merge.positions[0]]
     if top == schema.STREAM:
         with_rows = [r for r, sub in enumerate(merge.ranks) if sub and sub.n_stream_rows]
         cols = merge.stream(path)
@@ -119,7 +117,7 @@ def _merged_data(run: Run, path: str) -> Any:
     return table[name].to_numpy() if name in table else None
 
 
-def run_to_xarray(run: Run) -> Any:
+def run_to_xarray(run: RunReader) -> Any:
     """Return `Run.to_xarray`'s dataset of ``run``.
 
     Raises
@@ -142,18 +140,18 @@ def run_to_xarray(run: Run) -> Any:
         if path == f"{schema.SNAPSHOTS}/step":
             continue
         dims = tuple(node.metadata.dimension_names or ())
-        if run._merge is not None and not path.startswith(f"{schema.PROBE}/"):
+        if run.rank_merge is not None and not path.startswith(f"{schema.PROBE}/"):
             data = _merged_data(run, path)
             if data is None:
                 continue
         else:
-            arr = run._array(path)
+            arr = run.open_array(path)
             data = da.from_zarr(arr) if da is not None else np.asarray(arr[...])
             if dims and dims[0] in counts:
                 data = data[: counts[dims[0]]]
         data_vars[path] = (dims, data)
-    if run._merge is not None and run.n_stream_rows:
-        data_vars[f"{schema.STREAM}/rank"] = (("row",), run._merge.stream("stream/step")[3])
+    if run.rank_merge is not None and run.n_stream_rows:
+        data_vars[f"{schema.STREAM}/rank"] = (("row",), run.rank_merge.stream("stream/step")[3])
     coords = (
         {"snapshot": run.steps, "sample": run.sample_ids}
         if (run.path / "probe/sample_id").is_dir()

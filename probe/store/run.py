@@ -3,7 +3,7 @@
 A `Run` sees only committed data: every array is trimmed to the commit counters read from the
 root attrs when the run was opened (or last `refresh`ed), so it is safe to read while training
 still writes. A run recorded by several processes (one group ``ranks/<r>`` each) is presented
-merged (`probe._rank_merge`).
+merged (`probe.store._rank_merge`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import pandas as pd
 import zarr
 
 from hooks import schema
-from probe._rank_merge import RankMerge
-from probe._run_attrs import read_run_attrs
-from probe._run_summary import run_info, run_to_xarray
 from probe.errors import (
     CorruptRunError,
     LayerNotInRunError,
     RunNotFoundError,
     StepNotFoundError,
 )
+from probe.store._rank_merge import RankMerge
+from probe.store._run_attrs import read_run_attrs
+from probe.store._run_summary import run_info, run_to_xarray
 
 __all__ = ["Run", "StreamRows", "open_run"]
 
@@ -409,6 +409,63 @@ class Run:
             xarray is not installed.
         """
         return run_to_xarray(self)
+
+    # ------------------------------------------------------------------ raw arrays
+    @property
+    def group(self) -> zarr.Group:
+        """The run's root zarr group, opened read-only (arrays are not trimmed to the commits)."""
+        return self._group
+
+    @property
+    def rank_merge(self) -> RankMerge | None:
+        """The merge of a multi-process run's rank groups, or None for a single-process run."""
+        return self._merge
+
+    def open_array(self, key: str) -> zarr.Array:
+        """Return a fresh read-only handle of the array at store path ``key`` (untrimmed).
+
+        Raises
+        ------
+        CorruptRunError
+            The array cannot be opened.
+        """
+        return self._array(key)
+
+    def read_array(self, key: str, n: int | None = None, index: Any = slice(None)) -> Array:
+        """Return rows ``index`` of the array at store path ``key``, of its first ``n`` rows.
+
+        Parameters
+        ----------
+        key : str
+            Store path of the array, e.g. ``"probe/index"`` or ``"layers/fc1/acts"``.
+        n : int, optional
+            Committed rows: the array is trimmed to them (None: all rows, for arrays that are
+            written once).
+        index : slice or int or array of int
+            Rows to read.
+
+        Raises
+        ------
+        LayerNotInRunError
+            The run has no array at ``key``.
+        CorruptRunError
+            The array has fewer than ``n`` rows or cannot be opened.
+        """
+        return self._read(key, n, index)
+
+    def snapshot_array(self, path: str, step: int | None = None) -> Array:
+        """Return the snapshot array at store path ``path`` at ``step`` (None: all snapshots).
+
+        A multi-process run's arrays are merged (`rank_merge`).
+
+        Raises
+        ------
+        LayerNotInRunError
+            The run has no array at ``path``.
+        StepNotFoundError
+            No snapshot at ``step``.
+        """
+        return self._snapshot_array(path, step)
 
     def __repr__(self) -> str:
         return (

@@ -21,18 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import (
-    InvalidArrayError,
-    ShapeMismatchError,
-    as_float_array,
-    as_samples_features,
-    check_same_n_samples,
-)
+from probe.errors import InvalidArrayError, ShapeMismatchError, UnknownClassError
+from probe.validation import as_float_array, as_samples_features, check_same_n_samples
 
 __all__ = [
     "ONE_HOT_DISTANCE",
     "ClassPairDistances",
-    "UnknownClassError",
     "between_class_correlation",
     "class_pair_distance_sums",
     "matrix_correlation",
@@ -45,10 +39,6 @@ F64 = npt.NDArray[np.float64]
 
 #: ‖dy‖ of two different one-hot targets.
 ONE_HOT_DISTANCE = math.sqrt(2.0)
-
-
-class UnknownClassError(InvalidArrayError):
-    """A probe label whose class does not occur among the images the prediction was built from."""
 
 
 @dataclass(frozen=True)
@@ -330,7 +320,7 @@ def within_between_sq_distance(
     Parameters
     ----------
     measured : array_like of shape (n, n)
-        Squared distances (e.g. `probe.difference.pairwise_sq_distances`).
+        Squared distances (e.g. `probe.analysis.similarity.pairwise_sq_distances`).
     labels : array_like of shape (n,)
         Class label of each sample.
 

@@ -14,9 +14,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy.integrate import solve_ivp
 
-from probe._validation import InvalidArrayError, ShapeMismatchError, as_float_array
-from probe.effective_closed import (
+from probe.errors import (
+    InvalidArrayError,
+    OdeIntegrationError,
+    ShapeMismatchError,
     TheoryInputError,
+)
+from probe.theory.effective_closed import (
     as_real,
     check_nonnegative,
     check_positive,
@@ -26,11 +30,9 @@ from probe.effective_closed import (
     lazy_final_distance,
     rich_final_distance,
 )
-from probe.errors import ProbeError
+from probe.validation import as_float_array
 
 __all__ = [
-    "IntegrationError",
-    "TheoryInputError",
     "TwoPointTrajectory",
     "final_distance",
     "invariant",
@@ -42,10 +44,6 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
-
-
-class IntegrationError(ProbeError, RuntimeError):
-    """`scipy.integrate.solve_ivp` could not integrate the two-point ODEs."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,7 @@ def simulate_two_point(
     rtol, atol : float, default 1e-10, 1e-13
         Tolerances passed to `scipy.integrate.solve_ivp`.
     max_nfev : int, optional
-        Give up (`IntegrationError`) after this many right-hand-side calls; bounds the work of
+        Give up (`OdeIntegrationError`) after this many right-hand-side calls; bounds the work of
         pathological rates inside a fit (a typical solution needs a few hundred).
 
     Returns
@@ -203,7 +201,7 @@ def simulate_two_point(
         ``t`` is not 1-D, has fewer than 2 times, NaN/Inf, or is not strictly increasing.
     TheoryInputError
         A rate, ``dx2`` or ``h0`` is not > 0, ``y0`` or ``dy2`` is negative, or ``w0`` is NaN/Inf.
-    IntegrationError
+    OdeIntegrationError
         `scipy.integrate.solve_ivp` reports failure (its message is included), or the
         integration needed more than ``max_nfev`` right-hand-side calls.
 
@@ -244,7 +242,7 @@ def simulate_two_point(
         calls += 1
         if max_nfev is not None and calls > max_nfev:
             msg = f"the two-point ODEs needed more than max_nfev={max_nfev} evaluations."
-            raise IntegrationError(msg)
+            raise OdeIntegrationError(msg)
         return _rhs(s[0], s[1], s[2], eh, ey, dy2f)
 
     def jac(_t: float, s: F64) -> F64:
@@ -262,7 +260,7 @@ def simulate_two_point(
     )
     if not sol.success:
         msg = f"solve_ivp must integrate the two-point ODEs; got failure: {sol.message}"
-        raise IntegrationError(msg)
+        raise OdeIntegrationError(msg)
     h, y, w = (np.asarray(v, dtype=np.float64) for v in sol.y)
     return TwoPointTrajectory(t=tf.copy(), h=h, y=y, w=w, a=y - w)
 

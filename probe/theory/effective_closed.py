@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probe._validation import ShapeMismatchError, as_float_array
-from probe.errors import ProbeError
+from probe.errors import ShapeMismatchError, TheoryInputError
+from probe.validation import as_float_array
 
 __all__ = [
-    "TheoryInputError",
     "check_nonnegative",
     "check_positive",
     "check_positive_array",
@@ -26,10 +25,6 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
-
-
-class TheoryInputError(ProbeError, ValueError):
-    """A rate, distance or initial condition of the effective theory is out of its range."""
 
 
 def as_real(value: Any, name: str) -> float:

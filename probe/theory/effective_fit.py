@@ -2,7 +2,8 @@
 
 `two_point_traces` turns recorded activations and outputs of a pair of probe samples into the
 measured ``h, y, w`` over steps; `fit_two_point` fits the effective rates ``(eta_h, eta_y)`` of
-the ODEs in `probe.effective` to them; `fit_mean_output_rate` fits ``eta_ybar`` to a loss curve.
+the ODEs in `probe.theory.effective` to them; `fit_mean_output_rate` fits ``eta_ybar`` to a loss
+curve.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize, minimize_scalar
 
-from probe._validation import InvalidArrayError, ShapeMismatchError, as_float_array
-from probe.effective import (
-    IntegrationError,
+from probe.errors import (
+    InvalidArrayError,
+    OdeIntegrationError,
+    ShapeMismatchError,
+    TheoryInputError,
+)
+from probe.theory.effective import (
     TwoPointTrajectory,
     final_distance,
     mean_output_loss,
     simulate_two_point,
 )
-from probe.effective_closed import TheoryInputError, check_nonnegative, check_positive
+from probe.theory.effective_closed import check_nonnegative, check_positive
+from probe.validation import as_float_array
 
 __all__ = [
     "TwoPointFit",
@@ -232,7 +238,7 @@ def fit_two_point(
         non-positive entry.
     InvalidArrayError
         Fewer than 3 snapshots.
-    IntegrationError
+    OdeIntegrationError
         No rate on the grid gives an ODE solution.
 
     Notes
@@ -266,7 +272,7 @@ def fit_two_point(
         try:
             with np.errstate(all="ignore"):  # rates far off the data drive h to 0: scored inf
                 p = _simulate(traces, *np.exp(log_eta), rtol, method)
-        except (IntegrationError, TheoryInputError):
+        except (OdeIntegrationError, TheoryInputError):
             return np.inf
         r = np.stack([p.h, p.y, p.w]) - measured
         value = float(np.sum(r * r))
@@ -278,7 +284,7 @@ def fit_two_point(
     best = int(np.argmin(scores))
     if not np.isfinite(scores[best]):
         msg = "the two-point ODEs could not be integrated at any rate of the grid."
-        raise IntegrationError(msg)
+        raise OdeIntegrationError(msg)
     res: Any = minimize(
         sse,
         starts[best],

@@ -4,7 +4,7 @@ Mode strength trajectories `mode_trajectory` (Eq. 12) and `deep_mode_trajectory`
 `time_to_learn` (Eq. 11) and `half_time`; readouts of mode strengths from weights
 (`weight_mode_strengths`) or from captured hidden activations alone (`gram_mode_strengths`);
 `half_times` of measured trajectories. The gated routing network's reduced dynamics and fixed
-point (dynamics spec §3.3) are in `probe.routing`.
+point (dynamics spec §3.3) are in `probe.theory.routing`.
 
 Conventions: ``t`` counts optimizer steps, ``tau`` is the time constant in steps (``1/lr`` for
 SGD on ``0.5 * SSE`` summed over examples; ``P N_out / (2 lr)`` for ``F.mse_loss``: spec §2.2),
@@ -20,9 +20,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.integrate import solve_ivp
 
-from probe._validation import InvalidArrayError, ShapeMismatchError, as_float_array
-from probe.effective import IntegrationError
-from probe.effective_closed import TheoryInputError, check_positive
+from probe.errors import (
+    InvalidArrayError,
+    OdeIntegrationError,
+    ShapeMismatchError,
+    TheoryInputError,
+)
+from probe.theory.effective_closed import check_positive
+from probe.validation import as_float_array
 
 __all__ = [
     "deep_mode_trajectory",
@@ -156,7 +161,7 @@ def deep_mode_trajectory(
         An argument is out of range (see above).
     InvalidArrayError
         ``t`` is not increasing or has fewer than 2 times.
-    IntegrationError
+    OdeIntegrationError
         The solver failed.
 
     Notes
@@ -180,7 +185,7 @@ def deep_mode_trajectory(
     sol = solve_ivp(rhs, (tf[0], tf[-1]), [u0f], method="LSODA", t_eval=tf, rtol=rtol, atol=1e-14)
     if not sol.success:
         msg = f"solve_ivp must integrate the deep-linear mode ODE; got failure: {sol.message}"
-        raise IntegrationError(msg)
+        raise OdeIntegrationError(msg)
     return np.asarray(sol.y[0], dtype=np.float64)
 
 

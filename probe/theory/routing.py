@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.integrate import quad, solve_ivp
 
-from probe._validation import InvalidArrayError, as_float_array
-from probe.effective import IntegrationError
-from probe.effective_closed import TheoryInputError, check_positive
+from probe.errors import InvalidArrayError, OdeIntegrationError, TheoryInputError
+from probe.theory.effective_closed import check_positive
+from probe.validation import as_float_array
 
 __all__ = [
     "RoutingTrajectory",
@@ -305,7 +305,7 @@ def routing_trajectory(
     ------
     InvalidArrayError
         ``t`` is not 1-D, has a negative time or is not strictly increasing.
-    IntegrationError
+    OdeIntegrationError
         `scipy.integrate.solve_ivp` fails.
 
     Examples
@@ -335,7 +335,7 @@ def routing_trajectory(
     )
     if not sol.success:
         msg = f"solve_ivp must integrate the routing ODE; got failure: {sol.message}"
-        raise IntegrationError(msg)
+        raise OdeIntegrationError(msg)
     b_h = sol.y.T
     b_io = io_strength(b_h, b0f, M)
     shat = b_io**2 * b_h

@@ -1,7 +1,8 @@
 """Rank tests and a bootstrap CI comparing groups of independent observations.
 
 `mann_whitney` (two groups), `kruskal_wallis` (two or more) and `bootstrap_mean_difference`
-(percentile CI of a difference of means), on tidy tables; re-exported by `probe.group_stats`.
+(percentile CI of a difference of means), on tidy tables; re-exported by
+`probe.analysis.stats.group_stats`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from probe.experiments._stats import StatsInputError
+from probe.errors import StatsInputError
 
 __all__ = ["bootstrap_mean_difference", "check_columns", "kruskal_wallis", "mann_whitney"]
 

@@ -1,7 +1,7 @@
 """Ordinary least squares with categorical factors: `ols_glance` and `nested_f_test`.
 
 R's ``broom::glance(lm(...))`` and ``anova(lm(reduced), lm(full))`` for tidy tables (features
-spec §3.4), through statsmodels formulas; re-exported by `probe.group_stats`.
+spec §3.4), through statsmodels formulas; re-exported by `probe.analysis.stats.group_stats`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from probe.experiments._stats import StatsInputError
+from probe.errors import StatsInputError
 
 __all__ = ["nested_f_test", "ols_glance"]
 

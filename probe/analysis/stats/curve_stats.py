@@ -2,7 +2,7 @@
 
 `group_tests` (nested F-test and OLS fit of ``dv ~ epoch * C(group)`` over (run, epoch) rows,
 Kruskal–Wallis across groups on final-epoch values) and `null_test` (label-shuffled null vs
-real runs); used by `probe.curve_report`.
+real runs); used by `probe.report.curve_report`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from probe.experiments._stats import StatsInputError
-from probe.group_stats import compare_runs, kruskal_wallis, nested_f_test, ols_glance
+from probe.analysis.stats.group_stats import compare_runs, kruskal_wallis, nested_f_test, ols_glance
+from probe.errors import StatsInputError
 
 __all__ = ["STATS_COLUMNS", "final_epoch", "group_tests", "null_test"]
 
@@ -52,8 +52,8 @@ def group_tests(m: pd.DataFrame, readout: str, dv: str) -> list[dict[str, Any]]:
     Parameters
     ----------
     m : DataFrame
-        `probe.curves.metrics_table` rows of one read-out and condition (``run, group, epoch``
-        and the metrics).
+        `probe.analysis.curves.metrics_table` rows of one read-out and condition (``run, group,
+        epoch`` and the metrics).
     readout, dv : str
         The read-out's name (copied into the rows) and the metric tested.
 
@@ -137,8 +137,8 @@ def null_test(m: pd.DataFrame, readout: str, dv: str, seed: int) -> dict[str, An
     -------
     dict
         Wilcoxon signed-rank paired by (group, seed) when every pair has one run of each
-        condition, else Mann–Whitney (`probe.group_stats.compare_runs`); ``effect`` is the
-        median paired (or the mean) difference null - real.
+        condition, else Mann–Whitney (`probe.analysis.stats.group_stats.compare_runs`); ``effect``
+        is the median paired (or the mean) difference null - real.
     """
     last = final_epoch(m).assign(pairing=lambda d: d["group"] + "|" + d["seed"].astype(str))
     counts = last.groupby(["pairing", "condition"]).size().unstack(fill_value=0)

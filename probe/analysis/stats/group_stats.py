@@ -2,8 +2,9 @@
 
 The per-run path `per_run_summary` + `compare_runs` tests one value per run instead of
 correlated (epoch, run) rows. Also importable from here: `mann_whitney`, `kruskal_wallis`,
-`bootstrap_mean_difference` (`probe._group_tests`), `ols_glance` (OLS with categorical
-factors: R², adjusted R², overall F) and `nested_f_test` (nested OLS models, ΔR²; `probe._ols`).
+`bootstrap_mean_difference` (`probe.analysis.stats._group_tests`), `ols_glance` (OLS with
+categorical factors: R², adjusted R², overall F) and `nested_f_test` (nested OLS models, ΔR²;
+`probe.analysis.stats._ols`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from probe._group_tests import (
+from probe.analysis.stats._group_tests import (
     bootstrap_mean_difference,
     check_columns,
     kruskal_wallis,
     mann_whitney,
 )
-from probe._ols import nested_f_test, ols_glance
-from probe.experiments._stats import StatsInputError, compare_paired
+from probe.analysis.stats._ols import nested_f_test, ols_glance
+from probe.analysis.stats.paired import compare_paired
+from probe.errors import StatsInputError
 
 __all__ = [
     "bootstrap_mean_difference",
@@ -41,7 +43,7 @@ def per_run_summary(
     Parameters
     ----------
     data : DataFrame
-        E.g. `probe.curves.metrics_table` output: several rows per run.
+        E.g. `probe.analysis.curves.metrics_table` output: several rows per run.
     dv : str
         Value column to summarise.
     run, group : str
@@ -87,7 +89,7 @@ def compare_runs(
 
     Two groups: Mann–Whitney with a bootstrap CI of the difference of means, or, with
     ``paired_by`` (runs of the two groups matched by e.g. seed), a Wilcoxon signed-rank test with a
-    bootstrap CI of the median paired difference (`probe.experiments._stats.compare_paired`).
+    bootstrap CI of the median paired difference (`probe.analysis.stats.paired.compare_paired`).
     Three or more groups: Kruskal–Wallis.
 
     Parameters

@@ -12,11 +12,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from probe.errors import ProbeError
+from probe.errors import StatsInputError
 
 __all__ = [
     "PairedComparison",
-    "StatsInputError",
     "bootstrap_ci",
     "compare_paired",
     "mean_ci",
@@ -26,10 +25,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 _STATISTICS = {"median": np.median, "mean": np.mean}
-
-
-class StatsInputError(ProbeError, ValueError):
-    """Values or settings a paired comparison cannot use."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -15,13 +15,25 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from probe.experiments._stats import compare_paired, mean_ci
-from probe.experiments.poly_tasks import BRANCHES, FINETUNE_TASKS, METRICS, NETS, PRIMARY_METRIC
+from probe.analysis.stats.paired import compare_paired, mean_ci
+from probe.experiments.finetune_speed.tasks import (
+    BRANCHES,
+    FINETUNE_TASKS,
+    METRICS,
+    NETS,
+    PRIMARY_METRIC,
+)
 
-if TYPE_CHECKING:
-    from probe.experiments.finetune_speed import FinetuneConfig
+__all__ = ["CONVENTIONS", "SummaryConfig", "format_summary", "plot_curves", "summarise"]
 
-__all__ = ["CONVENTIONS", "format_summary", "plot_curves", "summarise"]
+
+class SummaryConfig(Protocol):
+    """The settings `summarise` reads (a `probe.experiments.finetune_speed.FinetuneConfig`)."""
+
+    threshold: float
+    alpha: float
+    n_bootstrap: int
+    bootstrap_seed: int
 
 CONVENTIONS = {
     "loss": "full-batch MSE on the n_grid-point x-grid; loss[k] is computed in the forward of "
@@ -44,7 +56,7 @@ CONVENTIONS = {
 }
 
 
-def summarise(df: pd.DataFrame, cfg: FinetuneConfig) -> dict[str, Any]:
+def summarise(df: pd.DataFrame, cfg: SummaryConfig) -> dict[str, Any]:
     seeds = sorted(int(s) for s in df["seed"].unique())
     columns = [*METRICS, "initial_loss"] + [f"{b}_{k}" for b in BRANCHES for k in ("change", "msd")]
     summary: dict[str, Any] = {

@@ -1,9 +1,9 @@
 """Learning-curve metrics of the finetune-speed runs: ProductNet vs SumNet per task.
 
-`finetune_curve_metrics` reads the run stores `probe.experiments.finetune_speed` wrote and gives
-each run's loss curve (and performance curves derived from it) the four metrics of
-`probe.curves` (start, end - start, max, tmax); `compare_finetune_curves` tests the nets against
-each other per task, paired by seed; `analyse_finetune_curves` does both and writes CSVs.
+`finetune_curve_metrics` reads the run stores `probe.experiments.finetune_speed.experiment` wrote
+and gives each run's loss curve (and performance curves derived from it) the four metrics of
+`probe.analysis.curves` (start, end - start, max, tmax); `compare_finetune_curves` tests the nets
+against each other per task, paired by seed; `analyse_finetune_curves` does both and writes CSVs.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe.curves import METRICS, curve_metrics
-from probe.errors import ProbeError
-from probe.group_stats import compare_runs
+from probe.analysis.curves import METRICS, curve_metrics
+from probe.analysis.stats.group_stats import compare_runs
+from probe.errors import FinetuneRunsError
 from probe.store import open_run
 
 __all__ = [
     "CURVES",
     "FinetuneCurves",
-    "FinetuneRunsError",
     "analyse_finetune_curves",
     "compare_finetune_curves",
     "finetune_curve_metrics",
@@ -41,10 +40,6 @@ CURVES = {
 }
 _DEFAULT_CURVES = ("loss", "log10_reduction")
 _KEYS = ["run", "seed", "net", "task"]
-
-
-class FinetuneRunsError(ProbeError, ValueError):
-    """A finetune-speed folder without usable run stores, or an unknown curve name."""
 
 
 @dataclass
@@ -87,13 +82,13 @@ def finetune_curve_metrics(
     Parameters
     ----------
     out : str or path
-        Output folder of `probe.experiments.finetune_speed.run_finetune_speed`; its run stores
-        ``runs/seed<s>/<net>_<task>.zarr`` each logged ``loss`` at every finetune step.
+        Output folder of `probe.experiments.finetune_speed.experiment.run_finetune_speed`; its run
+        stores ``runs/seed<s>/<net>_<task>.zarr`` each logged ``loss`` at every finetune step.
     curves : sequence of str
         Names in `CURVES`: ``"loss"`` (lower is better), ``"log10_reduction"`` (default
         performance curve, higher is better) and ``"fraction_reduced"``.
     smooth : bool
-        Smooth each curve with Tukey 3RS3R first (`probe.curves.curve_metrics`).
+        Smooth each curve with Tukey 3RS3R first (`probe.analysis.curves.curve_metrics`).
 
     Returns
     -------
@@ -157,8 +152,8 @@ def compare_finetune_curves(
         One row per (task, curve, metric): ``task, curve, metric, n_seeds, median_a,
         median_b, effect, ci_low, ci_high, statistic, p_value`` with a = ProductNet and
         b = SumNet (nets sorted by name), ``effect`` the median over seeds of a - b and the
-        two-sided Wilcoxon signed-rank test (`probe.group_stats.compare_runs`, zeros dropped;
-        p = 1 when every difference is 0).
+        two-sided Wilcoxon signed-rank test (`probe.analysis.stats.group_stats.compare_runs`, zeros
+        dropped; p = 1 when every difference is 0).
 
     Raises
     ------

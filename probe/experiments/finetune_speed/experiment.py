@@ -22,8 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
-from probe.experiments._finetune_report import CONVENTIONS, format_summary, plot_curves, summarise
-from probe.experiments.poly_tasks import (
+from probe.errors import FinetuneConfigError
+from probe.experiments.finetune_speed._report import (
+    CONVENTIONS,
+    format_summary,
+    plot_curves,
+    summarise,
+)
+from probe.experiments.finetune_speed.tasks import (
     BASE_TASK,
     BRANCHES,
     FINETUNE_TASKS,
@@ -31,7 +37,6 @@ from probe.experiments.poly_tasks import (
     NETS,
     PRIMARY_METRIC,
     X_RANGE,
-    FinetuneConfigError,
     PolyTask,
     grid,
 )
@@ -47,7 +52,6 @@ __all__ = [
     "PRIMARY_METRIC",
     "X_RANGE",
     "FinetuneConfig",
-    "FinetuneConfigError",
     "FinetuneResult",
     "PolyTask",
     "finetune",

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from numpy.polynomial import polynomial as P
 
-from probe.errors import ProbeError
+from probe.errors import FinetuneConfigError
 from probe.models import ProductNet, SumNet, TwoBranchNet
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "NETS",
     "PRIMARY_METRIC",
     "X_RANGE",
-    "FinetuneConfigError",
     "PolyTask",
     "grid",
 ]
@@ -33,10 +32,6 @@ NETS: dict[str, type[TwoBranchNet]] = {"ProductNet": ProductNet, "SumNet": SumNe
 METRICS = ("auc_log10_loss", "steps_to_threshold", "final_loss")
 PRIMARY_METRIC = "auc_log10_loss"
 BRANCHES = ("branch1", "branch2")
-
-
-class FinetuneConfigError(ProbeError, ValueError):
-    """Impossible settings of the finetune-speed experiment, or an inconsistent task."""
 
 
 def _poly_str(coeffs: tuple[float, ...]) -> str:

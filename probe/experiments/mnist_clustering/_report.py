@@ -1,4 +1,4 @@
-"""Figure and text summary of `probe.experiments.mnist_clustering`."""
+"""Figure and text summary of `probe.experiments.mnist_clustering.experiment`."""
 
 from __future__ import annotations
 

@@ -4,10 +4,11 @@
 0.5, zero biases, Adam, 0.5·MSE on one-hot targets), records hidden layer 2 on the first 100
 training images sorted by label with a `hooks.Recorder` (one run store per net), averages their
 squared-distance matrices over nets and compares them with the prediction of
-`probe.cluster_theory` built from raw pixels: Pearson r over all entries and over different-class
-entries, against the raw and the class-size-normalised prediction, at every snapshot. The nets'
-matrices are averaged as they are (the authors' protocol) and after scaling each to mean entry 1,
-so that one net whose representations grew by orders of magnitude does not dominate the mean.
+`probe.theory.cluster_theory` built from raw pixels: Pearson r over all entries and over
+different-class entries, against the raw and the class-size-normalised prediction, at every
+snapshot. The nets' matrices are averaged as they are (the authors' protocol) and after scaling each
+to mean entry 1, so that one net whose representations grew by orders of magnitude does not dominate
+the mean.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
-from probe.cluster_theory import (
+from probe.analysis.similarity import pairwise_sq_distances
+from probe.errors import ConfigError
+from probe.experiments.datasets import MNIST_MEAN, MNIST_STD, load_dataset
+from probe.experiments.mnist_clustering._report import format_summary, plot_clustering
+from probe.models.two_point import TwoPointMLP
+from probe.store import open_run
+from probe.theory.cluster_theory import (
     ClassPairDistances,
     between_class_correlation,
     class_pair_distance_sums,
@@ -34,12 +41,6 @@ from probe.cluster_theory import (
     predicted_sq_distances,
     within_between_sq_distance,
 )
-from probe.data import MNIST_MEAN, MNIST_STD, load_dataset
-from probe.difference import pairwise_sq_distances
-from probe.errors import ConfigError
-from probe.experiments._clustering_report import format_summary, plot_clustering
-from probe.models.two_point import TwoPointMLP
-from probe.store import open_run
 
 __all__ = [
     "MnistClusteringConfig",
@@ -145,7 +146,7 @@ def _validate(cfg: MnistClusteringConfig) -> None:
 
 
 def raw_pixels(dataset: str, x_train: torch.Tensor) -> F64:
-    """Return the raw pixel values of images from `probe.data.load_dataset` (train split).
+    """Return the raw pixel values of images from `datasets.load_dataset` (train split).
 
     Parameters
     ----------
@@ -313,7 +314,7 @@ def run_mnist_clustering(
     ------
     ConfigError
         A setting out of range, or ``n_probe`` larger than the training set.
-    probe.data.DatasetUnavailableError
+    probe.experiments.datasets.DatasetUnavailableError
         MNIST is neither on disk nor downloadable (use ``dataset="digits"`` offline).
 
     Notes

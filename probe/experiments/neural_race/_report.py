@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from probe.routing import RoutingTrajectory
+from probe.theory.routing import RoutingTrajectory
 
 __all__ = ["plot_race", "plot_sweep"]
 
@@ -27,7 +27,7 @@ def plot_race(
     """Plot loss and the top-4 singular values of W_in[0], W_h, W_out[0]; return ``path``.
 
     Like the authors' ``routing_network_solution.pdf``: every seed solid, theory dotted.
-    ``traces`` are `probe.experiments.neural_race.RaceTraces`.
+    ``traces`` are `probe.experiments.neural_race.experiment.RaceTraces`.
     """
     fig = Figure(figsize=(12.0, 3.4), layout="constrained")
     FigureCanvasAgg(fig)

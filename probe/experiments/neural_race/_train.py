@@ -2,7 +2,7 @@
 
 `NeuralRaceConfig`, the Recorder-facing wrapper `RoutingPaths`, `train_routing`, and
 `race_traces` (singular values, loss and `path_errors` from the run store). Re-exported by
-`probe.experiments.neural_race`.
+`probe.experiments.neural_race.experiment`.
 """
 
 from __future__ import annotations

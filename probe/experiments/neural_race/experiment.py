@@ -3,7 +3,7 @@
 `run_neural_race` trains `probe.models.gdln.RoutingNetwork` full batch on the gated loss with a
 `hooks.Recorder` (weights of W_in[0], W_h, W_out[0] and every path's output), reads the singular
 values back from the run store and compares them with the exact reduced dynamics
-(`probe.routing`). `init_scale_sweep` measures trained- vs untrained-path error against the
+(`probe.theory.routing`). `init_scale_sweep` measures trained- vs untrained-path error against the
 init scale (the zero-shot generalisation of shared representations).
 """
 
@@ -21,8 +21,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from probe.errors import ConfigError
-from probe.experiments._neural_race_report import plot_race, plot_sweep
-from probe.experiments._neural_race_train import (
+from probe.experiments.neural_race._report import plot_race, plot_sweep
+from probe.experiments.neural_race._train import (
     N_MODES,
     NeuralRaceConfig,
     RaceTraces,
@@ -33,7 +33,7 @@ from probe.experiments._neural_race_train import (
     train_routing,
 )
 from probe.models.gdln import routing_data
-from probe.routing import (
+from probe.theory.routing import (
     final_hidden_strength,
     half_time,
     io_strength,

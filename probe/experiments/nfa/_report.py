@@ -1,4 +1,4 @@
-"""Tables, ground-truth measures and the static-vs-local metric of `probe.experiments.nfa`.
+"""Tables, ground-truth measures and the static-vs-local metric of the NFA experiment.
 
 `nfa_steps` (every measure of every layer over snapshots, NFM ``M`` and ``dM``),
 `final_table` (the per-layer table at init and at the end), `ground_truth_steps` and
@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from probe.features import nfa_over_steps, nfm, rho_cos
-from probe.local_metric import (
+from probe.analysis.features import nfa_over_steps, nfm, rho_cos
+from probe.analysis.local_metric import (
     output_pullback,
     per_sample_jacobians,
     plot_static_vs_local,
@@ -44,7 +44,7 @@ _POWER_NAMES = {1.0: "G", 0.5: "sqrtG"}
 
 
 def nfa_steps(run: Run, seed: int) -> pd.DataFrame:
-    """Return `probe.features.nfa_over_steps` of every layer, plain (``nfm="M"``) and of dM.
+    """Return `features.nfa_over_steps` of every layer, plain (``nfm="M"``) and of dM.
 
     Columns ``seed, nfm, layer, step, measure, power, value, init, nfm_change``; ``nfm="dM"``
     rows use ``(W_t - W_0)ᵀ(W_t - W_0)`` (NaN at step 0, where dM = 0).
@@ -173,12 +173,12 @@ def local_metric(
     k : int
         Neighbours of the neighbourhood comparison.
     path : path
-        Where `probe.local_metric.plot_static_vs_local` draws the figure.
+        Where `probe.analysis.local_metric.plot_static_vs_local` draws the figure.
 
     Returns
     -------
     dict
-        Summary of `probe.local_metric.static_vs_local` with power 1/2 (NFA: ``M ≈
+        Summary of `probe.analysis.local_metric.static_vs_local` with power 1/2 (NFA: ``M ≈
         AGOP^{1/2}``): median per-sample Pearson and cosine of ``g(x_i)^{1/2}`` with ``WᵀW``,
         ``mean_corr`` (of the averaged metric, the AGOP on these points), rank counts, the
         rank of ``WᵀW``, the k-NN overlaps and their chance level.

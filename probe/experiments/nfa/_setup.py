@@ -1,4 +1,4 @@
-"""Data, model and probe set of one seed of `probe.experiments.nfa` (features spec §1.9).
+"""Data, model and probe set of one seed of `probe.experiments.nfa.experiment` (features spec §1.9).
 
 `poly_data` (x ~ N(0, I), y = x0 x1), `poly_mlp` (bias-free ReLU MLP), `chain` (a model as
 [Linear, activation, ..., readout]), `Setup` and `make_setup`.
@@ -9,18 +9,28 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from probe.data import load_dataset, stratified_probe
+from probe.experiments.datasets import load_dataset, stratified_probe
 from probe.models import MLP
 
-if TYPE_CHECKING:
-    from probe.experiments.nfa import NfaConfig
+__all__ = ["Setup", "SetupConfig", "chain", "make_setup", "poly_data", "poly_mlp"]
 
-__all__ = ["Setup", "chain", "make_setup", "poly_data", "poly_mlp"]
+
+class SetupConfig(Protocol):
+    """The settings `make_setup` reads (fields of `probe.experiments.nfa.NfaConfig`)."""
+
+    task: str
+    dataset: str
+    init: str
+    n_probe: int
+    max_train: int | None
+    dim: int
+    n_train: int
+    n_test: int
 
 
 def poly_data(
@@ -78,7 +88,7 @@ class Setup:
     evaluate: Callable[[], dict[str, float]]
 
 
-def make_setup(cfg: NfaConfig, seed: int, width: int, depth: int) -> Setup:
+def make_setup(cfg: SetupConfig, seed: int, width: int, depth: int) -> Setup:
     """Return seed ``seed``'s data, probe set (training inputs) and model (init applied)."""
     torch.manual_seed(seed)
     if cfg.task == "poly":

@@ -20,8 +20,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
+from probe.analysis.features import plot_nfa
 from probe.errors import ConfigError
-from probe.experiments._nfa_report import (
+from probe.experiments.nfa._report import (
     final_table,
     format_table,
     ground_truth_steps,
@@ -29,8 +30,7 @@ from probe.experiments._nfa_report import (
     nfa_steps,
     plot_ground_truth,
 )
-from probe.experiments._nfa_setup import Setup, chain, make_setup, poly_data, poly_mlp
-from probe.features import plot_nfa
+from probe.experiments.nfa._setup import Setup, chain, make_setup, poly_data, poly_mlp
 from probe.store import Run, open_run
 
 __all__ = [
@@ -192,7 +192,7 @@ def run_nfa(cfg: NfaConfig, out: str | Path, *, progress: bool = True) -> NfaRes
     cfg : NfaConfig
     out : str or path
         Output folder: ``seed-<s>/run.zarr`` per seed (replaced if present), ``nfa_steps.csv``
-        (`probe.experiments._nfa_report.nfa_steps` of every seed), ``nfa_table.csv`` and
+        (`probe.experiments.nfa._report.nfa_steps` of every seed), ``nfa_table.csv`` and
         ``nfa_table.json`` (per layer at init and trained; the JSON adds the mean over seeds,
         the static-vs-local summary and the config), ``ground_truth_steps.csv`` (poly: input
         layer vs G* = e0e0ᵀ + e1e1ᵀ), figures ``nfa_M.png``, ``nfa_dM.png`` (first seed; NFM

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from probe.effective_fit import TwoPointFit
+from probe.theory.effective_fit import TwoPointFit
 
 __all__ = ["plot_fit", "plot_sse_by_layer"]
 

@@ -4,7 +4,8 @@ An MLP is trained full batch on two points with the authors' settings; every hid
 output are recorded at every step through `hooks.Recorder` (snapshot at step t = state after t
 updates, i.e. at the start of epoch t + 1 as in the authors' ``Compiler.training_run``). Each
 hidden layer's measured ``h, y, w`` is then fitted with the effective theory
-(`probe.effective_fit.fit_two_point`), giving a per-layer table and the measured-vs-theory figure.
+(`probe.theory.effective_fit.fit_two_point`), giving a per-layer table and the measured-vs-theory
+figure.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hooks import Recorder
-from probe.effective_fit import TwoPointFit, fit_two_point, two_point_traces
 from probe.errors import ConfigError
-from probe.experiments._two_point_report import plot_fit, plot_sse_by_layer
+from probe.experiments.two_points._report import plot_fit, plot_sse_by_layer
 from probe.models.two_point import NONLINEARITIES, TwoPointMLP
 from probe.store import open_run
+from probe.theory.effective_fit import TwoPointFit, fit_two_point, two_point_traces
 
 __all__ = ["SETTINGS", "TwoPointsConfig", "TwoPointsResult", "run_two_points", "train_two_point"]
 

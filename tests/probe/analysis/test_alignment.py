@@ -5,8 +5,7 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe._validation import InvalidArrayError, MissingTargetsError, ShapeMismatchError
-from probe.alignment import (
+from probe.analysis.alignment import (
     alignment,
     alignment_over_steps,
     misalignment,
@@ -14,6 +13,7 @@ from probe.alignment import (
     prediction_agreement,
     prediction_sq_distances,
 )
+from probe.errors import InvalidArrayError, MissingTargetsError, ShapeMismatchError
 
 
 def setup(seed, n=40, d=3):

@@ -9,18 +9,17 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe import collapse
-from probe._validation import InvalidArrayError, MissingTargetsError, ShapeMismatchError
-from probe.clusters import (
+from probe.analysis import collapse
+from probe.analysis.cluster_sweep import sweep
+from probe.analysis.clusters import (
     centroid_separation,
     geometry,
     output_margins,
-    plot_sweep,
     probe_accuracies,
     sklearn_scores,
-    sweep,
 )
-from probe.errors import ConfigError
+from probe.errors import ConfigError, InvalidArrayError, MissingTargetsError, ShapeMismatchError
+from probe.plots.clusters import plot_sweep
 
 TOY_X = np.array([[0.0], [1.0], [10.0], [11.0]])
 TOY_Y = np.array([0, 0, 1, 1])
@@ -236,9 +235,7 @@ def test_output_margin_errors():
 
 
 def test_moved_names_are_reexported():
-    from probe import _cluster_sweep, clusters, margins
+    from probe.analysis import clusters, margins
 
     assert clusters.output_margins is margins.output_margins
     assert clusters.centroid_separation is margins.centroid_separation
-    assert clusters.sweep is _cluster_sweep.sweep
-    assert clusters.plot_sweep is _cluster_sweep.plot_sweep

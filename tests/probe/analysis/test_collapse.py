@@ -4,8 +4,7 @@ import scipy.linalg
 from scipy.stats import ortho_group
 from sklearn.metrics import calinski_harabasz_score
 
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.collapse import (
+from probe.analysis.collapse import (
     cdnv,
     class_statistics,
     etf_measures,
@@ -15,6 +14,7 @@ from probe.collapse import (
     ncc_margins,
     self_duality,
 )
+from probe.errors import InvalidArrayError, ShapeMismatchError
 
 
 def simplex_etf(C, D, r=1.0, seed=0):
@@ -249,7 +249,7 @@ def test_classifier_errors():
 
 
 def test_moved_names_are_reexported():
-    from probe import _class_stats, _collapse_classifier, collapse, margins
+    from probe.analysis import _class_stats, _collapse_classifier, collapse, margins
 
     assert collapse.class_statistics is _class_stats.class_statistics
     assert collapse.ClassStatistics is _class_stats.ClassStatistics

@@ -8,21 +8,24 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe._cli_curves import add_parser
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.curves import (
+from probe.analysis.curves import (
     CurveMetrics,
-    CurveTableError,
-    MetricNotInRunError,
-    ReadoutError,
     curve_metrics,
     curves_from_run,
     developmental_trajectory,
     metrics_table,
-    plot_trajectory,
     processing_trajectory,
     readout_curve,
 )
+from probe.cli.curves import add_parser
+from probe.errors import (
+    CurveTableError,
+    InvalidArrayError,
+    MetricNotInRunError,
+    ReadoutError,
+    ShapeMismatchError,
+)
+from probe.plots.curves import plot_trajectory
 
 X1 = [4, 1, 3, 6, 6, 4, 1, 6, 2, 4, 2]  # R's ?smooth example; smooth(x1) = 3 3 3 3 4 4 4 4 2 2 2
 
@@ -282,8 +285,6 @@ def test_cli_curves(run_path, tmp_path, capsys):
 
 
 def test_moved_names_are_reexported():
-    from probe import curve_plots, curves, readout
+    from probe.analysis import curves, readout
 
     assert curves.readout_curve is readout.readout_curve
-    assert curves.ReadoutError is readout.ReadoutError
-    assert curves.plot_trajectory is curve_plots.plot_trajectory

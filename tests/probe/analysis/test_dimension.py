@@ -3,15 +3,14 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import ortho_group
 
-from probe._validation import InvalidArrayError
-from probe.dimension import (
+from probe.analysis.dimension import (
     effective_rank,
     effective_rank_from_spectrum,
     participation_ratio,
     participation_ratio_from_spectrum,
     twonn,
 )
-from probe.errors import ConfigError
+from probe.errors import ConfigError, InvalidArrayError
 
 SPECTRUM = [4.0, 1.0, 1.0, 1.0, 1.0] + [0.0] * 5
 

@@ -11,9 +11,8 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.embed import FITS, METHODS, embed
-from probe.errors import ConfigError, StepNotFoundError
+from probe.analysis.embed import FITS, METHODS, embed
+from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError, StepNotFoundError
 
 
 def frames(seed, n=40, d=6, steps=3):

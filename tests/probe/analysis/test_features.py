@@ -8,10 +8,7 @@ from torch.func import jacrev, vmap
 
 import probe
 from hooks import Recorder
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.errors import ConfigError, LayerNotInRunError
-from probe.features import (
-    AGOPNotRecordedError,
+from probe.analysis.features import (
     NFAComparison,
     compare,
     fact_matrix,
@@ -23,6 +20,13 @@ from probe.features import (
     rho_cos,
     rho_offdiag,
     rho_pearson,
+)
+from probe.errors import (
+    AGOPNotRecordedError,
+    ConfigError,
+    InvalidArrayError,
+    LayerNotInRunError,
+    ShapeMismatchError,
 )
 
 F64 = torch.float64

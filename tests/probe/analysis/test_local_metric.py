@@ -3,10 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.errors import ConfigError
-from probe.features import matrix_power_psd, nfm, rho_pearson
-from probe.local_metric import (
+from probe.analysis.features import matrix_power_psd, nfm, rho_pearson
+from probe.analysis.local_metric import (
     StaticVsLocal,
     agop_from_jacobians,
     class_agop,
@@ -17,6 +15,7 @@ from probe.local_metric import (
     plot_static_vs_local,
     static_vs_local,
 )
+from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError
 
 F64 = torch.float64
 

@@ -6,10 +6,9 @@ from scipy.stats import ortho_group
 from torch import nn
 
 import probe
-import probe.difference as difference
+import probe.analysis.similarity as difference
 from hooks import Recorder
-from probe._validation import InvalidArrayError, PairIndexError, ShapeMismatchError
-from probe.difference import (
+from probe.analysis.similarity import (
     cka_matrix,
     layer_cka_over_steps,
     layer_step_change,
@@ -19,6 +18,7 @@ from probe.difference import (
     procrustes_distance,
     step_change,
 )
+from probe.errors import InvalidArrayError, PairIndexError, ShapeMismatchError
 
 
 def naive_cka(X, Y):

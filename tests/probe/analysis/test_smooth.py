@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from probe._validation import InvalidArrayError
-from probe.smooth import SmootherOptionError, tukey_smooth
+from probe.analysis.smooth import tukey_smooth
+from probe.errors import InvalidArrayError, SmootherOptionError
 
 # R's own output: the "Didactical investigation" of demo(smooth) (stats/demo/smooth.R), from the
 # R-generated transcript of R's demos kept with the R sources (*.Rout.save). Columns: x,

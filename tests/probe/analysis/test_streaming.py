@@ -6,18 +6,22 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe import collapse, dimension
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.clusters import centroid_separation
-from probe.difference import layer_cka_over_steps, linear_cka
-from probe.errors import ConfigError, LayerNotInRunError
-from probe.streaming import (
+from probe.analysis import collapse, dimension
+from probe.analysis.clusters import centroid_separation
+from probe.analysis.similarity import layer_cka_over_steps, linear_cka
+from probe.analysis.streaming import (
     ClassMoments,
     CrossMoments,
-    EmptyAccumulatorError,
     Moments,
     class_moments,
     consecutive_cka,
+)
+from probe.errors import (
+    ConfigError,
+    EmptyAccumulatorError,
+    InvalidArrayError,
+    LayerNotInRunError,
+    ShapeMismatchError,
 )
 
 RTOL = 1e-10

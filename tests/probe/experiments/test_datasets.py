@@ -1,4 +1,4 @@
-"""Tests of probe.data: MNIST and digits loaders, dataset dispatch, stratified probe subsets."""
+"""Tests of probe.experiments.datasets: MNIST and digits loaders, dispatch, stratified probes."""
 
 from __future__ import annotations
 
@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from probe.data import (
+from probe.errors import DatasetUnavailableError, ProbeError, SplitSizeError, UnknownDatasetError
+from probe.experiments.datasets import (
     DATASETS,
-    DatasetUnavailableError,
-    SplitSizeError,
-    UnknownDatasetError,
     data_root,
     load_dataset,
     load_digits,
     load_mnist,
     stratified_probe,
 )
-from probe.errors import ProbeError
 
 N_DIGITS = 1797
 

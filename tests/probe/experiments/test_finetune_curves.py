@@ -1,4 +1,4 @@
-"""Tests of probe.experiments.finetune_curves on a tiny finetune-speed run."""
+"""Tests of probe.experiments.finetune_speed.curves on a tiny finetune-speed run."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe.curves import curve_metrics
-from probe.experiments._stats import StatsInputError, compare_paired
-from probe.experiments.finetune_curves import (
-    FinetuneRunsError,
+from probe.analysis.curves import curve_metrics
+from probe.analysis.stats.paired import compare_paired
+from probe.errors import FinetuneRunsError, StatsInputError
+from probe.experiments.finetune_speed.curves import (
     analyse_finetune_curves,
     compare_finetune_curves,
     finetune_curve_metrics,
 )
-from probe.experiments.finetune_speed import FinetuneConfig, run_finetune_speed
+from probe.experiments.finetune_speed.experiment import FinetuneConfig, run_finetune_speed
 
 METRICS = ["start", "end_minus_start", "max", "tmax"]
 

@@ -15,21 +15,25 @@ from torch import nn
 
 import probe
 from hooks import log_schedule
-from probe.errors import ProbeError
-from probe.experiments._stats import (
-    StatsInputError,
+from probe.analysis.stats.paired import (
     bootstrap_ci,
     compare_paired,
     mean_ci,
     paired_differences,
     wilcoxon_signed_rank,
 )
-from probe.experiments.finetune_speed import (
+from probe.errors import (
+    FinetuneConfigError,
+    InputShapeError,
+    ModelConfigError,
+    ProbeError,
+    StatsInputError,
+)
+from probe.experiments.finetune_speed.experiment import (
     BASE_TASK,
     FINETUNE_TASKS,
     METRICS,
     FinetuneConfig,
-    FinetuneConfigError,
     PolyTask,
     _metrics,
     format_summary,
@@ -38,7 +42,7 @@ from probe.experiments.finetune_speed import (
     representation_change,
     run_finetune_speed,
 )
-from probe.models import InputShapeError, ModelConfigError, ProductNet, SumNet, TwoBranchNet
+from probe.models import ProductNet, SumNet, TwoBranchNet
 
 # --------------------------------------------------------------------------- models
 
@@ -388,7 +392,7 @@ def test_end_to_end_tiny(tmp_path):
 
 
 def test_cli_run_finetune_speed(tmp_path, capsys):
-    from probe.cli import main as cli_main
+    from probe.cli.app import main as cli_main
 
     out = tmp_path / "cli"
     argv = [

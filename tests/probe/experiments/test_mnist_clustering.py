@@ -11,20 +11,20 @@ import torch
 from sklearn.datasets import load_digits as sk_load_digits
 
 import probe
-from probe._cli_mnist_clustering import add_run_parser
-from probe.cluster_theory import (
-    class_pair_distance_sums,
-    matrix_correlation,
-    predicted_sq_distances,
-)
-from probe.data import MNIST_MEAN, MNIST_STD, load_digits
-from probe.difference import pairwise_sq_distances
+from probe.analysis.similarity import pairwise_sq_distances
+from probe.cli.run_mnist_clustering import add_run_parser
 from probe.errors import ConfigError
-from probe.experiments.mnist_clustering import (
+from probe.experiments.datasets import MNIST_MEAN, MNIST_STD, load_digits
+from probe.experiments.mnist_clustering.experiment import (
     MnistClusteringConfig,
     demo_config,
     raw_pixels,
     run_mnist_clustering,
+)
+from probe.theory.cluster_theory import (
+    class_pair_distance_sums,
+    matrix_correlation,
+    predicted_sq_distances,
 )
 
 TINY = [

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 import probe
-from probe.cli import main as cli_main
-from probe.data import load_digits
+from probe.cli.app import main as cli_main
 from probe.errors import ConfigError
 from probe.experiments import ClassifierConfig, train_classifier
+from probe.experiments.datasets import load_digits
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
@@ -110,7 +110,7 @@ def test_cli_run_mnist_with_agop_feeds_the_nfa(tmp_path):
     run = probe.open_run(out / "run.zarr")
     assert run.attrs["config"]["agop"] is True and run.attrs["config"]["writer"] == "process"
     assert run.agop("layers.0").shape == (len(run.steps), 64, 64)
-    df = probe.features.nfa_over_steps(run, "layers.0")
+    df = probe.analysis.features.nfa_over_steps(run, "layers.0")
     assert set(df["step"]) == set(run.steps) and df["value"].notna().all()
 
 

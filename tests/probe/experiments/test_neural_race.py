@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from probe._cli_neural_race import add_run_parser
+from probe.cli.run_neural_race import add_run_parser
 from probe.errors import ConfigError
-from probe.experiments.neural_race import (
+from probe.experiments.neural_race.experiment import (
     InitScaleSweepConfig,
     NeuralRaceConfig,
     RoutingPaths,

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import probe
-from probe._cli_nfa import add_run_parser
+from probe.analysis.features import compare, matrix_power_psd, nfm, rho_cos, rho_pearson
+from probe.cli.run_nfa import add_run_parser
 from probe.errors import ConfigError
-from probe.experiments._nfa_report import gstar
-from probe.experiments._nfa_setup import make_setup
-from probe.experiments.nfa import NfaConfig, demo_config, poly_data, run_nfa
-from probe.features import compare, matrix_power_psd, nfm, rho_cos, rho_pearson
+from probe.experiments.nfa._report import gstar
+from probe.experiments.nfa._setup import make_setup
+from probe.experiments.nfa.experiment import NfaConfig, demo_config, poly_data, run_nfa
 
 TINY_DIGITS = [
     *("--task", "mnist", "--dataset", "digits", "--epochs", "1", "--max-train", "200"),
@@ -42,7 +42,7 @@ MEASURES = ("pearson", "cosine", "offdiag")
 
 @pytest.fixture(scope="module")
 def digits_out(tmp_path_factory):
-    """`probe run nfa` on a tiny digits MLP, through a parser built as probe.cli builds it."""
+    """`probe run nfa` on a tiny digits MLP, through a parser built as probe.cli.app builds it."""
     out = tmp_path_factory.mktemp("nfa_digits")
     parser = argparse.ArgumentParser(prog="probe run")
     add_run_parser(parser.add_subparsers(dest="experiment", required=True))

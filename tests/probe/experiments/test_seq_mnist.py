@@ -11,9 +11,9 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe._cli_sweep import add_run_parser, parse_pair
-from probe.data import load_digits
-from probe.errors import ConfigError, ProbeError
+from probe.cli.sweep import add_run_parser, parse_pair
+from probe.errors import ConfigError, InputShapeError, ModelConfigError, ProbeError
+from probe.experiments.datasets import load_digits
 from probe.experiments.seq_mnist import (
     READOUTS,
     SeqMnistConfig,
@@ -21,7 +21,6 @@ from probe.experiments.seq_mnist import (
     train_seq_mnist,
     validate_config,
 )
-from probe.models import InputShapeError, ModelConfigError
 from probe.models.sequence import RecurrentEncoder, SequenceClassifier
 
 # --------------------------------------------------------------------------- model

@@ -1,4 +1,4 @@
-"""Tests of probe.sweep: config checking, parallel runs, failures, resume, the table, the CLI."""
+"""Tests of probe.experiments.sweep: config checks, parallel runs, failures, resume, table, CLI."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ import sys
 import pandas as pd
 import pytest
 
-from probe._cli_sweep import add_parser
-from probe.sweep import (
-    SweepConfigError,
-    SweepRunError,
-    plan_sweep,
-    run_sweep,
-)
+from probe.cli.sweep import add_parser
+from probe.errors import SweepConfigError, SweepRunError
+from probe.experiments.sweep import plan_sweep, run_sweep
 
 # tiny digits runs: 1 epoch -> snapshots at init and epoch 1; 8 time steps; 2 read-outs
 BASE = {"dataset": "digits", "pair": [3, 8], "hidden": 4, "epochs": 1, "probe_size": 30}
@@ -216,7 +212,7 @@ def test_cli_sweep(tmp_path, capsys):
 
 
 def test_moved_names_are_reexported():
-    from probe import _sweep_plan, sweep
+    from probe.experiments import _sweep_plan, sweep
 
-    for name in ("EXPERIMENTS", "SweepConfigError", "SweepPlan", "SweepRun", "plan_sweep"):
+    for name in ("EXPERIMENTS", "SweepPlan", "SweepRun", "plan_sweep"):
         assert getattr(sweep, name) is getattr(_sweep_plan, name)

@@ -10,12 +10,12 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe._cli_export import add_parser
-from probe.embed import embed
+from probe.analysis.embed import embed
+from probe.cli.export import add_parser
 from probe.errors import ConfigError, LayerNotInRunError, StepNotFoundError
-from probe.export import (
+from probe.export.formats import export_run
+from probe.export.frames import (
     embed_run,
-    export_run,
     probe_labels,
     save_acts,
     select_layers,

@@ -12,18 +12,11 @@ from torch import nn
 from werkzeug.test import Client
 
 import probe
-import probe.projector as projector_mod
+import probe.export.projector as projector_mod
 from hooks import Recorder
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.errors import ConfigError
-from probe.export import export_run
-from probe.projector import (
-    CONFIG_NAME,
-    ProjectorConfigError,
-    export_projector,
-    make_sprite,
-    write_projector,
-)
+from probe.errors import ConfigError, InvalidArrayError, ProjectorConfigError, ShapeMismatchError
+from probe.export.formats import export_run
+from probe.export.projector import CONFIG_NAME, export_projector, make_sprite, write_projector
 
 N = 25  # probe images of 8x8 pixels: a 5x5 sprite of 40x40 px
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from probe.errors import GateError, InputShapeError, ModelConfigError
 from probe.models.gdln import (
     GatedDLN,
-    GateError,
     RoutingNetwork,
     decoupled_init_,
     gate_matrix,
@@ -15,7 +15,6 @@ from probe.models.gdln import (
     routing_data,
     routing_network,
 )
-from probe.models.mnist import InputShapeError, ModelConfigError
 
 D64 = torch.float64
 

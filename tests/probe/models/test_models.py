@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from probe.errors import ProbeError
-from probe.models import CNN, MLP, InputShapeError, ModelConfigError
+from probe.errors import InputShapeError, ModelConfigError, ProbeError
+from probe.models import CNN, MLP
 
 # --------------------------------------------------------------------------- MLP
 

@@ -1,4 +1,4 @@
-"""Tests of probe.curve_report (sweep table -> curve metrics, trajectories, figures, statistics)."""
+"""Tests of probe.report.curve_report (sweep table -> metrics, trajectories, figures, tests)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from probe._curve_stats import null_test
-from probe.curve_plots import plot_metric_ribbons, plot_processing_curves
-from probe.curve_report import SweepTableError, analyse_sweep, read_sweep_table
-from probe.curves import CurveTableError, curve_metrics
+from probe.analysis.curves import curve_metrics
+from probe.analysis.stats.curve_stats import null_test
+from probe.errors import CurveTableError, SweepTableError
+from probe.plots.curves import plot_metric_ribbons, plot_processing_curves
+from probe.report.curve_report import analyse_sweep, read_sweep_table
 
 T = 6
 HEIGHT = {"a": 0.2, "b": 0.4}  # peak gain over chance of each group's curves

@@ -17,13 +17,13 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe import report
-from probe._cli_analyze import add_parser, default_out
-from probe._report_alignment import alignment_table, pair_groups
-from probe.data import load_digits, stratified_probe
+from probe.cli.analyze import add_parser, default_out
 from probe.errors import ConfigError, LayerNotInRunError, ProbeError
+from probe.experiments.datasets import load_digits, stratified_probe
 from probe.models import MLP
-from probe.report import Absent, build_report, register_section, write_report
+from probe.report import SECTIONS, Absent, build_report, register_section, write_report
+from probe.report import page as report
+from probe.report.alignment_section import alignment_table, pair_groups
 
 ALL = ["curves", "summaries", "change", "clusters", "embedding", "nfa", "effective", "alignment"]
 CHROMIUM = next(
@@ -134,8 +134,18 @@ def test_two_point_run_gets_the_effective_theory_fit(tmp_path):
     assert "CKA of 2 centred samples is always 1" in found["change"]
 
 
-def test_section_errors_and_warnings_are_reported(digits_path, monkeypatch):
-    monkeypatch.setattr(report, "SECTIONS", {})
+@pytest.fixture
+def no_sections():
+    """Empty the section registry for one test, then restore it."""
+    saved = dict(SECTIONS)
+    SECTIONS.clear()
+    yield
+    SECTIONS.clear()
+    SECTIONS.update(saved)
+
+
+@pytest.mark.usefixtures("no_sections")
+def test_section_errors_and_warnings_are_reported(digits_path):
 
     @register_section("fails", "Fails")
     def _fails(run, ctx):
@@ -153,13 +163,13 @@ def test_section_errors_and_warnings_are_reported(digits_path, monkeypatch):
     assert "UserWarning: a recoverable oddity" in found["warns"]
 
 
-def test_register_section_twice_needs_replace(monkeypatch):
-    monkeypatch.setattr(report, "SECTIONS", {})
+@pytest.mark.usefixtures("no_sections")
+def test_register_section_twice_needs_replace():
     register_section("x", "X")(lambda run, ctx: "a")
     with pytest.raises(ConfigError, match="section 'x' is already registered; pass replace=True"):
         register_section("x", "Y")(lambda run, ctx: "b")
     register_section("x", "Y", replace=True)(lambda run, ctx: Absent("none"))
-    assert report.SECTIONS["x"].title == "Y"
+    assert SECTIONS["x"].title == "Y"
 
 
 @pytest.mark.parametrize(
@@ -237,7 +247,7 @@ def test_alignment_section_splits_class_pairs_and_matches_the_definitions(digits
     assert (np.r_[same, diff][:, 0] < np.r_[same, diff][:, 1]).all()
     # the section's means equal alignment_over_steps on the same pairs
     df = alignment_table(run, run.steps).set_index(["step", "pairs"])
-    ref = probe.alignment.alignment_over_steps(run, diff)
+    ref = probe.analysis.alignment.alignment_over_steps(run, diff)
     for t, step in enumerate(run.steps):
         row = df.loc[(int(step), "different class")]
         assert row["a"] == pytest.approx(ref["a"][t].mean(), rel=1e-12)

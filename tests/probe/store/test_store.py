@@ -8,7 +8,7 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from probe.cli import main as cli_main
+from probe.cli.app import main as cli_main
 
 
 @pytest.fixture

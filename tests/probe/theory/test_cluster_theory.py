@@ -3,10 +3,9 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import pearsonr
 
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.cluster_theory import (
+from probe.errors import InvalidArrayError, ShapeMismatchError, UnknownClassError
+from probe.theory.cluster_theory import (
     ONE_HOT_DISTANCE,
-    UnknownClassError,
     between_class_correlation,
     class_pair_distance_sums,
     matrix_correlation,

@@ -1,11 +1,15 @@
 import numpy as np
 import pytest
 
-import probe.effective as effective
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.effective import (
-    IntegrationError,
+import probe.theory.effective as effective
+from probe.errors import (
+    InvalidArrayError,
+    OdeIntegrationError,
+    ProbeError,
+    ShapeMismatchError,
     TheoryInputError,
+)
+from probe.theory.effective import (
     final_distance,
     invariant,
     lazy_final_distance,
@@ -14,7 +18,6 @@ from probe.effective import (
     simulate_two_point,
     two_point_rhs,
 )
-from probe.errors import ProbeError
 
 # V1-1 (dynamics spec §5): bias-free 2-layer linear net, width 100, 1-D in/out, x = ±0.5,
 # y = ±sqrt(0.5)/2, criterion 0.5*F.mse_loss, full-batch SGD lr 0.005, 20,000 steps.
@@ -238,8 +241,8 @@ def test_scaling_eta_y_sets_the_clock():
 def test_errors_are_probe_errors():
     assert issubclass(TheoryInputError, ProbeError)
     assert issubclass(TheoryInputError, ValueError)
-    assert issubclass(IntegrationError, ProbeError)
-    assert issubclass(IntegrationError, RuntimeError)
+    assert issubclass(OdeIntegrationError, ProbeError)
+    assert issubclass(OdeIntegrationError, RuntimeError)
 
 
 def test_two_point_rhs_errors():
@@ -297,7 +300,8 @@ def test_simulate_errors(monkeypatch):
         message = "Required step size is less than spacing between numbers."
 
     monkeypatch.setattr(effective, "solve_ivp", lambda *a, **k: Failed())
-    with pytest.raises(IntegrationError, match=r"solve_ivp must integrate .* Required step size"):
+    match = r"solve_ivp must integrate .* Required step size"
+    with pytest.raises(OdeIntegrationError, match=match):
         simulate_two_point(*args, t=[0.0, 1.0])
 
 
@@ -311,7 +315,7 @@ def test_mean_output_loss_errors():
 
 
 def test_simulate_gives_up_after_max_nfev():
-    with pytest.raises(IntegrationError, match="more than max_nfev=10 evaluations"):
+    with pytest.raises(OdeIntegrationError, match="more than max_nfev=10 evaluations"):
         simulate_two_point(
             0.0025, 6.25e-6, -0.0017615, 2.5e-3, 2.5e-3, 1.0, 0.5, t=[0.0, 20000.0], max_nfev=10
         )

@@ -1,25 +1,22 @@
 import numpy as np
 import pytest
 
-import probe.effective_fit as effective_fit
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.effective import (
-    IntegrationError,
+import probe.theory.effective_fit as effective_fit
+from probe.errors import (
+    ConfigError,
+    InvalidArrayError,
+    OdeIntegrationError,
+    ShapeMismatchError,
     TheoryInputError,
-    _jac,
-    _rhs,
-    final_distance,
-    mean_output_loss,
-    simulate_two_point,
 )
-from probe.effective_fit import (
+from probe.experiments.two_points.experiment import TwoPointsConfig, run_two_points
+from probe.theory.effective import _jac, _rhs, final_distance, mean_output_loss, simulate_two_point
+from probe.theory.effective_fit import (
     TwoPointTraces,
     fit_mean_output_rate,
     fit_two_point,
     two_point_traces,
 )
-from probe.errors import ConfigError
-from probe.experiments.two_points import TwoPointsConfig, run_two_points
 
 COARSE = np.logspace(-4, -1, 13)  # start grid around the rates of these tests (speed)
 
@@ -89,10 +86,10 @@ def test_fit_errors(monkeypatch):
 
     def fail(*args, **kwargs):
         msg = "solver failed"
-        raise IntegrationError(msg)
+        raise OdeIntegrationError(msg)
 
     monkeypatch.setattr(effective_fit, "simulate_two_point", fail)
-    with pytest.raises(IntegrationError, match="could not be integrated at any rate"):
+    with pytest.raises(OdeIntegrationError, match="could not be integrated at any rate"):
         fit_two_point(tr, grid=COARSE)
 
 

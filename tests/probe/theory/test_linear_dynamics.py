@@ -2,16 +2,14 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from probe._validation import InvalidArrayError, ShapeMismatchError
-from probe.effective_closed import TheoryInputError
-from probe.errors import ConfigError
+from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError, TheoryInputError
 from probe.experiments.deep_linear import (
     ROUTING_ITEMS,
     DeepLinearConfig,
     hierarchical_items,
     run_deep_linear,
 )
-from probe.linear_dynamics import (
+from probe.theory.linear_dynamics import (
     deep_mode_trajectory,
     gram_mode_strengths,
     half_time,

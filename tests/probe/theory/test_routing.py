@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-import probe.routing as routing
-from probe._validation import InvalidArrayError
-from probe.effective import IntegrationError
-from probe.effective_closed import TheoryInputError
-from probe.routing import (
+import probe.theory.routing as routing
+from probe.errors import InvalidArrayError, OdeIntegrationError, TheoryInputError
+from probe.theory.routing import (
     final_hidden_strength,
     half_time,
     hidden_rate,
@@ -133,5 +131,5 @@ def test_integration_failure_is_reported(monkeypatch):
         success, message = False, "step size too small"
 
     monkeypatch.setattr(routing, "solve_ivp", lambda *a, **k: Failed())
-    with pytest.raises(IntegrationError, match="step size too small"):
+    with pytest.raises(OdeIntegrationError, match="step size too small"):
         routing_trajectory([0.0, 1.0], S, B0, TAU)

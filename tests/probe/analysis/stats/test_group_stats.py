@@ -3,8 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from probe.experiments._stats import StatsInputError, compare_paired
-from probe.group_stats import (
+from probe.analysis.stats.group_stats import (
     bootstrap_mean_difference,
     compare_runs,
     kruskal_wallis,
@@ -13,6 +12,8 @@ from probe.group_stats import (
     ols_glance,
     per_run_summary,
 )
+from probe.analysis.stats.paired import compare_paired
+from probe.errors import StatsInputError
 
 ALPHA = 0.05
 
@@ -270,7 +271,7 @@ def test_per_run_errors():
 
 
 def test_moved_names_are_reexported():
-    from probe import _group_tests, _ols, group_stats
+    from probe.analysis.stats import _group_tests, _ols, group_stats
 
     assert group_stats.ols_glance is _ols.ols_glance
     assert group_stats.nested_f_test is _ols.nested_f_test
