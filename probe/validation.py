@@ -1,23 +1,23 @@
-"""Input checks shared by the metric modules, called once at the top of each public function.
+"""Input checks shared by every module of probe, called once at the top of each public function.
 
-Holds the errors they raise (`ShapeMismatchError`, `InvalidArrayError`, `PairIndexError`,
-`MissingTargetsError`) and helpers that return validated float64 arrays.
+`check_int` and `check_positive` check settings (a bool is not a number here); `as_float_array`,
+`as_samples_features`, `as_pairs` and the `check_*` array helpers return or check validated
+float64 arrays. The errors they raise live in `probe.errors`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from probe.errors import (
-    InvalidArrayError,
-    PairIndexError,
-    ShapeMismatchError,
-)
+from probe.errors import ConfigError, InvalidArrayError, PairIndexError, ShapeMismatchError
 
 __all__ = [
+    "check_int",
+    "check_positive",
     "as_float_array",
     "as_pairs",
     "as_samples_features",
@@ -28,6 +28,94 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+
+
+def check_int(
+    value: Any, name: str, *, minimum: int = 1, error: type[Exception] = ConfigError, hint: str = ""
+) -> int:
+    """Return ``value`` as an int after checking that it is an integer >= ``minimum``.
+
+    Parameters
+    ----------
+    value : object
+        The setting; a Python or numpy integer. A bool is rejected, though Python counts it as
+        an int (``epochs=True`` is a mistake, not one epoch).
+    name : str
+        The setting's name, for the message.
+    minimum : int
+        Smallest allowed value.
+    error : type of Exception
+        The error to raise (`ConfigError` unless the caller's domain has its own).
+    hint : str
+        A fix hint appended to the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ConfigError
+        (or ``error``) ``value`` is not an int >= ``minimum``.
+
+    Examples
+    --------
+    >>> check_int(3, "epochs")
+    3
+    >>> check_int(True, "epochs")
+    Traceback (most recent call last):
+    ...
+    probe.errors.ConfigError: epochs must be an int >= 1; got True.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        msg = f"{name} must be an int >= {minimum}; got {value!r}." + (f" {hint}" if hint else "")
+        raise error(msg)
+    return int(value)
+
+
+def check_positive(
+    value: Any, name: str, *, error: type[Exception] = ConfigError, hint: str = ""
+) -> float:
+    """Return ``value`` as a float after checking that it is a finite real number > 0.
+
+    Parameters
+    ----------
+    value : object
+        The setting: a Python or numpy real number (a bool or a string is rejected).
+    name : str
+        The setting's name, for the message.
+    error : type of Exception
+        The error to raise (`ConfigError` unless the caller's domain has its own).
+    hint : str
+        A fix hint appended to the message.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ConfigError
+        (or ``error``) ``value`` is not a finite real number > 0.
+
+    Examples
+    --------
+    >>> check_positive(1e-3, "lr")
+    0.001
+    >>> check_positive(0, "lr", hint="Pass e.g. lr=1e-3.")
+    Traceback (most recent call last):
+    ...
+    probe.errors.ConfigError: lr must be a finite number > 0; got 0. Pass e.g. lr=1e-3.
+    """
+    real = not isinstance(value, (bool, str, bytes)) and np.ndim(value) == 0
+    try:
+        v = float(value) if real else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not 0.0 < v < math.inf:
+        msg = f"{name} must be a finite number > 0; got {value!r}." + (f" {hint}" if hint else "")
+        raise error(msg)
+    return v
 
 
 def as_float_array(A: Any, name: str, *, min_ndim: int = 1) -> F64:

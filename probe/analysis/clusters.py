@@ -21,8 +21,8 @@ from sklearn.preprocessing import StandardScaler
 
 from probe.analysis import collapse, dimension
 from probe.analysis.margins import centroid_separation, ncc_margins, output_margins
-from probe.errors import ConfigError, InvalidArrayError
-from probe.validation import as_float_array, as_samples_features
+from probe.errors import InvalidArrayError
+from probe.validation import as_float_array, as_samples_features, check_int
 
 __all__ = [
     "centroid_separation",
@@ -47,14 +47,6 @@ def _labelled(X: Any, y: Any) -> tuple[F64, npt.NDArray[Any]]:
         )
         raise InvalidArrayError(msg)
     return Xf, np.asarray(y)
-
-
-def _check_int(value: Any, name: str, low: int) -> int:
-    """Return ``value`` when it is an int >= ``low``, else raise `ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        msg = f"{name!r} must be an int >= {low}; got {value!r}."
-        raise ConfigError(msg)
-    return int(value)
 
 
 def sklearn_scores(
@@ -95,7 +87,7 @@ def sklearn_scores(
     {'silhouette': 0.899749, 'davies_bouldin': 0.1, 'calinski_harabasz': 200.0}
     """
     Xf, labels = _labelled(X, y)
-    size = _check_int(sample_size, "sample_size", 2)
+    size = check_int(sample_size, "sample_size", minimum=2)
     sub = size if Xf.shape[0] > size else None
     return {
         "silhouette": float(silhouette_score(Xf, labels, sample_size=sub, random_state=seed)),
@@ -143,8 +135,9 @@ def probe_accuracies(
     lbfgs, ``max_iter=1000`` instead of 100), both fitted on each training fold only.
     """
     Xf, labels = _labelled(X, y)
-    k = _check_int(n_neighbors, "n_neighbors", 1)
-    n_splits = min(_check_int(cv, "cv", 2), int(np.unique(labels, return_counts=True)[1].min()))
+    k = check_int(n_neighbors, "n_neighbors")
+    smallest_class = int(np.unique(labels, return_counts=True)[1].min())
+    n_splits = min(check_int(cv, "cv", minimum=2), smallest_class)
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     n_train = Xf.shape[0] - -(-Xf.shape[0] // n_splits)  # smallest training fold
     knn = KNeighborsClassifier(n_neighbors=min(k, n_train))

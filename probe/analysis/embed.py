@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.linalg import orthogonal_procrustes
 
 from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError, StepNotFoundError
-from probe.validation import as_float_array, check_min_samples
+from probe.validation import as_float_array, check_int, check_min_samples
 
 __all__ = ["FITS", "METHODS", "Embedding", "embed"]
 
@@ -273,9 +273,7 @@ def _check_options(
     if n_components not in (2, 3) or isinstance(n_components, bool):
         msg = f"n_components must be 2 or 3 (x, y[, z]); got {n_components!r}."
         raise ConfigError(msg)
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        msg = f"seed must be a non-negative int; got {seed!r}."
-        raise ConfigError(msg)
+    check_int(seed, "seed", minimum=0)
     if pre_pca and pre_pca < n_components:
         msg = f"pre_pca must be None, 0 or >= n_components={n_components}; got {pre_pca!r}."
         raise ConfigError(msg)

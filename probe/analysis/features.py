@@ -22,7 +22,7 @@ from probe.errors import (
     InvalidArrayError,
     ShapeMismatchError,
 )
-from probe.validation import as_float_array
+from probe.validation import as_float_array, check_positive
 
 if TYPE_CHECKING:
     from probe.store import Run
@@ -44,14 +44,6 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 FRAME_COLUMNS = ("layer", "step", "measure", "power", "value", "init", "nfm_change")
-
-
-def _positive(x: object, name: str) -> float:
-    """Return ``x`` as a float, raising `ConfigError` unless it is a positive number."""
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.number)) or not x > 0:
-        msg = f"{name} must be a positive number; got {x!r}."
-        raise ConfigError(msg)
-    return float(x)
 
 
 def _weight(W: npt.ArrayLike, name: str) -> F64:
@@ -106,7 +98,9 @@ def nfm(
             msg = f"W0 must have the shape of W; got W0 {W0f.shape}, W {Wf.shape} (flattened)."
             raise ShapeMismatchError(msg)
         Wf = Wf - W0f
-    div = Wf.shape[0] if scale == "out" else 1.0 if scale is None else _positive(scale, "scale")
+    div = (
+        Wf.shape[0] if scale == "out" else 1.0 if scale is None else check_positive(scale, "scale")
+    )
     return Wf.T @ Wf / div
 
 
@@ -125,7 +119,7 @@ def matrix_power_psd(G: npt.ArrayLike, p: float) -> F64:
     array([[2., 0.],
            [0., 3.]])
     """
-    p = _positive(p, "power p")
+    p = check_positive(p, "power p")
     A = _square(G, "G", stack=True)
     At = np.swapaxes(A, -1, -2)
     asym = np.linalg.norm(A - At, axis=(-2, -1))
@@ -323,8 +317,8 @@ def fact_matrix(
     if g.shape != H.shape:
         msg = f"grad_h_loss and h must have the same shape; got {g.shape} and {H.shape}."
         raise ShapeMismatchError(msg)
-    n = g.shape[0] if n_samples is None else _positive(n_samples, "n_samples")
-    return -(g.T @ H) / (n * _positive(lam, "lam"))
+    n = g.shape[0] if n_samples is None else check_positive(n_samples, "n_samples")
+    return -(g.T @ H) / (n * check_positive(lam, "lam"))
 
 
 def fact_residual(

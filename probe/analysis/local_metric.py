@@ -20,7 +20,7 @@ from torch.func import jacrev, vmap
 from probe.analysis.features import matrix_power_psd
 from probe.analysis.similarity import pairwise_sq_distances
 from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError
-from probe.validation import as_float_array, as_samples_features
+from probe.validation import as_float_array, as_samples_features, check_int
 
 __all__ = [
     "DERIVATIVES",
@@ -179,9 +179,7 @@ def per_sample_jacobians(
     if x.ndim < 2 or x.shape[0] == 0 or not x.is_floating_point():
         msg = f"h must be floating of shape (n_samples, ...) with n >= 1; got {tuple(x.shape)}."
         raise InvalidArrayError(msg)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        msg = f"batch_size must be a positive int; got {batch_size!r}."
-        raise ConfigError(msg)
+    check_int(batch_size, "batch_size")
     jac = vmap(jacrev(f))
     out = []
     with torch.no_grad():  # torch.func still differentiates; no graph to the parameters

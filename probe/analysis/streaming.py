@@ -20,12 +20,11 @@ from scipy.spatial.distance import pdist
 from hooks import schema
 from probe.analysis import collapse
 from probe.errors import (
-    ConfigError,
     EmptyAccumulatorError,
     InvalidArrayError,
     LayerNotInRunError,
 )
-from probe.validation import as_samples_features, check_same_n_samples
+from probe.validation import as_samples_features, check_int, check_same_n_samples
 
 if TYPE_CHECKING:
     from probe.store import Run
@@ -352,10 +351,7 @@ def _chunk_reader(
     run: Run, layer: str, key: str, chunk_rows: Any
 ) -> Callable[[int], Iterator[npt.NDArray[Any]]]:
     """Check the arguments; return ``read(i)`` yielding snapshot ``i`` in (m, ...) row chunks."""
-    ok = isinstance(chunk_rows, (int, np.integer)) and not isinstance(chunk_rows, bool)
-    if not ok or chunk_rows < 1:
-        msg = f"'chunk_rows' must be a positive int; got {chunk_rows!r}."
-        raise ConfigError(msg)
+    check_int(chunk_rows, "chunk_rows")
     if key not in run.keys(layer):  # keys() raises for an unknown layer
         msg = f"layer {layer!r} has no array {key!r}; recorded: {run.keys(layer)}."
         raise LayerNotInRunError(msg)

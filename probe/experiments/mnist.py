@@ -19,6 +19,7 @@ from hooks import Recorder, log_schedule
 from probe.errors import ConfigError
 from probe.experiments.datasets import load_dataset, stratified_probe
 from probe.models import CNN, MLP
+from probe.validation import check_int
 
 __all__ = ["ClassifierConfig", "ClassifierResult", "train_classifier"]
 
@@ -77,10 +78,7 @@ def _validate(cfg: ClassifierConfig) -> None:
             msg = f"{name} must be one of {allowed}; got {getattr(cfg, name)!r}."
             raise ConfigError(msg)
     for name in ("epochs", "batch_size", "probe_size"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            msg = f"{name} must be a positive int; got {value!r}."
-            raise ConfigError(msg)
+        check_int(getattr(cfg, name), name)
 
 
 def _model(cfg: ClassifierConfig, in_features: int) -> nn.Module:

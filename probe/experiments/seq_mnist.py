@@ -25,6 +25,7 @@ from probe.errors import ConfigError
 from probe.experiments.datasets import DATASETS, load_dataset, stratified_probe
 from probe.models.sequence import CELLS, SequenceClassifier
 from probe.store import open_run
+from probe.validation import check_int, check_positive
 
 __all__ = [
     "READOUTS",
@@ -102,14 +103,8 @@ def validate_config(cfg: SeqMnistConfig) -> None:
         raise ConfigError(msg)
     sizes = ["hidden", "epochs", "batch_size", "probe_size", "seed"]
     for name in sizes + (["n_train"] if cfg.n_train is not None else []):
-        value = getattr(cfg, name)
-        if not _is_int(value) or value < (0 if name == "seed" else 1):
-            kind = "non-negative" if name == "seed" else "positive"
-            msg = f"{name} must be a {kind} int; got {value!r}."
-            raise ConfigError(msg)
-    if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, (int, float)) or not cfg.lr > 0:
-        msg = f"lr must be a positive float; got {cfg.lr!r}. Pass e.g. lr=1e-3."
-        raise ConfigError(msg)
+        check_int(getattr(cfg, name), name, minimum=0 if name == "seed" else 1)
+    check_positive(cfg.lr, "lr", hint="Pass e.g. lr=1e-3.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -294,9 +289,7 @@ def readout_table(store: str | Path, *, folds: int = 2, seed: int = 0) -> pd.Dat
     was fitted on (resubstitution, which counts each point as its own neighbour); following
     section 3.5 this scores held-out predictions on the fixed probe set from the test split.
     """
-    if not _is_int(folds) or folds < 2:
-        msg = f"folds must be an int >= 2; got {folds!r}."
-        raise ConfigError(msg)
+    check_int(folds, "folds", minimum=2)
     run = open_run(store)
     y = np.asarray(run.targets, dtype=np.int64)
     counts = np.bincount(y, minlength=2)

@@ -33,6 +33,7 @@ from probe.experiments._sweep_plan import (
     format_value,
     plan_sweep,
 )
+from probe.validation import check_int
 
 __all__ = [
     "EXPERIMENTS",
@@ -160,9 +161,7 @@ def run_sweep(
     holds the same config; with another config it runs again. Worker processes are spawned,
     so a script that calls `run_sweep` needs an ``if __name__ == "__main__":`` guard.
     """
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
-        msg = f"workers must be an int >= 0 (0: run in this process); got {workers!r}."
-        raise SweepConfigError(msg)
+    check_int(workers, "workers", minimum=0, error=SweepConfigError, hint="0 runs in this process.")
     t0 = time.perf_counter()
     plan = plan_sweep(config)
     out = Path(out)

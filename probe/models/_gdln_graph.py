@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from probe.errors import GateError, InputShapeError, ModelConfigError
+from probe.validation import check_int
 
 __all__ = ["GatedDLN", "Gates"]
 
@@ -178,9 +179,7 @@ class GatedDLN(nn.Module):
 
 def _check_graph(nodes: dict[str, int], ends: dict[str, tuple[str, str]]) -> None:
     for v, size in nodes.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            msg = f"node {v!r} must have an int size >= 1; got {size!r}."
-            raise ModelConfigError(msg)
+        check_int(size, f"the size of node {v!r}", error=ModelConfigError)
     if not ends:
         msg = "a GatedDLN needs at least one edge; got none."
         raise ModelConfigError(msg)

@@ -17,6 +17,7 @@ from torch import nn
 
 from probe.errors import GateError, InputShapeError, ModelConfigError
 from probe.models._gdln_graph import GatedDLN
+from probe.validation import check_int, check_positive
 
 __all__ = [
     "GatedDLN",
@@ -62,9 +63,7 @@ def gate_matrix(M: int = 7, mode: str = "4_plus_minus_mod") -> torch.Tensor:
     >>> gate_matrix(7)[0].tolist()
     [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     """
-    if not isinstance(M, int) or M < 1:
-        msg = f"M must be an int >= 1; got {M!r}."
-        raise ModelConfigError(msg)
+    check_int(M, "M", error=ModelConfigError)
     if mode == "fully_connected":
         return torch.ones(M, M)
     match = _MODE.match(mode)
@@ -381,9 +380,7 @@ def routing_network(
     if init not in ("orthogonal", "decoupled"):
         msg = f"init must be 'orthogonal' or 'decoupled'; got {init!r}."
         raise ModelConfigError(msg)
-    if not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
-        msg = f"scale must be a finite number > 0 (the gain or b0); got {scale!r}."
-        raise ModelConfigError(msg)
+    check_positive(scale, "scale", error=ModelConfigError, hint="It is the gain or b0.")
     net = RoutingNetwork(M, d_in, d_hidden, d_out, gate).to(dtype)
     gen = torch.Generator().manual_seed(seed)
     if init == "orthogonal":

@@ -31,6 +31,7 @@ from probe.export.frames import select_layers
 from probe.report.section import SECTIONS, Absent, ReportContext, Section
 from probe.store import Run, open_run
 from probe.store.format import format_info
+from probe.validation import check_int
 
 __all__ = ["build_report", "run_name", "write_report"]
 
@@ -96,9 +97,7 @@ def build_report(
     """
     run = run if isinstance(run, Run) else open_run(run)
     chosen = _check_sections(sections)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        msg = f"max_steps must be an int >= 1; got {max_steps!r}."
-        raise ConfigError(msg)
+    check_int(max_steps, "max_steps")
     if method not in METHODS:
         msg = f"method must be one of {METHODS}; got {method!r}."
         raise ConfigError(msg)

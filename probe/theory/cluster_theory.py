@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from probe.errors import InvalidArrayError, ShapeMismatchError, UnknownClassError
-from probe.validation import as_float_array, as_samples_features, check_same_n_samples
+from probe.validation import as_float_array, as_samples_features, check_int, check_same_n_samples
 
 __all__ = [
     "ONE_HOT_DISTANCE",
@@ -115,9 +115,7 @@ def class_pair_distance_sums(
     Xf = as_samples_features(X, "X")
     labels = _labels(y, "y")
     check_same_n_samples(Xf, labels, "X, y")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        msg = f"batch_size must be a positive int; got {batch_size!r}."
-        raise InvalidArrayError(msg)
+    check_int(batch_size, "batch_size", error=InvalidArrayError)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     onehot = np.zeros((len(labels), len(classes)))
     onehot[np.arange(len(labels)), inverse] = 1.0

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from probe import validation
 from probe.errors import ShapeMismatchError, TheoryInputError
 from probe.validation import as_float_array
 
@@ -37,12 +38,8 @@ def as_real(value: Any, name: str) -> float:
 
 
 def check_positive(value: Any, name: str) -> float:
-    """Return ``value`` as a float after checking that it is finite and > 0."""
-    v = as_real(value, name)
-    if not (np.isfinite(v) and v > 0.0):
-        msg = f"{name} must be a finite number > 0; got {value!r}."
-        raise TheoryInputError(msg)
-    return v
+    """Return ``value`` as a float after checking that it is finite and > 0 (`TheoryInputError`)."""
+    return validation.check_positive(value, name, error=TheoryInputError)
 
 
 def check_nonnegative(value: Any, name: str) -> float:

@@ -27,7 +27,7 @@ from probe.errors import (
     TheoryInputError,
 )
 from probe.theory.effective_closed import check_positive
-from probe.validation import as_float_array
+from probe.validation import as_float_array, check_int
 
 __all__ = [
     "deep_mode_trajectory",
@@ -174,9 +174,8 @@ def deep_mode_trajectory(
         raise InvalidArrayError(msg)
     sf, u0f, taf = (check_positive(v, n) for v, n in ((s, "s"), (u0, "u0"), (tau, "tau")))
     _check_u0(np.asarray(u0f), np.asarray(sf))
-    if not isinstance(n_layers, int) or n_layers < 3:
-        msg = f"n_layers must be an int >= 3 (input, hidden..., output); got {n_layers!r}."
-        raise TheoryInputError(msg)
+    hint = "Count the input, hidden and output layers."
+    check_int(n_layers, "n_layers", minimum=3, error=TheoryInputError, hint=hint)
     k, p = n_layers - 1, 2.0 - 2.0 / (n_layers - 1)
 
     def rhs(_t: float, u: F64) -> F64:

@@ -17,7 +17,7 @@ from scipy.integrate import quad, solve_ivp
 
 from probe.errors import InvalidArrayError, OdeIntegrationError, TheoryInputError
 from probe.theory.effective_closed import check_positive
-from probe.validation import as_float_array
+from probe.validation import as_float_array, check_int
 
 __all__ = [
     "RoutingTrajectory",
@@ -54,9 +54,7 @@ def routing_tau(lr: float, n_items: int = 4, d_out: int = 7) -> float:
     700.0
     """
     for name, v in (("n_items", n_items), ("d_out", d_out)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            msg = f"{name} must be a positive int; got {v!r}."
-            raise TheoryInputError(msg)
+        check_int(v, name, error=TheoryInputError)
     return n_items * d_out / (2.0 * check_positive(lr, "lr"))
 
 
@@ -366,10 +364,7 @@ def initial_loss(s: npt.ArrayLike, b0: float) -> float:
 
 
 def _modules(M: Any, name: str = "M") -> int:
-    if not isinstance(M, (int, np.integer)) or isinstance(M, bool) or M < 1:
-        msg = f"{name} must be a positive int; got {M!r}."
-        raise TheoryInputError(msg)
-    return int(M)
+    return check_int(M, name, error=TheoryInputError)
 
 
 def _strengths(s: npt.ArrayLike) -> F64:

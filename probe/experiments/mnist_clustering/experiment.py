@@ -41,6 +41,7 @@ from probe.theory.cluster_theory import (
     predicted_sq_distances,
     within_between_sq_distance,
 )
+from probe.validation import check_int
 
 __all__ = [
     "MnistClusteringConfig",
@@ -126,13 +127,9 @@ def demo_config(dataset: str = "mnist") -> MnistClusteringConfig:
 def _validate(cfg: MnistClusteringConfig) -> None:
     names = ("n_nets", "epochs", "batch_size", "width", "depth", "n_probe", "n_pred_images")
     for name in (*names, "n_log_snapshots"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            msg = f"{name} must be a positive int; got {value!r}."
-            raise ConfigError(msg)
-    if cfg.max_train is not None and (not isinstance(cfg.max_train, int) or cfg.max_train < 1):
-        msg = f"max_train must be None (all images) or a positive int; got {cfg.max_train!r}."
-        raise ConfigError(msg)
+        check_int(getattr(cfg, name), name)
+    if cfg.max_train is not None:
+        check_int(cfg.max_train, "max_train", hint="Or pass None for all images.")
     if not isinstance(cfg.hidden_layer, int) or not 0 <= cfg.hidden_layer < cfg.depth:
         msg = (
             f"hidden_layer must be an int in [0, depth) = [0, {cfg.depth}); got "

@@ -22,6 +22,7 @@ from hooks import Recorder
 from probe.errors import ConfigError
 from probe.models.gdln import RoutingNetwork, routing_data, routing_network
 from probe.store import open_run
+from probe.validation import check_int, check_positive
 
 __all__ = [
     "LAYERS",
@@ -77,15 +78,9 @@ class NeuralRaceConfig:
             msg = f"dtype must be 'float32' or 'float64'; got {self.dtype!r}."
             raise ConfigError(msg)
         for name in ("scale", "lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
-                msg = f"{name} must be a finite number > 0; got {value!r}."
-                raise ConfigError(msg)
+            check_positive(getattr(self, name), name)
         for name in ("epochs", "seeds", "record_every", "d_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                msg = f"{name} must be a positive int; got {value!r}."
-                raise ConfigError(msg)
+            check_int(getattr(self, name), name)
         b0 = theory_start(self)
         if not 0 < b0 < math.inf:
             msg = f"theory_b0 must be > 0; got {b0!r}."

@@ -32,6 +32,7 @@ from probe.experiments.nfa._report import (
 )
 from probe.experiments.nfa._setup import Setup, chain, make_setup, poly_data, poly_mlp
 from probe.store import Run, open_run
+from probe.validation import check_int
 
 __all__ = [
     "NfaConfig",
@@ -127,9 +128,7 @@ def _resolved(cfg: NfaConfig) -> tuple[int, int, int]:
     if cfg.max_train is not None:
         ints["max_train"] = cfg.max_train
     for name, value in ints.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            msg = f"{name} must be a positive int; got {value!r}."
-            raise ConfigError(msg)
+        check_int(value, name)
     n_points = min(cfg.n_local, cfg.n_train if cfg.task == "poly" else cfg.n_probe)
     if not 0 <= cfg.local_layer <= sizes["depth"] or not 1 <= cfg.k < n_points:
         msg = (

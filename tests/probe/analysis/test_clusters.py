@@ -208,11 +208,11 @@ def test_plot_sweep_errors(tmp_path):
 # ------------------------------------------------------------------ errors
 def test_setting_errors():
     for kw, name in [({"sample_size": 1}, "sample_size"), ({"sample_size": True}, "sample_size")]:
-        with pytest.raises(ConfigError, match=f"'{name}' must be an int >= 2"):
+        with pytest.raises(ConfigError, match=f"{name} must be an int >= 2"):
             sklearn_scores(TOY_X, TOY_Y, **kw)
-    with pytest.raises(ConfigError, match=r"'n_neighbors' must be an int >= 1; got 0"):
+    with pytest.raises(ConfigError, match=r"n_neighbors must be an int >= 1; got 0"):
         probe_accuracies(TOY_X, TOY_Y, n_neighbors=0)
-    with pytest.raises(ConfigError, match=r"'cv' must be an int >= 2; got 2.5"):
+    with pytest.raises(ConfigError, match=r"cv must be an int >= 2; got 2.5"):
         geometry(TOY_X, TOY_Y, cv=2.5)
 
 

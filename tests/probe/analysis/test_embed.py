@@ -115,7 +115,7 @@ def test_tsne_chain_keeps_frames_comparable():
         ({"method": "ica"}, ConfigError, r"method must be one of \['pca', 'mds', 'umap', 'tsne'\]"),
         ({"method": "tsne", "fit": "reference"}, ConfigError, r"fit for method 'tsne' must be"),
         ({"n_components": 4}, ConfigError, "n_components must be 2 or 3"),
-        ({"seed": -1}, ConfigError, "seed must be a non-negative int; got -1"),
+        ({"seed": -1}, ConfigError, "seed must be an int >= 0; got -1"),
         ({"pre_pca": 1}, ConfigError, "pre_pca must be None, 0 or >= n_components=2; got 1"),
         ({"steps": [0, 1]}, ShapeMismatchError, r"steps must have one entry per frame \(3\)"),
         ({"sample_ids": np.arange(39)}, ShapeMismatchError, r"per sample \(40\); got shape"),

@@ -75,9 +75,9 @@ def test_nfm_errors():
         nfm(W, W)
     with pytest.raises(ShapeMismatchError, match="W0 must have the shape of W"):
         nfm(W, np.ones((3, 3)), subtract_init=True)
-    with pytest.raises(ConfigError, match="scale must be a positive number"):
+    with pytest.raises(ConfigError, match="scale must be a finite number > 0"):
         nfm(W, scale=0.0)
-    with pytest.raises(ConfigError, match="scale must be a positive number"):
+    with pytest.raises(ConfigError, match="scale must be a finite number > 0"):
         nfm(W, scale="in")
     with pytest.raises(InvalidArrayError, match="at least 2 dimensions"):
         nfm(np.ones(3))
@@ -109,7 +109,7 @@ def test_matrix_power_psd_clips_negative_roundoff():
 def test_matrix_power_psd_errors():
     G = np.eye(3)
     for p in (0, -0.5, True, "half"):
-        with pytest.raises(ConfigError, match="power p must be a positive number"):
+        with pytest.raises(ConfigError, match="power p must be a finite number > 0"):
             matrix_power_psd(G, p)
     with pytest.raises(InvalidArrayError, match=r"G must have shape \(\.\.\., d, d\)"):
         matrix_power_psd(np.ones((3, 2)), 0.5)
@@ -195,7 +195,7 @@ def test_compare_errors():
         compare(M, M, M0=np.eye(2))
     with pytest.raises(ShapeMismatchError, match="M and G must have the same shape"):
         compare(M, np.eye(4))
-    with pytest.raises(ConfigError, match="power p must be a positive number"):
+    with pytest.raises(ConfigError, match="power p must be a finite number > 0"):
         compare(M, M, powers=(0,))
 
 
@@ -329,9 +329,9 @@ def test_fact_errors():
     W, g, h = np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 3))
     with pytest.raises(ShapeMismatchError, match="grad_h_loss and h must have the same shape"):
         fact_matrix(g, np.ones((4, 2)), 0.1)
-    with pytest.raises(ConfigError, match="lam must be a positive number"):
+    with pytest.raises(ConfigError, match="lam must be a finite number > 0"):
         fact_matrix(g, h, 0.0)
-    with pytest.raises(ConfigError, match="n_samples must be a positive number"):
+    with pytest.raises(ConfigError, match="n_samples must be a finite number > 0"):
         fact_matrix(g, h, 0.1, n_samples=0)
     with pytest.raises(ShapeMismatchError, match="h must have W's input width 3"):
         fact_residual(W, np.ones((4, 2)), np.ones((4, 2)), 0.1)

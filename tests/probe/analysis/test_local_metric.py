@@ -117,7 +117,7 @@ def test_per_sample_jacobians_errors():
         per_sample_jacobians(net, torch.randn(6, dtype=F64))
     with pytest.raises(InvalidArrayError, match="h must be floating"):
         per_sample_jacobians(net, np.ones((3, 6), dtype=int))
-    with pytest.raises(ConfigError, match="batch_size must be a positive int; got 0"):
+    with pytest.raises(ConfigError, match="batch_size must be an int >= 1; got 0"):
         per_sample_jacobians(net, torch.randn(3, 6, dtype=F64), batch_size=0)
 
 
@@ -225,7 +225,7 @@ def test_static_vs_local_errors():
     for k in (0, 10, True, 2.0):
         with pytest.raises(ConfigError, match=r"k must be an int in \[1, n_samples - 1 = 9\]"):
             static_vs_local(M, G, X, k=k)
-    with pytest.raises(ConfigError, match="power p must be a positive number"):
+    with pytest.raises(ConfigError, match="power p must be a finite number > 0"):
         static_vs_local(M, G, X, k=3, power=0)
     with pytest.raises(InvalidArrayError, match="M must not be constant"):
         static_vs_local(np.ones((3, 3)), G, X, k=3)

@@ -209,7 +209,7 @@ def test_run_helpers_equal_in_memory(run):
 
 def test_run_helper_errors(run, tmp_path):
     for bad in (0, True, 2.5):
-        with pytest.raises(ConfigError, match="'chunk_rows' must be a positive int"):
+        with pytest.raises(ConfigError, match="chunk_rows must be an int >= 1"):
             consecutive_cka(run, "0", chunk_rows=bad)
     with pytest.raises(LayerNotInRunError, match="layer '0' has no array 'acts.1'"):
         class_moments(run, "0", 0, key="acts.1")

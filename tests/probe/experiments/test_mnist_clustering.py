@@ -118,9 +118,9 @@ def test_demo_config_is_small():
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("n_nets", 0, "n_nets must be a positive int; got 0"),
-        ("n_log_snapshots", 1.5, "n_log_snapshots must be a positive int; got 1.5"),
-        ("max_train", 0, "max_train must be None \\(all images\\) or a positive int; got 0"),
+        ("n_nets", 0, "n_nets must be an int >= 1; got 0"),
+        ("n_log_snapshots", 1.5, "n_log_snapshots must be an int >= 1; got 1.5"),
+        ("max_train", 0, "max_train must be an int >= 1; got 0. Or pass None"),
         ("hidden_layer", 4, "hidden_layer must be an int in \\[0, depth\\) = \\[0, 4\\); got 4"),
         ("lr", 0.0, "lr must be > 0; got 0.0"),
         ("gain", -1.0, "gain must be > 0; got -1.0"),

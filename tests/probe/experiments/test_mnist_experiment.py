@@ -65,7 +65,8 @@ def test_mse_loss_and_sgd_constant(tmp_path):
         ("loss", "hinge", "loss must be one of"),
         ("optimizer", "lbfgs", "optimizer must be one of"),
         ("lr_schedule", "step", "lr_schedule must be one of"),
-        ("epochs", 0, "epochs must be a positive int; got 0"),
+        ("epochs", 0, "epochs must be an int >= 1; got 0"),
+        ("epochs", True, "epochs must be an int >= 1; got True"),
         ("writer", "disk", "writer must be one of \\('thread', 'process'\\); got 'disk'"),
     ],
 )

@@ -135,7 +135,7 @@ def test_init_scale_sweep_tiny(tmp_path):
         (NeuralRaceConfig(init="xavier"), "init must be 'decoupled' or 'orthogonal'"),
         (NeuralRaceConfig(dtype="float16"), "dtype must be 'float32' or 'float64'"),
         (NeuralRaceConfig(lr=-1.0), "lr must be a finite number > 0"),
-        (NeuralRaceConfig(epochs=2.5), "epochs must be a positive int"),
+        (NeuralRaceConfig(epochs=2.5), "epochs must be an int >= 1"),
         (NeuralRaceConfig(theory_b0=0.0), "theory_b0 must be > 0"),
     ],
 )

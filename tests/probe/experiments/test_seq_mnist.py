@@ -122,12 +122,12 @@ def test_recorded_initial_states_are_the_models_hidden_states(tmp_path):
         ({"pair": (3, 3)}, r"pair must be two distinct classes in 0-9.*got \(3, 3\)"),
         ({"pair": (0, 10)}, r"pair must be two distinct classes in 0-9.*got \(0, 10\)"),
         ({"pair": (1,)}, r"pair must be two distinct classes"),
-        ({"hidden": 0}, "hidden must be a positive int; got 0"),
-        ({"epochs": 1.5}, "epochs must be a positive int; got 1.5"),
-        ({"n_train": 0}, "n_train must be a positive int; got 0"),
-        ({"seed": -1}, "seed must be a non-negative int; got -1"),
-        ({"lr": 0.0}, r"lr must be a positive float; got 0.0"),
-        ({"lr": "fast"}, r"lr must be a positive float; got 'fast'"),
+        ({"hidden": 0}, "hidden must be an int >= 1; got 0"),
+        ({"epochs": 1.5}, "epochs must be an int >= 1; got 1.5"),
+        ({"n_train": 0}, "n_train must be an int >= 1; got 0"),
+        ({"seed": -1}, "seed must be an int >= 0; got -1"),
+        ({"lr": 0.0}, r"lr must be a finite number > 0; got 0.0"),
+        ({"lr": "fast"}, r"lr must be a finite number > 0; got 'fast'"),
     ],
 )
 def test_config_errors(kw, match):

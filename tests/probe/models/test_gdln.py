@@ -94,7 +94,7 @@ def test_gates_broadcast_over_a_trailing_path_axis():
 @pytest.mark.parametrize(
     ("nodes", "edges", "match"),
     [
-        ({"x": 0, "y": 1}, {"e": ("x", "y")}, "must have an int size >= 1"),
+        ({"x": 0, "y": 1}, {"e": ("x", "y")}, "the size of node 'x' must be an int >= 1"),
         ({"x": 1, "y": 1}, {}, "needs at least one edge"),
         ({"x": 1, "y": 1}, {"e.1": ("x", "y")}, "contain no '.'"),
         ({"x": 1, "y": 1}, {"e": ("x", "z")}, "unknown node 'z'"),

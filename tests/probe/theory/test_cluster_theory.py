@@ -124,7 +124,7 @@ def test_errors():
     M = np.ones((3, 3)) - np.eye(3)
     with pytest.raises(InvalidArrayError, match="y must be 1-D"):
         class_pair_distance_sums(X, y[:, None])
-    with pytest.raises(InvalidArrayError, match="batch_size must be a positive int; got 0"):
+    with pytest.raises(InvalidArrayError, match="batch_size must be an int >= 1; got 0"):
         class_pair_distance_sums(X, y, batch_size=0)
     with pytest.raises(ShapeMismatchError, match="X and y must have the same number of samples"):
         class_pair_distance_sums(X, y[:-1])

@@ -278,7 +278,7 @@ def test_closed_form_errors():
         rich_final_distance(0.1, 0.1, 1.0, float("inf"))
     with pytest.raises(TheoryInputError, match=r"eta_y must be a finite number > 0; got -1\."):
         lazy_final_distance(1.0, 0.1, 0.1, -1, 1.0)
-    with pytest.raises(TheoryInputError, match=r"dx2 must be a real number; got 'one'\."):
+    with pytest.raises(TheoryInputError, match=r"dx2 must be a finite number > 0; got 'one'\."):
         final_distance(1.0, 0.1, 0.1, 0.1, "one", 0.5)
     with pytest.raises(TheoryInputError, match=r"w0 must be a real number; got None\."):
         simulate_two_point(0.01, 1e-4, None, 0.01, 0.01, 1.0, 0.5, t=[0.0, 1.0])

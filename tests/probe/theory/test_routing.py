@@ -109,9 +109,9 @@ def test_vectorised_shapes():
     ("call", "err", "match"),
     [
         (lambda: routing_tau(0.0), TheoryInputError, "lr must be a finite number > 0"),
-        (lambda: routing_tau(0.1, n_items=0), TheoryInputError, "n_items must be a positive int"),
-        (lambda: routing_c0(B0, M=0), TheoryInputError, "M must be a positive int"),
-        (lambda: hidden_rate(1.0, 1.0, B0, TAU, K=0), TheoryInputError, "K must be a positive"),
+        (lambda: routing_tau(0.1, n_items=0), TheoryInputError, "n_items must be an int >= 1"),
+        (lambda: routing_c0(B0, M=0), TheoryInputError, "M must be an int >= 1"),
+        (lambda: hidden_rate(1.0, 1.0, B0, TAU, K=0), TheoryInputError, "K must be an int >= 1"),
         (lambda: mode_strengths(np.zeros((2, 2, 2))), InvalidArrayError, "Y must be 2-D"),
         (lambda: final_hidden_strength([-1.0], B0), InvalidArrayError, "s must be >= 0"),
         (lambda: time_to_strength(10.0, S[0], B0, TAU), TheoryInputError, "b must lie between"),
