@@ -1,4 +1,4 @@
-"""Two-point prediction quantities and output agreement (dynamics spec §1.1).
+"""Two-point prediction quantities and output agreement (docs/dynamics.md §1.1).
 
 Per pair of samples: `prediction_sq_distances` (y), `misalignment` (w), `alignment` (a = y - w);
 over whole outputs: `prediction_agreement`, `output_correlation`; over a run:
@@ -106,7 +106,7 @@ def misalignment(Yhat: npt.ArrayLike, Y: npt.ArrayLike, pairs: npt.ArrayLike) ->
 
     Notes
     -----
-    ``w = ||dŷ||² - dy·dŷ`` (van Rossem & Saxe 2024; dynamics spec §1.1); the sign of the
+    ``w = ||dŷ||² - dy·dŷ`` (van Rossem & Saxe 2024; docs/dynamics.md §1.1); the sign of the
     difference (j - i or i - j) does not matter since w is quadratic in the pair differences.
 
     Examples
@@ -133,7 +133,7 @@ def alignment(Yhat: npt.ArrayLike, Y: npt.ArrayLike, pairs: npt.ArrayLike) -> F6
     Returns
     -------
     ndarray of float64 of shape (n_pairs,)
-        ``a = y - w`` (dynamics spec §1.1).
+        ``a = y - w`` (docs/dynamics.md §1.1).
 
     Raises
     ------

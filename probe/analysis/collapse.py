@@ -3,7 +3,7 @@
 NC1 `nc1`, `nc1_quotient`; NC2 `etf_measures` (of centred means or classifier rows); `cdnv`.
 Also importable from here: `class_statistics` / `ClassStatistics` (`probe.analysis._class_stats`),
 NC3 `self_duality` and NC4 `ncc_disagreement` (`probe.analysis._collapse_classifier`) and
-`ncc_margins` (`probe.analysis.margins`; features spec §4.4).
+`ncc_margins` (`probe.analysis.margins`; docs/features.md §4.4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Learning-curve metrics and trajectories (Jiang & Dale 2025; features spec §3).
+"""Learning-curve metrics and trajectories (Jiang & Dale 2025; docs/features.md §3).
 
 `curve_metrics` (start, end - start, max, tmax of one curve), `metrics_table` (one row per curve
 of a tidy table), `developmental_trajectory` and `processing_trajectory` (means ± SE over runs)
@@ -42,14 +42,14 @@ __all__ = [
 ]
 
 METRICS = ("start", "end_minus_start", "max", "tmax")
-#: Trajectory kind -> (x metric, y metric) of its plane (features spec §3.3).
+#: Trajectory kind -> (x metric, y metric) of its plane (docs/features.md §3.3).
 TRAJECTORIES = {"developmental": ("start", "max"), "processing": ("tmax", "end_minus_start")}
 _KEYS = ["run", "group", "epoch"]
 
 
 @dataclass(frozen=True)
 class CurveMetrics:
-    """The four learning-curve metrics of one curve v(1..T) (features spec §3.2).
+    """The four learning-curve metrics of one curve v(1..T) (docs/features.md §3.2).
 
     Attributes
     ----------

@@ -216,8 +216,8 @@ def twonn(
     ``IDNN/intrinsic_dimension.py``): exact duplicate rows are removed (``r₁ = 0``), points with
     ``r₁ = r₂`` are dropped, the sorted ``μ`` get ``F_emp = i / n`` for ``i = 1..n`` (scikit-
     dimension counts from ``i = 0``), and the first ``floor((1 - discard_fraction) n)`` enter
-    the fit. The estimate is biased low as ``d`` grows for a fixed ``n`` (spec §5: 9.6 for
-    ``d = 10``, ``n = 5000``).
+    the fit. The estimate is biased low as ``d`` grows for a fixed ``n`` (docs/features.md §5: 9.6
+    for ``d = 10``, ``n = 5000``).
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Neural Feature Ansatz (features spec §1): the NFM ``WᵀW`` against the AGOP, and FACT.
+"""Neural Feature Ansatz (docs/features.md §1): the NFM ``WᵀW`` against the AGOP, and FACT.
 
 `nfm`, `matrix_power_psd`, `rho_pearson`, `rho_cos`, `rho_offdiag`, `compare` (all measures per
 AGOP power with init baselines), `fact_matrix`, `fact_residual`, `nfa_over_steps`, `plot_nfa`.
@@ -109,7 +109,8 @@ def matrix_power_psd(G: npt.ArrayLike, p: float) -> F64:
 
     ``p`` > 0 (1/2: Science-paper NFA; 1/L: depth-L linear nets); float64, symmetric. Negative
     eigenvalues (round-off) are clipped to 0 as ``matrix_sqrt`` in the authors'
-    ``rnns/shakespeare/utils.py`` (spec §1.3); their MLP code's SVD agrees for PSD input.
+    ``rnns/shakespeare/utils.py`` (docs/features.md §1.3); their MLP code's SVD agrees for PSD
+    input.
     Raises `ConfigError` for ``p`` <= 0 and `InvalidArrayError` unless ``G`` is finite, square
     and symmetric (relative tolerance 1e-5).
 
@@ -165,7 +166,7 @@ def rho_pearson(A: npt.ArrayLike, B: npt.ArrayLike) -> float:
     """Return the Pearson correlation over all entries of two (d, d) matrices ``A``, ``B``.
 
     ``<A - ā, B - b̄>_F / (||A - ā||_F ||B - b̄||_F)``, ā the mean of all d² entries (the
-    Science-era code's ``correlate``, spec §1.5); float64, in [-1, 1]. Raises
+    Science-era code's ``correlate``, docs/features.md §1.5); float64, in [-1, 1]. Raises
     `InvalidArrayError` for a non-square or constant matrix, `ShapeMismatchError` when the
     shapes differ.
 
@@ -180,8 +181,8 @@ def rho_pearson(A: npt.ArrayLike, B: npt.ArrayLike) -> float:
 def rho_cos(A: npt.ArrayLike, B: npt.ArrayLike) -> float:
     """Return the uncentred cosine ``<A, B>_F / (||A||_F ||B||_F)`` of two (d, d) matrices.
 
-    "AGOP alignment" of Mallinar et al. and the arXiv-era NFA code (spec §1.5); in [0, 1] for
-    PSD matrices. Raises `InvalidArrayError` for a non-square or zero matrix,
+    "AGOP alignment" of Mallinar et al. and the arXiv-era NFA code (docs/features.md §1.5); in [0,
+    1] for PSD matrices. Raises `InvalidArrayError` for a non-square or zero matrix,
     `ShapeMismatchError` when the shapes differ.
 
     Examples
@@ -196,7 +197,7 @@ def rho_offdiag(A: npt.ArrayLike, B: npt.ArrayLike) -> float:
     """Return the Pearson correlation over the off-diagonal entries of two (d, d) matrices.
 
     Free of the diagonal dominance that makes `rho_pearson` of near-isotropic matrices high
-    (spec §1.8). Raises `InvalidArrayError` for d < 2, a non-square matrix or a constant
+    (docs/features.md §1.8). Raises `InvalidArrayError` for d < 2, a non-square matrix or a constant
     off-diagonal, `ShapeMismatchError` when the shapes differ.
 
     Examples
@@ -218,7 +219,7 @@ MEASURES = {"pearson": rho_pearson, "cosine": rho_cos, "offdiag": rho_offdiag}
 
 @dataclass(frozen=True)
 class NFAComparison:
-    """Agreement of an NFM ``M`` with powers ``G^p`` of an AGOP, with the spec §1.8 baselines.
+    """Agreement of an NFM ``M`` with powers ``G^p`` of an AGOP, with the baselines of §1.8.
 
     ``value[measure][p] = measure(M, G^p)`` for each measure of `MEASURES` and power in
     ``powers``; ``init[measure][p] = measure(M0, G0^p)``; ``nfm_change[measure] =
@@ -251,8 +252,9 @@ def compare(
 ) -> NFAComparison:
     """Compare an NFM with powers of an AGOP by every measure, with the honest baselines.
 
-    Report ``init`` and ``nfm_change`` with the value (spec §1.8): Pearson of near-isotropic
-    matrices is high already at initialisation, and ``AGOP = Wᵀ K W`` shares ``W`` with the NFM.
+    Report ``init`` and ``nfm_change`` with the value (docs/features.md §1.8): Pearson of
+    near-isotropic matrices is high already at initialisation, and ``AGOP = Wᵀ K W`` shares ``W``
+    with the NFM.
 
     Parameters
     ----------
@@ -300,7 +302,7 @@ def compare(
 def fact_matrix(
     grad_h_loss: npt.ArrayLike, h: npt.ArrayLike, lam: float, *, n_samples: int | None = None
 ) -> F64:
-    """Return the FACT matrix ``F = -(1/(n λ)) Σ_i ∇_h ℓ_i h_iᵀ`` of one layer (spec §1.4).
+    """Return the FACT matrix ``F = -(1/(n λ)) Σ_i ∇_h ℓ_i h_iᵀ`` of one layer (§1.4).
 
     ``grad_h_loss`` (n_rows, d): ``∂ℓ_i/∂h`` of each sample's own loss ℓ_i (not the batch
     mean) w.r.t. the layer input; ``h`` (n_rows, d): that input; ``lam``: λ > 0 of the objective

@@ -1,4 +1,4 @@
-"""Static vs local metric (features spec §2): per-sample pullback metrics against the NFM.
+"""Static vs local metric (docs/features.md §2): per-sample pullback metrics against the NFM.
 
 Per-sample pullback metrics `layer_pullback` (``Wᵀ D(x)² W``) and `output_pullback` (``JᵀJ``),
 `per_sample_jacobians` (torch.func), `agop_from_jacobians`, `class_agop`, `local_sq_distances`,
@@ -88,7 +88,7 @@ def layer_pullback(
     -----
     ``"identity"`` (or ``D = I``) gives the static metric ``WᵀW`` = NFM of the pre-activation.
     For ReLU ``g_h(x) ⪯ WᵀW`` and, bias-free with inputs symmetric about 0,
-    ``E_x g_h = WᵀW / 2`` (spec §2, target E5).
+    ``E_x g_h = WᵀW / 2`` (docs/features.md §2, target E5).
 
     Examples
     --------
@@ -135,8 +135,8 @@ def output_pullback(J: npt.ArrayLike) -> F64:
 
     ``J`` (n_samples, c, d) are the Jacobians ``∂f/∂h_l`` of the c outputs w.r.t. the layer
     input (`per_sample_jacobians`). Returns float64 (n_samples, d, d), each of rank <= c, so a
-    single local metric cannot match a full-rank NFM; their mean is the AGOP (spec §2). Raises
-    `InvalidArrayError` unless ``J`` is finite numeric of shape (n, c, d) with n >= 1.
+    single local metric cannot match a full-rank NFM; their mean is the AGOP (docs/features.md §2).
+    Raises `InvalidArrayError` unless ``J`` is finite numeric of shape (n, c, d) with n >= 1.
 
     Examples
     --------

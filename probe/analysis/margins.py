@@ -1,4 +1,4 @@
-"""Margins of labelled representations (features spec §4.4).
+"""Margins of labelled representations (docs/features.md §4.4).
 
 `output_margins` (``f_y - max_{j≠y} f_j`` of model outputs), `ncc_margins` (distance to the
 nearest other class mean minus distance to the own one) and `centroid_separation` (the closest
@@ -112,7 +112,7 @@ def ncc_margins(X: npt.ArrayLike, y: npt.ArrayLike) -> F64:
     -------
     ndarray of float64 of shape (n_samples,)
         Positive when the sample is closer to its own class mean than to any other;
-        ``j*`` is the nearest other class mean (features spec §4.4).
+        ``j*`` is the nearest other class mean (docs/features.md §4.4).
 
     Raises
     ------

@@ -1,7 +1,7 @@
 """Read-out curves: held-out accuracy of a classifier reading labels from the states at each t.
 
 `readout_curve` scores a kNN or logistic read-out at every time step of a recurrent net (or every
-layer of a feed-forward one): the information-processing curve of features spec §3.1 and §3.5.
+layer of a feed-forward one): the information-processing curve of docs/features.md §3.1 and §3.5.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def readout_curve(
     ----------
     H : array_like of shape (n_samples, T, n_features), or a sequence of T arrays
         Hidden states at each time step, or (feed-forward nets) a list of per-layer activations
-        of shape (n_samples, n_features_t) with t = layer index (features spec §3.5).
+        of shape (n_samples, n_features_t) with t = layer index (docs/features.md §3.5).
     y : array_like of shape (n_samples,)
         Class labels (at least 2 classes).
     method : {"knn", "linear"}

@@ -60,7 +60,7 @@ def pairwise_sq_distances(X: npt.ArrayLike) -> F64:
 
     Notes
     -----
-    ``h_ij = K_ii + K_jj - 2 K_ij`` with ``K = X Xᵀ`` (dynamics spec §4). ``X`` is centred first
+    ``h_ij = K_ii + K_jj - 2 K_ij`` with ``K = X Xᵀ`` (docs/dynamics.md §4). ``X`` is centred first
     (distances do not change) so that a large common offset does not cancel catastrophically;
     round-off negatives are clipped to 0.
 
@@ -93,7 +93,7 @@ def pair_sq_distances(X: npt.ArrayLike, pairs: npt.ArrayLike) -> F64:
     Returns
     -------
     ndarray of float64 of shape (n_pairs,)
-        ``||X[j] - X[i]||²`` for each pair (the symbol h of dynamics spec §1.1).
+        ``||X[j] - X[i]||²`` for each pair (the symbol h of docs/dynamics.md §1.1).
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 `tukey_smooth` computes the "3", "3R" and "3RS3R" smoothers with the "Tukey" or "copy" end rule;
 its defaults (``kind="3RS3R"``, ``endrule="Tukey"``) are R's defaults, used by the learning-curve
-metrics of `probe.analysis.curves` (features spec §3.2).
+metrics of `probe.analysis.curves` (docs/features.md §3.2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The general gated deep linear network `GatedDLN` and its `GateError` (dynamics spec §3.1).
+"""The general gated deep linear network `GatedDLN` and its `GateError` (docs/dynamics.md §3.1).
 
 Re-exported by `probe.models.gdln`, which adds the routing network of §3.3.
 """
@@ -41,7 +41,7 @@ class GatedDLN(nn.Module):
 
     Notes
     -----
-    Forward (spec §3.1, from the paper): ``h_v = g_v Σ_{e: t(e)=v} g_e W_e h_{s(e)}`` in
+    Forward (docs/dynamics.md §3.1, from the paper): ``h_v = g_v Σ_{e: t(e)=v} g_e W_e h_{s(e)}`` in
     topological order; input nodes carry ``h_v = g_v x_v`` (their node gate is applied too, so
     ``g_p`` is the product of every gate on a path). Gates are supplied per example with the data.
 

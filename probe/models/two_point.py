@@ -1,4 +1,4 @@
-"""The MLP of the two-point experiments (van Rossem & Saxe 2024; dynamics spec §1.5–1.6).
+"""The MLP of the two-point experiments (van Rossem & Saxe 2024; docs/dynamics.md §1.5–1.6).
 
 `TwoPointMLP` is ``depth`` hidden blocks ``Linear -> nonlinearity`` and a linear readout, with
 ``xavier_normal_(gain)`` weights and zero biases, like the authors' ``MLP`` model. Each hidden block

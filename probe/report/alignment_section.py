@@ -1,6 +1,6 @@
 """The report's prediction-alignment section: y, a and w of sample pairs over training.
 
-Per pair of probe samples (dynamics spec §1.1): y = ||dŷ||², a = dŷ·dy and w = y - a. Pairs are
+Per pair of probe samples (docs/dynamics.md §1.1): y = ||dŷ||², a = dŷ·dy and w = y - a. Pairs are
 drawn at random with a fixed seed: same-class and different-class pairs separately when the
 targets are class labels, otherwise all pairs alike.
 """

@@ -3,7 +3,7 @@
 `analyse_sweep` reads a sweep table (one row per run, epoch, time step t and read-out; as
 `probe.experiments.sweep.run_sweep` writes), turns every (run, epoch, read-out) curve over t into
 the four metrics of `probe.analysis.curves`, averages them into trajectories per group, draws them,
-and tests the group effects (features spec §3.3-3.4); `CurveReport` holds what it wrote.
+and tests the group effects (docs/features.md §3.3-3.4); `CurveReport` holds what it wrote.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def analyse_sweep(
     condition of the null-vs-real tests. Per read-out and metric (``dv``): the nested F-test
     ``dv ~ epoch`` vs ``dv ~ epoch * C(group)`` and the full model's OLS fit over every (run,
     epoch) row, epoch numeric and the untrained epoch 0 included (rows of one run are not
-    independent, so these p-values are too small; features spec §3.4); Kruskal–Wallis across
+    independent, so these p-values are too small; docs/features.md §3.4); Kruskal–Wallis across
     groups on each run's final-epoch value; with both conditions, null vs real on final-epoch
     values (Wilcoxon signed-rank paired by (group, seed) when the runs pair up one to one, else
     Mann–Whitney; effect = null - real). A metric with one value over all rows (e.g. ``start``

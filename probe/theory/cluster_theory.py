@@ -1,8 +1,9 @@
 """Predicted class geometry of the two-point effective theory, and how well a measurement fits it.
 
-The rich-regime pair law (dynamics spec §1.3) gives every pair a final squared representational
-distance proportional to ``‖dx‖ ‖dy‖``. Summed over classes (spec §1.7, from the authors'
-``mnist_structure.ipynb``) it predicts one cluster per class and between-class squared distances
+The rich-regime pair law (docs/dynamics.md §1.3) gives every pair a final squared representational
+distance proportional to ``‖dx‖ ‖dy‖``. Summed over classes (docs/dynamics.md §1.7, from the
+authors' ``mnist_structure.ipynb``) it predicts one cluster per class and between-class squared
+distances
 
     pred_ij = sqrt2 · Σ_{k ∈ class(i), l ∈ class(j)} ‖x_k − x_l‖     (0 when class(i) = class(j)),
 
@@ -144,14 +145,15 @@ def predicted_sq_distances(
         Labels of the samples whose predicted geometry is wanted (e.g. the probe images).
     normalise : bool, default False
         Divide each class pair by ``n_c n_c'``: the mean instead of the sum over class pairs,
-        which removes the dependence of the raw prediction on class sizes (spec §6 V1-5).
+        which removes the dependence of the raw prediction on class sizes (docs/dynamics.md §6
+        V1-5).
 
     Returns
     -------
     ndarray of float64 of shape (n, n)
         ``pred_ij = sqrt2 · sums[c_i, c_j]`` (``sqrt2 · means[c_i, c_j]`` when normalised), 0
         when ``c_i = c_j``. Units: distance of the inputs (a proportionality to squared
-        representational distance, the constant sqrt(rho) of spec §1.3 being unknown).
+        representational distance, the constant sqrt(rho) of docs/dynamics.md §1.3 being unknown).
 
     Raises
     ------

@@ -1,4 +1,6 @@
-"""Two-point effective theory of representation dynamics (van Rossem & Saxe 2024; dynamics spec §1).
+"""Two-point effective theory of representation dynamics (van Rossem & Saxe 2024).
+
+The equations are in docs/dynamics.md §1.
 
 The ODEs for (h, y, w) (`two_point_rhs`), the invariant `invariant`, the final distance
 `final_distance` with its `rich_final_distance` and `lazy_final_distance` limits, the integrator
@@ -123,7 +125,7 @@ def two_point_rhs(state: npt.ArrayLike, eta_h: float, eta_y: float, dx2: float, 
 
     Notes
     -----
-    Dynamics spec §1.2 (from the authors' code ``simulate.der``)::
+    docs/dynamics.md §1.2 (from the authors' code ``simulate.der``)::
 
         dh/dt = - eta_h dx2 w
         dy/dt = - w (eta_y h + eta_h dx2 y/h)
@@ -207,7 +209,7 @@ def simulate_two_point(
 
     Notes
     -----
-    Dynamics spec §1.2 and §1.5 (the authors integrate with Radau). ``(h0, y0, w0)`` should come
+    docs/dynamics.md §1.2 and §1.5 (the authors integrate with Radau). ``(h0, y0, w0)`` should come
     from real vectors, i.e. ``a0 = y0 - w0`` obeys ``a0² <= y0 dy2`` (Cauchy-Schwarz); this is not
     checked. The solution is meaningful only while ``h`` stays > 0.
 
@@ -306,7 +308,7 @@ def mean_output_loss(
 
     Notes
     -----
-    Dynamics spec §1.2 (from the authors' code ``simulate.loss``), using
+    docs/dynamics.md §1.2 (from the authors' code ``simulate.loss``), using
     ``||dyhat - dy||² = 2w - y + dy2``. The squared mean-output error decays as
     ``exp(-2 eta_ybar t)``. Other criteria rescale ``L`` (see §1.4).
 

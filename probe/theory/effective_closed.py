@@ -1,4 +1,4 @@
-"""Closed forms of the two-point effective theory (dynamics spec §1.3).
+"""Closed forms of the two-point effective theory (docs/dynamics.md §1.3).
 
 The conserved quantity `invariant` and the final representational distance `final_distance`,
 with its rich (`rich_final_distance`) and lazy (`lazy_final_distance`) limits.
@@ -88,8 +88,8 @@ def invariant(h: npt.ArrayLike, y: npt.ArrayLike, eta_h: float, eta_y: float, dx
 
     Notes
     -----
-    Dynamics spec §1.3 (derived): ``d(y/h)/dt = -eta_y w`` and ``dh/dt = -eta_h dx2 w``, so ``C`` is
-    constant. It is the analogue of balancedness, ``eta_h dx2 ||Dy||² - eta_y ||dh||²``.
+    docs/dynamics.md §1.3 (derived): ``d(y/h)/dt = -eta_y w`` and ``dh/dt = -eta_h dx2 w``, so ``C``
+    is constant. It is the analogue of balancedness, ``eta_h dx2 ||Dy||² - eta_y ||dh||²``.
 
     Examples
     --------
@@ -137,7 +137,7 @@ def final_distance(
 
     Notes
     -----
-    Dynamics spec §1.3 (formula from the authors' ``rich_structure.ipynb`` and ``XOR.ipynb``):
+    docs/dynamics.md §1.3 (formula from the authors' ``rich_structure.ipynb`` and ``XOR.ipynb``):
     ``A_hi = h0 - rho dx2 y0/h0``, ``A_lo = sqrt(rho dx2 dy2)``, ``rho = eta_h/eta_y``. It is the
     positive root of ``eta_y h² + C h - eta_h dx2 dy2 = 0``, i.e. the invariant `invariant`
     evaluated at the fixed point ``y = dy2``. For ``A_hi < 0`` the root is computed as
@@ -186,7 +186,7 @@ def rich_final_distance(eta_h: float, eta_y: float, dx2: float, dy2: float) -> f
 
     Notes
     -----
-    Dynamics spec §1.3: the final geometry is input distance times output distance; pairs with
+    docs/dynamics.md §1.3: the final geometry is input distance times output distance; pairs with
     equal targets (``dy2 = 0``) merge.
 
     Examples
@@ -226,7 +226,7 @@ def lazy_final_distance(h0: float, y0: float, eta_h: float, eta_y: float, dx2: f
 
     Notes
     -----
-    Dynamics spec §1.3. Only meaningful when ``A_hi² / 4 >> rho dx2 dy2``; use `final_distance`
+    docs/dynamics.md §1.3. Only meaningful when ``A_hi² / 4 >> rho dx2 dy2``; use `final_distance`
     otherwise.
 
     Examples

@@ -1,4 +1,4 @@
-"""Fit the two-point effective theory to measured trajectories (dynamics spec §1.5).
+"""Fit the two-point effective theory to measured trajectories (docs/dynamics.md §1.5).
 
 `two_point_traces` turns recorded activations and outputs of a pair of probe samples into the
 measured ``h, y, w`` over steps; `fit_two_point` fits the effective rates ``(eta_h, eta_y)`` of
@@ -56,7 +56,7 @@ class TwoPointTraces:
     t : ndarray of float64 of shape (n_steps,)
         Optimizer steps of the snapshots.
     h, y, w : ndarray of float64 of shape (n_steps,)
-        ``||dh||²``, ``||dyhat||²`` and ``dyhat·(dyhat - dy)`` (dynamics spec §1.1).
+        ``||dh||²``, ``||dyhat||²`` and ``dyhat·(dyhat - dy)`` (docs/dynamics.md §1.1).
     dx2, dy2 : float
         ``||x2 - x1||²`` and ``||y2 - y1||²``.
     """
@@ -243,7 +243,7 @@ def fit_two_point(
 
     Notes
     -----
-    Follows the authors' ``optimize_eta`` (dynamics spec §1.5): SSE over ``h, y, w`` with equal
+    Follows the authors' ``optimize_eta`` (docs/dynamics.md §1.5): SSE over ``h, y, w`` with equal
     weights, ODE started at the measured ``(h0, y0, w0)``, a 1-D grid over ``eta_y`` with ``eta_h``
     tied to it by the rich-limit relation ``rho = h_end² / (dx2 dy2)``, then a local optimiser.
     Deviation: the optimiser is Nelder-Mead over ``(log eta_h, log eta_y)`` instead of BFGS in
@@ -347,7 +347,7 @@ def fit_mean_output_rate(
 
     Notes
     -----
-    Dynamics spec §1.5: a separate fit of the loss curve. The search runs over
+    docs/dynamics.md §1.5: a separate fit of the loss curve. The search runs over
     ``log eta_ybar`` in ``[-30, 10]`` (bounded Brent).
     """
     arrays = [as_float_array(v, name) for v, name in ((t, "t"), (loss, "loss"), (y, "y"), (w, "w"))]

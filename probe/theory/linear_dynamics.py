@@ -1,15 +1,15 @@
-"""Deep linear network dynamics (Saxe, McClelland & Ganguli 2014; dynamics spec §2).
+"""Deep linear network dynamics (Saxe, McClelland & Ganguli 2014; docs/dynamics.md §2).
 
 Mode strength trajectories `mode_trajectory` (Eq. 12) and `deep_mode_trajectory` (Eq. 15),
 `time_to_learn` (Eq. 11) and `half_time`; readouts of mode strengths from weights
 (`weight_mode_strengths`) or from captured hidden activations alone (`gram_mode_strengths`);
 `half_times` of measured trajectories. The gated routing network's reduced dynamics and fixed
-point (dynamics spec §3.3) are in `probe.theory.routing`.
+point (docs/dynamics.md §3.3) are in `probe.theory.routing`.
 
 Conventions: ``t`` counts optimizer steps, ``tau`` is the time constant in steps (``1/lr`` for
-SGD on ``0.5 * SSE`` summed over examples; ``P N_out / (2 lr)`` for ``F.mse_loss``: spec §2.2),
-``s`` the singular values of the input-output correlation ``S31 = sum_mu y x^T`` and ``u`` the
-strength ``u_a = u_a^T W32 W21 v_a`` of mode ``a`` (balanced init: ``u = a b``).
+SGD on ``0.5 * SSE`` summed over examples; ``P N_out / (2 lr)`` for ``F.mse_loss``: docs/dynamics.md
+§2.2), ``s`` the singular values of the input-output correlation ``S31 = sum_mu y x^T`` and ``u``
+the strength ``u_a = u_a^T W32 W21 v_a`` of mode ``a`` (balanced init: ``u = a b``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Exact reduced dynamics of the gated routing network (Saxe, Sodhani & Lewallen 2022; spec §3.3).
+"""Exact reduced dynamics of the gated routing network (Saxe, Sodhani & Lewallen 2022).
+
+The equations are in docs/dynamics.md §3.3.
 
 Per mode a, the shared-layer strength ``b_h`` obeys one separable ODE (`hidden_rate`); the module
 strengths follow from it (`io_strength`). Also: the time to reach a strength (`time_to_strength`,
@@ -38,7 +40,7 @@ F64 = npt.NDArray[np.float64]
 
 
 def routing_tau(lr: float, n_items: int = 4, d_out: int = 7) -> float:
-    """Return ``tau = n_items d_out / (2 lr)`` in optimizer steps (spec §2.2, §3.3).
+    """Return ``tau = n_items d_out / (2 lr)`` in optimizer steps (docs/dynamics.md §2.2, §3.3).
 
     This is the time constant of full-batch SGD at rate ``lr`` on a loss that sums
     ``F.mse_loss`` (mean over items x outputs) over paths: 14/lr for the §3.3 task.
@@ -103,7 +105,7 @@ def io_strength(b_h: npt.ArrayLike, b0: float, M: int = 7) -> F64:
 def hidden_rate(
     b_h: npt.ArrayLike, s: npt.ArrayLike, b0: float, tau: float, M: int = 7, K: int = 4
 ) -> F64:
-    """Return ``db_h/dt = K (b_h² + c0)(s - b_h (b_h² + c0)/M) / tau`` per mode (spec §3.3).
+    """Return ``db_h/dt = K (b_h² + c0)(s - b_h (b_h² + c0)/M) / tau`` per mode (§3.3).
 
     Parameters
     ----------
@@ -180,7 +182,7 @@ def time_to_strength(
 ) -> F64:
     """Return the time at which ``b_h`` first equals ``b`` on the trajectory from ``b0``.
 
-    ``t(b) = tau ∫_{b0}^{b} dx / [K (x² + c0)(s - x (x² + c0) / M)]`` (spec §3.3).
+    ``t(b) = tau ∫_{b0}^{b} dx / [K (x² + c0)(s - x (x² + c0) / M)]`` (docs/dynamics.md §3.3).
 
     Parameters
     ----------
@@ -203,7 +205,8 @@ def time_to_strength(
     Notes
     -----
     Evaluated with `scipy.integrate.quad`, like the authors' notebook (which writes the rates as
-    K/M², K/M with dt = 3.5 lr; spec §3.3). Discrete GD lags it by about 1-3 steps (spec §4).
+    K/M², K/M with dt = 3.5 lr; docs/dynamics.md §3.3). Discrete GD lags it by about 1-3 steps
+    (docs/dynamics.md §4).
 
     Examples
     --------

@@ -1,7 +1,8 @@
 """Ordinary least squares with categorical factors: `ols_glance` and `nested_f_test`.
 
 R's ``broom::glance(lm(...))`` and ``anova(lm(reduced), lm(full))`` for tidy tables (features
-spec §3.4), through statsmodels formulas; re-exported by `probe.analysis.stats.group_stats`.
+docs/features.md §3.4), through statsmodels formulas; re-exported by
+`probe.analysis.stats.group_stats`.
 """
 
 from __future__ import annotations

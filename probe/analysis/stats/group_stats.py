@@ -1,4 +1,4 @@
-"""Group statistics for learning-curve metrics (features spec §3.4); tidy tables in and out.
+"""Group statistics for learning-curve metrics (docs/features.md §3.4); tidy tables in and out.
 
 The per-run path `per_run_summary` + `compare_runs` tests one value per run instead of
 correlated (epoch, run) rows. Also importable from here: `mann_whitney`, `kruskal_wallis`,

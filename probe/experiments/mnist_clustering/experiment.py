@@ -1,4 +1,4 @@
-"""MNIST clustering against the two-point effective theory (dynamics spec §1.7, §6 V1-5).
+"""MNIST clustering against the two-point effective theory (docs/dynamics.md §1.7, §6 V1-5).
 
 `run_mnist_clustering` trains several independent 784 → 4×200 leaky-ReLU → 10 MLPs (xavier gain
 0.5, zero biases, Adam, 0.5·MSE on one-hot targets), records hidden layer 2 on the first 100

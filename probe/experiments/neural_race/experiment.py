@@ -1,4 +1,6 @@
-"""The neural race in the gated routing network (Saxe, Sodhani & Lewallen 2022; spec §3.3, V2-3-5).
+"""The neural race in the gated routing network (Saxe, Sodhani & Lewallen 2022).
+
+The equations are in docs/dynamics.md §3.3; the checks V2-3 to V2-5 in §5-6.
 
 `run_neural_race` trains `probe.models.gdln.RoutingNetwork` full batch on the gated loss with a
 `hooks.Recorder` (weights of W_in[0], W_h, W_out[0] and every path's output), reads the singular
@@ -169,7 +171,7 @@ def run_neural_race(
 
 @dataclass
 class InitScaleSweepConfig:
-    """Settings of the init-scale sweep (spec V2-5): orthogonal init gain ``sigma0`` per run.
+    """Settings of the init-scale sweep (docs/dynamics.md §6 V2-5): orthogonal init gain per run.
 
     ``sigmas`` is a comma-separated list (default ``linspace(.2, 2.5, 6)``); each run uses
     ``lr = lr0 / sigma0^(1/3)`` as in the authors' ``Gated_DLN_vs_ntk_figure.ipynb``.

@@ -1,4 +1,4 @@
-"""Data, model and probe set of one seed of `probe.experiments.nfa.experiment` (features spec §1.9).
+"""Data, model and probe set of one seed of the NFA experiment (docs/features.md §1.9).
 
 `poly_data` (x ~ N(0, I), y = x0 x1), `poly_mlp` (bias-free ReLU MLP), `chain` (a model as
 [Linear, activation, ..., readout]), `Setup` and `make_setup`.
@@ -36,7 +36,7 @@ class SetupConfig(Protocol):
 def poly_data(
     n_train: int, n_test: int, dim: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return the spec §1.9 task: x ~ N(0, I_dim), y = x0 x1 (Var y = 1), split train/test.
+    """Return the task of docs/features.md §1.9: x ~ N(0, I_dim), y = x0 x1, split train/test.
 
     Returns ``x_train`` (n_train, dim), ``y_train`` (n_train, 1), ``x_test``, ``y_test``:
     float32, the first ``n_train`` of ``n_train + n_test`` seeded draws train.
@@ -54,7 +54,7 @@ def poly_data(
 
 
 def poly_mlp(dim: int, width: int, depth: int) -> nn.Sequential:
-    """Return the bias-free ReLU MLP dim -> width (x depth) -> 1 of spec §1.9.
+    """Return the bias-free ReLU MLP dim -> width (x depth) -> 1 of docs/features.md §1.9.
 
     Layers are named ``fc0 ... fc{depth-1}`` (Linear), ``relu0 ...`` and ``readout``; PyTorch's
     default Linear init from the global RNG (seed it first).

@@ -1,4 +1,4 @@
-"""Neural Feature Ansatz experiment (features spec §1, §1.9, §2): NFM vs AGOP over training.
+"""Neural Feature Ansatz experiment (docs/features.md §1, §1.9, §2): NFM vs AGOP over training.
 
 `run_nfa` trains an MNIST (or offline digits) MLP, or the bias-free ReLU MLP of the polynomial
 task y = x0 x1 (`poly_data`, `poly_mlp`), with weights and AGOPs of every Linear layer recorded
@@ -56,7 +56,7 @@ class NfaConfig:
 
     ``task="mnist"``: `probe.models.MLP` (leaky ReLU, biases) on ``dataset`` (the first
     ``max_train`` training images, None: all), cross-entropy, the AGOP on ``n_probe`` stratified
-    training images. ``task="poly"``: spec §1.9, x ~ N(0, I_dim), y = x0 x1, the first
+    training images. ``task="poly"``: docs/features.md §1.9, x ~ N(0, I_dim), y = x0 x1, the first
     ``n_train`` of ``n_train + n_test`` draws train, bias-free ReLU MLP dim-width-...-1
     (`poly_mlp`), MSE, the AGOP on all training points. Both: plain SGD,
     seeds ``seed ... seed + seeds - 1`` (data draw, init and batch order). ``init="rich"`` draws
@@ -107,7 +107,7 @@ def demo_config(task: str, dataset: str = "mnist") -> NfaConfig:
 
     ``task="mnist"``: two epochs on the first 20,000 MNIST images, AGOP on 500 of them
     (digits: 20 epochs on all); ``task="poly"``: the rich-init polynomial task (one seed) for
-    60 epochs, past the feature-learning transition near epoch 15 (the spec's run takes 300).
+    60 epochs, past the feature-learning transition near epoch 15 (a full run takes 300).
     """
     if task == "poly":
         return NfaConfig(task="poly", init="rich", epochs=60, n_log_snapshots=15)

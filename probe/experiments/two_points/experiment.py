@@ -1,4 +1,4 @@
-"""Two-point representation dynamics (van Rossem & Saxe 2024; dynamics spec §1.5–1.6, V1-2, V1-3).
+"""Two-point representation dynamics (van Rossem & Saxe 2024; docs/dynamics.md §1.5–1.6, V1-3).
 
 An MLP is trained full batch on two points with the authors' settings; every hidden layer and the
 output are recorded at every step through `hooks.Recorder` (snapshot at step t = state after t
@@ -31,7 +31,7 @@ from probe.theory.effective_fit import TwoPointFit, fit_two_point, two_point_tra
 
 __all__ = ["SETTINGS", "TwoPointsConfig", "TwoPointsResult", "run_two_points", "train_two_point"]
 
-#: The MLP rows of the authors' ``experiments/model_settings/2 points.txt`` (dynamics spec §1.6):
+#: The MLP rows of the authors' ``experiments/model_settings/2 points.txt`` (docs/dynamics.md §1.6):
 #: (nonlinearity, gain, lr, width, hidden layers, epochs, hooked layer index). The ResNet, CNN and
 #: Dropout rows are not included.
 SETTINGS: dict[str, tuple[str, float, float, int, int, int, int]] = {

@@ -52,7 +52,8 @@ def blobs(seed, n_per_class=20, C=3, d=5, spread=1.0):
 
 # ------------------------------------------------------------------ known answers
 def test_clustering_toy_known_answers():
-    # spec §5: silhouette = mean(9.5/10.5, 8.5/9.5, 8.5/9.5, 9.5/10.5), DB = 0.1, CH = 200.
+    # docs/features.md §5: silhouette = mean(9.5/10.5, 8.5/9.5, 8.5/9.5, 9.5/10.5), DB = 0.1,
+    # CH = 200.
     expected = {"silhouette": 0.899749, "davies_bouldin": 0.1, "calinski_harabasz": 200.0}
     for scores in (sklearn_scores(TOY_X, TOY_Y), geometry(TOY_X, TOY_Y)):
         for key, value in expected.items():

@@ -50,7 +50,8 @@ def naive_nc1(H, y):
 
 # ------------------------------------------------------------------ NC1
 def test_simplex_etf_nc1_closed_form():
-    # spec §5: C = 10, D = 64, 2000 per class, r = 1, sigma = 0.1: NC1 = σ²(C-1)²/(C r²) = 0.0810.
+    # docs/features.md §5: C = 10, D = 64, 2000 per class, r = 1, sigma = 0.1:
+    # NC1 = σ²(C-1)²/(C r²) = 0.0810.
     H, y = etf_data(2000)
     assert abs(nc1(H, y) - 0.0810) <= 0.02 * 0.0810
 
@@ -85,7 +86,7 @@ def test_nc1_zero_without_within_class_spread():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_quotient_calinski_harabasz_identity_balanced(seed):
-    # features spec §4.2: CH = (N - C) / ((C - 1) · tr Σ_W / tr Σ_B) for balanced classes.
+    # docs/features.md §4.2: CH = (N - C) / ((C - 1) · tr Σ_W / tr Σ_B) for balanced classes.
     H, y = labelled(seed)
     N, C = len(y), 3
     ch = calinski_harabasz_score(H, y)

@@ -17,14 +17,14 @@ SPECTRUM = [4.0, 1.0, 1.0, 1.0, 1.0] + [0.0] * 5
 
 # ------------------------------------------------------------------ participation ratio
 def test_participation_ratio_of_spectrum_is_exact():
-    # spec §5: (4 + 4·1)² / (16 + 4) = 64 / 20 = 3.2
+    # docs/features.md §5: (4 + 4·1)² / (16 + 4) = 64 / 20 = 3.2
     assert abs(participation_ratio_from_spectrum(SPECTRUM) - 3.2) < 1e-10
     assert abs(participation_ratio_from_spectrum(np.array(SPECTRUM) * 1e300) - 3.2) < 1e-10
     assert participation_ratio_from_spectrum([2.0, -1e-16, 0.0]) == 1.0  # round-off clipped
 
 
 def test_participation_ratio_gaussian_estimate():
-    # spec §5: 20000 samples with covariance spectrum (4,1,1,1,1,0,...) give about 3.18.
+    # docs/features.md §5: 20000 samples with covariance spectrum (4,1,1,1,1,0,...) give about 3.18.
     rng = np.random.default_rng(0)
     Q = ortho_group.rvs(10, random_state=0)
     X = rng.standard_normal((20000, 10)) * np.sqrt(SPECTRUM) @ Q + 3.0
@@ -87,14 +87,14 @@ def gaussian_in_r50(d, seed=0, n=5000):
 @pytest.mark.parametrize("d", [2, 5])
 @pytest.mark.parametrize("method", ["fit", "mle"])
 def test_twonn_gaussians_within_five_percent(d, method):
-    # spec §5: N = 5000, fit 2.01 / 4.90, MLE 2.01 / 4.90; accept ±5% for d <= 5.
+    # docs/features.md §5: N = 5000, fit 2.01 / 4.90, MLE 2.01 / 4.90; accept ±5% for d <= 5.
     est = twonn(gaussian_in_r50(d), method=method)
     assert abs(est - d) <= 0.05 * d
 
 
 @pytest.mark.parametrize("method", ["fit", "mle"])
 def test_twonn_d10_is_biased_low_within_range(method):
-    # spec §5: 9.61 (fit) / 9.67 (MLE); the estimator is biased downward as d grows.
+    # docs/features.md §5: 9.61 (fit) / 9.67 (MLE); the estimator is biased downward as d grows.
     assert 9.0 <= twonn(gaussian_in_r50(10), method=method) <= 10.5
 
 

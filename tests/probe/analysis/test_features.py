@@ -42,7 +42,7 @@ def one_thread():
 
 
 def ref_agop(f, X):
-    """(1/n) Σ J^T J with J = ∂f/∂x from vmap(jacrev) in float64 (the reference of spec §1.6)."""
+    """(1/n) Σ J^T J with J = ∂f/∂x from vmap(jacrev) in float64 (docs/features.md §1.6)."""
     J = vmap(jacrev(f))(torch.as_tensor(X, dtype=F64)).reshape(len(X), -1, X.shape[1])
     return torch.einsum("ncd,nce->de", J, J).numpy() / len(X)
 
@@ -137,7 +137,8 @@ def test_measures_against_numpy(seed):
 
 
 def test_pearson_is_diagonal_dominated_offdiag_is_not():
-    # Spec §1.8: near-isotropic matrices with unrelated off-diagonals still get a high Pearson.
+    # docs/features.md §1.8: near-isotropic matrices with unrelated off-diagonals still get a
+    # high Pearson.
     rng = np.random.default_rng(0)
     E1, E2 = rng.standard_normal((2, 20, 20)) * 0.01
     A, B = np.eye(20) + E1 + E1.T, np.eye(20) + E2 + E2.T
@@ -231,10 +232,10 @@ def test_e1_two_layer_linear_balanced_init_nfa_with_square_root():
     G_jac = ref_agop(lambda x: torch.as_tensor(W2) @ (torch.as_tensor(W1) @ x), X)
     np.testing.assert_allclose(G_jac, G, atol=1e-12 * np.abs(G).max())
     cmp = compare(nfm(W1), G_jac, powers=(1, 0.5))
-    assert abs(1 - cmp.value["pearson"][0.5]) < 1e-6  # spec target; measured 7e-11
+    assert abs(1 - cmp.value["pearson"][0.5]) < 1e-6  # docs/features.md §5 target; measured 7e-11
     assert cmp.value["pearson"][1.0] < 0.99  # the power matters (measured 0.959)
     rel = np.linalg.norm(nfm(W1) - matrix_power_psd(G, 0.5)) / np.linalg.norm(nfm(W1))
-    assert rel < 1e-3  # measured 1.2e-5 (spec's run: 3.6e-4)
+    assert rel < 1e-3  # measured 1.2e-5 (reference run: 3.6e-4)
 
 
 # ------------------------------------------------------------------ FACT
@@ -279,7 +280,7 @@ def fact_terms(Ws, X, y):
 
 
 def test_fact_identity_holds_exactly_away_from_stationarity(one_thread):
-    # WᵀW - F = Wᵀ ∇_W L / λ at any point (derivation of spec §1.4).
+    # WᵀW - F = Wᵀ ∇_W L / λ at any point (derivation of docs/features.md §1.4).
     lam = 1e-2
     X, y, Ws = tanh_mlp(1, 30)
     grads = torch.autograd.grad(objective(Ws, X, y, lam), Ws)

@@ -53,7 +53,7 @@ def test_e5_relu_average_pullback_is_half_the_nfm(seed):
     avg = layer_pullback(W, X @ W.T, "relu", average=True)
     rel = np.linalg.norm(avg - nfm(W) / 2) / np.linalg.norm(nfm(W) / 2)
     # Monte-Carlo error ∝ n^{-1/2}: measured 0.40-0.52 / sqrt(n) over 6 seeds (1.1e-3 at n=2e5,
-    # as in the spec); tolerance 3x the largest.
+    # the reference value); tolerance 3x the largest.
     assert rel < 1.5 / np.sqrt(n)
     # Antithetic sample {x, -x}: exactly one of z_i(x), z_i(-x) is positive, so p_i = 1/2 exactly.
     Xs = np.concatenate([X[:1000], -X[:1000]])

@@ -1,6 +1,7 @@
 """The neural-race experiment: V2-3 known answers through the Recorder and the run store.
 
-Decoupled init b0 = 0.08, lr 0.02 (tau = 700), 500 full-batch epochs, float64 (spec §5 V2-3).
+Decoupled init b0 = 0.08, lr 0.02 (tau = 700), 500 full-batch epochs, float64 (docs/dynamics.md §5
+V2-3).
 """
 
 import argparse

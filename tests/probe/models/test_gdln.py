@@ -1,4 +1,4 @@
-"""Gated deep linear networks: the graph forward and the routing network (spec §3.1, §3.3)."""
+"""Gated deep linear networks: graph forward and routing network (docs/dynamics.md §3.1, §3.3)."""
 
 import numpy as np
 import pytest

@@ -19,7 +19,7 @@ from probe.theory.effective import (
     two_point_rhs,
 )
 
-# V1-1 (dynamics spec §5): bias-free 2-layer linear net, width 100, 1-D in/out, x = ±0.5,
+# V1-1 (docs/dynamics.md §5): bias-free 2-layer linear net, width 100, 1-D in/out, x = ±0.5,
 # y = ±sqrt(0.5)/2, criterion 0.5*F.mse_loss, full-batch SGD lr 0.005, 20,000 steps.
 LR = 0.005
 ETA = LR / 2  # §1.4: 0.5*F.mse_loss, two points, d_out = 1 -> eta = lr/2

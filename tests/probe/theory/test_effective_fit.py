@@ -114,7 +114,7 @@ def test_v1_2_authors_two_layer_row(tmp_path):
     lr_half = 0.005 / 2
     assert np.all(np.abs(tab["eta_h"] / lr_half - 1) < 0.10), tab["eta_h"]
     assert np.all(np.abs(tab["eta_y"] / lr_half - 1) < 0.10), tab["eta_y"]
-    # spec values: h_end 0.674-0.677, fitted ODE hits y = dy2/2 within 4 epochs of the data
+    # reference values: h_end 0.674-0.677, fitted ODE hits y = dy2/2 within 4 epochs of the data
     assert np.all((tab["h_end"] > 0.66) & (tab["h_end"] < 0.69))
     assert np.all(np.abs(tab["t_half_y_data"] - tab["t_half_y_ode"]) <= 4)
     assert np.all(tab["rel_err_h"] < 0.03) and np.all(tab["rel_err_w"] < 0.10)

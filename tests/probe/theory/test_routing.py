@@ -1,4 +1,4 @@
-"""Exact reduced dynamics of the gated routing network (dynamics spec §3.3, V2-3 theory values)."""
+"""Exact reduced dynamics of the routing network (docs/dynamics.md §3.3, V2-3 theory values)."""
 
 import numpy as np
 import pytest
