@@ -13,7 +13,7 @@ _HELP = {
     "task": "mnist: MLP on MNIST/digits; poly: y = x0 x1 with x ~ N(0, I_dim) (features §1.9)",
     "dataset": "mnist task: mnist (torchvision; data root $PROBE_DATA) or digits (offline)",
     "init": "rich: every weight but the readout's ~ N(0, 0.01/fan_in); default: the model's own",
-    "seeds": "independent runs (seeds seed, seed+1, ...); 3 give the spread on the poly task",
+    "seeds": "independent runs (seeds seed, seed+1, ...); use 3 on the poly task",
     "seed": "first seed (data draw, init, batch order)",
     "epochs": "passes over the training set (None: 3 for mnist, 300 for poly)",
     "lr": "plain SGD learning rate",
