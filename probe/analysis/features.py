@@ -1,7 +1,8 @@
 """Neural Feature Ansatz (docs/features.md §1): the NFM ``WᵀW`` against the AGOP, and FACT.
 
 `nfm`, `matrix_power_psd`, `rho_pearson`, `rho_cos`, `rho_offdiag`, `compare` (all measures per
-AGOP power with init baselines), `fact_matrix`, `fact_residual`, `nfa_over_steps`, `plot_nfa`.
+AGOP power with init baselines), `fact_matrix`, `fact_residual`, `nfa_over_steps` (figure:
+`probe.plots.features.plot_nfa`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -36,7 +36,6 @@ __all__ = [
     "matrix_power_psd",
     "nfa_over_steps",
     "nfm",
-    "plot_nfa",
     "rho_cos",
     "rho_offdiag",
     "rho_pearson",
@@ -413,35 +412,3 @@ def nfa_over_steps(
         df["nfm_change"] = df["measure"].map(change)
         frames.append(df.assign(layer=layer, step=int(step)))
     return pd.concat(frames, ignore_index=True)[list(FRAME_COLUMNS)]
-
-
-def plot_nfa(df: pd.DataFrame, path: str | Path) -> Path:
-    """Plot `nfa_over_steps` rows: each measure against steps, with its baselines; return path.
-
-    One row of panels per layer, one column per measure: a solid line per power p, its init
-    value dashed in the same colour, the NFM change ``measure(M_t, M_0)`` dotted grey. ``path``
-    is the image file (format from the suffix). Raises `InvalidArrayError` when ``df`` is empty
-    or lacks a column of `nfa_over_steps`.
-    """
-    from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend
-
-    missing = [c for c in FRAME_COLUMNS if c not in df.columns]
-    if missing or df.empty:
-        msg = f"df must be non-empty nfa_over_steps output; got {len(df)} rows, missing {missing}."
-        raise InvalidArrayError(msg)
-    layers, measures = list(dict.fromkeys(df["layer"])), list(dict.fromkeys(df["measure"]))
-    fig = Figure(figsize=(4.0 * len(measures), 3.0 * len(layers)), layout="constrained")
-    axes = fig.subplots(len(layers), len(measures), squeeze=False, sharex=True)
-    for row, layer in zip(axes, layers, strict=True):
-        for ax, m in zip(row, measures, strict=True):
-            sub = df[(df["layer"] == layer) & (df["measure"] == m)]
-            for i, (p, g) in enumerate(sub.groupby("power", sort=False)):
-                ax.plot(g["step"], g["value"], color=f"C{i}", marker=".", label=f"M vs G^{p:g}")
-                ax.axhline(g["init"].iloc[0], color=f"C{i}", ls="--", lw=1)
-            first = sub.drop_duplicates("step")
-            ax.plot(first["step"], first["nfm_change"], color="0.5", ls=":", label="M vs M0")
-            ax.set(title=f"{layer}: {m} (dashed: init)", xlabel="step")
-            ax.grid(alpha=0.3)
-        row[0].legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    return Path(path)

@@ -13,7 +13,7 @@ Three numbers per recorded layer and snapshot, small enough to watch in any expe
   labels of shape (n_samples,).
 
 A value is NaN where its quantity is undefined (constant or non-finite activations, fewer than
-2 classes). `to_tensorboard` writes the finite ones as ``probe/<layer>/<name>`` scalars.
+2 classes). `probe.export.scalars.to_tensorboard` writes the finite ones as TensorBoard scalars.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from probe.analysis import clusters, dimension, similarity
 from probe.errors import InvalidArrayError
 from probe.store import Run, open_run
 
-__all__ = ["SUMMARY_NAMES", "summaries", "to_tensorboard"]
+__all__ = ["SUMMARY_NAMES", "summaries"]
 
 SUMMARY_NAMES = ("cka_prev", "effective_rank", "centroid_separation")
 
@@ -119,57 +118,3 @@ def summaries(
             prev = acts
     frame = pd.DataFrame(rows, columns=["layer", "step", *SUMMARY_NAMES])
     return frame.astype({"layer": object, "step": np.int64} | dict.fromkeys(SUMMARY_NAMES, float))
-
-
-def to_tensorboard(
-    run: Run | PathLike,
-    logdir: PathLike | Any,
-    *,
-    layers: Sequence[str] | None = None,
-    key: str = "acts",
-) -> Path:
-    """Write `summaries` of a run as TensorBoard scalars ``probe/<layer>/<name>`` at each step.
-
-    Parameters
-    ----------
-    run : Run or path
-        An opened run or its folder.
-    logdir : str, path or torch.utils.tensorboard.SummaryWriter
-        Folder for a new event file, or an open writer (e.g. a Lightning ``TensorBoardLogger``'s
-        ``.experiment``), which is flushed but left open.
-    layers : sequence of str, optional
-        Layers to write (default: every recorded layer that has array ``key``).
-    key : str
-        Which recorded array of each layer.
-
-    Returns
-    -------
-    Path
-        The writer's log directory.
-
-    Raises
-    ------
-    LayerNotInRunError
-        A layer in ``layers`` was not recorded, or has no array ``key``.
-
-    Notes
-    -----
-    The scalar's step is the run's optimizer step. Non-finite values (NaN where undefined, inf
-    for a ``centroid_separation`` of collapsed classes) are not written.
-    """
-    from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-
-    frame = summaries(run, layers=layers, key=key)
-    own = not isinstance(logdir, SummaryWriter)
-    writer = SummaryWriter(log_dir=os.fspath(logdir)) if own else logdir
-    try:
-        for row in frame.itertuples(index=False):
-            for name in SUMMARY_NAMES:
-                value = float(getattr(row, name))
-                if math.isfinite(value):
-                    writer.add_scalar(f"probe/{row.layer}/{name}", value, global_step=row.step)
-        writer.flush()
-    finally:
-        if own:
-            writer.close()
-    return Path(writer.log_dir)

@@ -9,5 +9,6 @@ __all__ = [
     "formats",
     "frames",
     "projector",
+    "scalars",
 ]
 __getattr__, __dir__ = attach(__name__, __all__)

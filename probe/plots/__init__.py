@@ -8,5 +8,7 @@ from probe._lazy import attach
 __all__ = [
     "clusters",
     "curves",
+    "features",
+    "local_metric",
 ]
 __getattr__, __dir__ = attach(__name__, __all__)

@@ -22,9 +22,9 @@ from probe.analysis.features import nfa_over_steps, nfm, rho_cos
 from probe.analysis.local_metric import (
     output_pullback,
     per_sample_jacobians,
-    plot_static_vs_local,
     static_vs_local,
 )
+from probe.plots.local_metric import plot_static_vs_local
 from probe.store import Run
 
 __all__ = [
@@ -173,7 +173,7 @@ def local_metric(
     k : int
         Neighbours of the neighbourhood comparison.
     path : path
-        Where `probe.analysis.local_metric.plot_static_vs_local` draws the figure.
+        Where `probe.plots.local_metric.plot_static_vs_local` draws the figure.
 
     Returns
     -------

@@ -20,7 +20,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
-from probe.analysis.features import plot_nfa
 from probe.errors import ConfigError
 from probe.experiments.nfa._report import (
     final_table,
@@ -31,6 +30,7 @@ from probe.experiments.nfa._report import (
     plot_ground_truth,
 )
 from probe.experiments.nfa._setup import Setup, chain, make_setup, poly_data, poly_mlp
+from probe.plots.features import plot_nfa
 from probe.store import Run, open_run
 from probe.validation import check_int
 

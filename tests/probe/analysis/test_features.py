@@ -16,7 +16,6 @@ from probe.analysis.features import (
     matrix_power_psd,
     nfa_over_steps,
     nfm,
-    plot_nfa,
     rho_cos,
     rho_offdiag,
     rho_pearson,
@@ -28,6 +27,7 @@ from probe.errors import (
     LayerNotInRunError,
     ShapeMismatchError,
 )
+from probe.plots.features import plot_nfa
 
 F64 = torch.float64
 

@@ -12,10 +12,10 @@ from probe.analysis.local_metric import (
     local_sq_distances,
     output_pullback,
     per_sample_jacobians,
-    plot_static_vs_local,
     static_vs_local,
 )
 from probe.errors import ConfigError, InvalidArrayError, ShapeMismatchError
+from probe.plots.local_metric import plot_static_vs_local
 
 F64 = torch.float64
 

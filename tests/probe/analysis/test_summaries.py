@@ -12,8 +12,9 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from hooks import Recorder
-from probe.analysis.summaries import SUMMARY_NAMES, summaries, to_tensorboard
+from probe.analysis.summaries import SUMMARY_NAMES, summaries
 from probe.errors import LayerNotInRunError
+from probe.export.scalars import to_tensorboard
 from probe.store import open_run
 
 # Probe rows e1, -e1, e2, -e2 (already centred); classes {e1, e2} and {-e1, -e2}.
