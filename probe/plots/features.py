@@ -1,16 +1,20 @@
-"""Figures of the Neural Feature Ansatz: `plot_nfa` draws `nfa_over_steps` rows over training."""
+"""Figures of the Neural Feature Ansatz: `plot_nfa` draws `nfa_over_steps` rows over training.
+
+`nfa_panel` draws one layer and measure; the report's NFA section uses it too.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend
 
 from probe.analysis.features import FRAME_COLUMNS
 from probe.errors import InvalidArrayError
 
-__all__ = ["plot_nfa"]
+__all__ = ["nfa_panel", "plot_nfa"]
 
 
 def plot_nfa(df: pd.DataFrame, path: str | Path) -> Path:
@@ -31,13 +35,22 @@ def plot_nfa(df: pd.DataFrame, path: str | Path) -> Path:
     for row, layer in zip(axes, layers, strict=True):
         for ax, m in zip(row, measures, strict=True):
             sub = df[(df["layer"] == layer) & (df["measure"] == m)]
-            for i, (p, g) in enumerate(sub.groupby("power", sort=False)):
-                ax.plot(g["step"], g["value"], color=f"C{i}", marker=".", label=f"M vs G^{p:g}")
-                ax.axhline(g["init"].iloc[0], color=f"C{i}", ls="--", lw=1)
-            first = sub.drop_duplicates("step")
-            ax.plot(first["step"], first["nfm_change"], color="0.5", ls=":", label="M vs M0")
+            nfa_panel(ax, sub)
             ax.set(title=f"{layer}: {m} (dashed: init)", xlabel="step")
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=8)
     fig.savefig(path, dpi=110)
     return Path(path)
+
+
+def nfa_panel(ax: Axes, rows: pd.DataFrame) -> None:
+    """Draw one layer's `nfa_over_steps` rows of one measure on ``ax``.
+
+    A solid line per power p, its init value dashed in the same colour, and the NFM change
+    ``measure(M_t, M_0)`` dotted grey.
+    """
+    for i, (p, g) in enumerate(rows.groupby("power", sort=False)):
+        ax.plot(g["step"], g["value"], color=f"C{i}", marker=".", label=f"M vs G^{p:g}")
+        ax.axhline(g["init"].iloc[0], color=f"C{i}", ls="--", lw=1)
+    first = rows.drop_duplicates("step")
+    ax.plot(first["step"], first["nfm_change"], color="0.5", ls=":", label="M vs M0")

@@ -19,6 +19,7 @@ from probe.analysis import cluster_sweep, features, similarity, summaries
 from probe.analysis.curves import curve_metrics
 from probe.errors import ProbeError
 from probe.export.frames import embed_run
+from probe.plots.features import nfa_panel
 from probe.report.section import (
     Absent,
     ReportContext,
@@ -309,11 +310,7 @@ def nfa_section(run: Run, ctx: ReportContext) -> str | Absent:
     for row, layer in zip(axes, with_agop, strict=True):
         for ax, m in zip(row, measures, strict=True):
             sub = df[(df["layer"] == layer) & (df["measure"] == m)]
-            for i, (p, g) in enumerate(sub.groupby("power", sort=False)):
-                ax.plot(g["step"], g["value"], color=f"C{i}", marker=".", label=f"M vs G^{p:g}")
-                ax.axhline(g["init"].iloc[0], color=f"C{i}", ls="--", lw=1)
-            first = sub.drop_duplicates("step")
-            ax.plot(first["step"], first["nfm_change"], color="0.5", ls=":", label="M vs M0")
+            nfa_panel(ax, sub)
             ax.set_title(f"{layer}: {m}", fontsize=9)
             step_axis(ax, sub["step"])
             ax.xaxis.label.set_visible(ax in axes[-1])
