@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import silhouette_score
@@ -196,14 +195,6 @@ def test_sweep_errors(tmp_path):
         sweep(run, progress=False)
     with pytest.raises(probe.LayerNotInRunError, match="No layer 'fc'"):
         sweep(run, layers=["fc"], progress=False)
-
-
-def test_plot_sweep_errors(tmp_path):
-    with pytest.raises(InvalidArrayError, match=r"missing columns \['metric'\]"):
-        plot_sweep(pd.DataFrame({"layer": ["a"], "step": [0], "value": [1.0]}), tmp_path / "x.png")
-    empty = pd.DataFrame(columns=["layer", "step", "metric", "value"])
-    with pytest.raises(InvalidArrayError, match="non-empty sweep"):
-        plot_sweep(empty, tmp_path / "x.png")
 
 
 # ------------------------------------------------------------------ errors

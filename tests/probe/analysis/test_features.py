@@ -427,8 +427,3 @@ def test_nfa_over_steps_errors_and_edge_cases(tmp_path):
                   weights=True, final_snapshot=False) as rec:  # fmt: skip
         rec.step()
     assert nfa_over_steps(probe.open_run(tmp_path / "e.zarr"), "0").empty
-
-
-def test_plot_nfa_errors(tmp_path):
-    with pytest.raises(InvalidArrayError, match=r"non-empty nfa_over_steps output.*missing \["):
-        plot_nfa(compare(np.eye(2) + 1, np.eye(2) + 2).to_frame(), tmp_path / "x.png")
