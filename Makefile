@@ -34,6 +34,7 @@ bench: $(STAMP) seed-data
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hooks probe tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -5,15 +5,16 @@
    every 10 steps until the store holds at least --factor x the cap (5 Linear layers + output).
 2. In a subprocess whose address space may grow by at most the cap (resource.setrlimit
    RLIMIT_AS = address space after imports + cap, so any larger allocation raises MemoryError):
-   a. streaming: probe.streaming.class_moments(...).metrics() for every (layer, step) (NC1, NC1
-      quotient, NC2, CDNV, participation ratio, centroid separation) and
-      probe.streaming.consecutive_cka for every layer, reading --chunk-rows samples at a time;
-      peak RSS growth (VmHWM, reset after the imports) against the cap, and times;
+   a. streaming: probe.analysis.streaming.class_moments(...).metrics() for every (layer, step)
+      (NC1, NC1 quotient, NC2, CDNV, participation ratio, centroid separation) and
+      probe.analysis.streaming.consecutive_cka for every layer, reading --chunk-rows samples at a
+      time; peak RSS growth (VmHWM, reset after the imports) against the cap, and times;
    b. exactness: the streamed values against the in-memory ones on the last snapshots
-      (probe.collapse / probe.clusters / probe.dimension, and a float64 feature-space CKA);
-   c. the in-memory library path under the same cap: probe.difference.linear_cka of one pair,
-      probe.difference.layer_cka_over_steps, probe.clusters.geometry of one snapshot: each
-      reported as done (time) or failed (MemoryError), with what it would need.
+      (probe.analysis.collapse / probe.analysis.clusters / probe.analysis.dimension, and a float64
+      feature-space CKA);
+   c. the in-memory library path under the same cap: probe.analysis.similarity.linear_cka of
+      one pair, probe.analysis.similarity.layer_cka_over_steps, probe.analysis.clusters.geometry of
+      one snapshot: each reported as done (time) or failed (MemoryError), with what it would need.
 Prints one JSON document; `--quick` runs a small version.
 """
 
@@ -103,8 +104,8 @@ def analyse(args):
     import numpy as np
 
     import probe
-    from probe import clusters, collapse, difference, dimension
-    from probe.streaming import class_moments, consecutive_cka
+    from probe.analysis import clusters, collapse, dimension, similarity
+    from probe.analysis.streaming import class_moments, consecutive_cka
 
     run = probe.open_run(args.store)
     y = run.targets
@@ -174,14 +175,14 @@ def analyse(args):
     # c. the in-memory library path under the same cap
     n, T = len(y), run.n_snapshots
     lib = {}
-    _, s, err = _timed(lambda: difference.linear_cka(run.acts(HIDDEN, -2), run.acts(HIDDEN, -1)))
-    lib["difference.linear_cka(one pair)"] = {
+    _, s, err = _timed(lambda: similarity.linear_cka(run.acts(HIDDEN, -2), run.acts(HIDDEN, -1)))
+    lib["similarity.linear_cka(one pair)"] = {
         "seconds": s,
         "error": err,
         "needs_MiB_about": round(2 * n * n * 8 / 2**20),
     }
-    _, s, err = _timed(lambda: difference.layer_cka_over_steps(run, HIDDEN))
-    lib["difference.layer_cka_over_steps"] = {
+    _, s, err = _timed(lambda: similarity.layer_cka_over_steps(run, HIDDEN))
+    lib["similarity.layer_cka_over_steps"] = {
         "seconds": s,
         "error": err,
         "needs_MiB_about": round((T * n * n * 8 + T * n * 200 * 4) / 2**20),

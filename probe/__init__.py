@@ -1,118 +1,157 @@
 """Analysis side of the toolkit: read run stores, analyse them, run reference experiments.
 
-Submodules and names load on first use (PEP 562), so ``import probe`` followed by `open_run` and
-the array analyses never imports torch: a process that only reads a store stays small.
+The subpackages follow the data flow, each importing only those below it (docs/layout.md):
+``cli -> experiments -> report -> export, plots, models -> analysis, theory -> store -> validation
+-> errors``. Subpackages and names load on first use (PEP 562), so ``import probe`` followed by
+`open_run` and the array analyses never imports torch: a process that only reads a store stays
+small.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from probe._lazy import attach
 
 __all__ = [
+    "AGOPNotRecordedError",
     "ConfigError",
     "CorruptRunError",
+    "CurveTableError",
+    "DatasetUnavailableError",
+    "EmptyAccumulatorError",
+    "FinetuneConfigError",
+    "FinetuneRunsError",
+    "GateError",
+    "InputShapeError",
+    "InvalidArrayError",
     "LayerNotInRunError",
+    "MetricNotInRunError",
+    "MissingTargetsError",
+    "ModelConfigError",
     "NotARunError",
+    "OdeIntegrationError",
+    "PairIndexError",
     "ProbeError",
+    "ProjectorConfigError",
+    "ReadoutError",
     "Run",
     "RunNotFoundError",
     "SchemaVersionError",
+    "ShapeMismatchError",
+    "SmootherOptionError",
+    "SplitSizeError",
+    "StatsInputError",
     "StepNotFoundError",
     "StreamRows",
-    "alignment",
-    "cluster_theory",
-    "clusters",
-    "collapse",
-    "curve_plots",
-    "curve_report",
-    "curves",
-    "difference",
-    "dimension",
-    "effective",
-    "effective_fit",
-    "embed",
+    "SweepConfigError",
+    "SweepRunError",
+    "SweepTableError",
+    "TheoryInputError",
+    "UnknownClassError",
+    "UnknownDatasetError",
+    "analysis",
+    "cli",
+    "errors",
+    "experiments",
     "export",
-    "features",
-    "group_stats",
-    "linear_dynamics",
-    "local_metric",
-    "margins",
+    "models",
     "open_run",
-    "projector",
-    "readout",
+    "plots",
     "report",
-    "routing",
-    "smooth",
-    "streaming",
-    "summaries",
+    "store",
+    "theory",
+    "validation",
 ]
 _NAMES = {
+    "AGOPNotRecordedError": "probe.errors",
     "ConfigError": "probe.errors",
     "CorruptRunError": "probe.errors",
+    "CurveTableError": "probe.errors",
+    "DatasetUnavailableError": "probe.errors",
+    "EmptyAccumulatorError": "probe.errors",
+    "FinetuneConfigError": "probe.errors",
+    "FinetuneRunsError": "probe.errors",
+    "GateError": "probe.errors",
+    "InputShapeError": "probe.errors",
+    "InvalidArrayError": "probe.errors",
     "LayerNotInRunError": "probe.errors",
+    "MetricNotInRunError": "probe.errors",
+    "MissingTargetsError": "probe.errors",
+    "ModelConfigError": "probe.errors",
     "NotARunError": "probe.errors",
+    "OdeIntegrationError": "probe.errors",
+    "PairIndexError": "probe.errors",
     "ProbeError": "probe.errors",
+    "ProjectorConfigError": "probe.errors",
+    "ReadoutError": "probe.errors",
     "RunNotFoundError": "probe.errors",
     "SchemaVersionError": "probe.errors",
+    "ShapeMismatchError": "probe.errors",
+    "SmootherOptionError": "probe.errors",
+    "SplitSizeError": "probe.errors",
+    "StatsInputError": "probe.errors",
     "StepNotFoundError": "probe.errors",
+    "SweepConfigError": "probe.errors",
+    "SweepRunError": "probe.errors",
+    "SweepTableError": "probe.errors",
+    "TheoryInputError": "probe.errors",
+    "UnknownClassError": "probe.errors",
+    "UnknownDatasetError": "probe.errors",
     "Run": "probe.store",
     "StreamRows": "probe.store",
     "open_run": "probe.store",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__ and name not in _NAMES:  # a submodule
-        return importlib.import_module(f"probe.{name}")
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-        globals()[name] = value
-        return value
-    msg = f"module 'probe' has no attribute {name!r}; see probe.__all__ for the public names."
-    raise AttributeError(msg)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+__getattr__, __dir__ = attach(__name__, __all__, _NAMES)
 
 if TYPE_CHECKING:
     from probe import (
-        alignment,
-        cluster_theory,
-        clusters,
-        collapse,
-        curve_plots,
-        curve_report,
-        curves,
-        difference,
-        dimension,
-        effective,
-        effective_fit,
-        embed,
+        analysis,
+        cli,
+        errors,
+        experiments,
         export,
-        features,
-        group_stats,
-        linear_dynamics,
-        local_metric,
-        margins,
-        projector,
-        readout,
+        models,
+        plots,
         report,
-        routing,
-        smooth,
-        streaming,
-        summaries,
+        store,
+        theory,
+        validation,
     )
     from probe.errors import (
+        AGOPNotRecordedError,
         ConfigError,
         CorruptRunError,
+        CurveTableError,
+        DatasetUnavailableError,
+        EmptyAccumulatorError,
+        FinetuneConfigError,
+        FinetuneRunsError,
+        GateError,
+        InputShapeError,
+        InvalidArrayError,
         LayerNotInRunError,
+        MetricNotInRunError,
+        MissingTargetsError,
+        ModelConfigError,
         NotARunError,
+        OdeIntegrationError,
+        PairIndexError,
         ProbeError,
+        ProjectorConfigError,
+        ReadoutError,
         RunNotFoundError,
         SchemaVersionError,
+        ShapeMismatchError,
+        SmootherOptionError,
+        SplitSizeError,
+        StatsInputError,
         StepNotFoundError,
+        SweepConfigError,
+        SweepRunError,
+        SweepTableError,
+        TheoryInputError,
+        UnknownClassError,
+        UnknownDatasetError,
     )
     from probe.store import Run, StreamRows, open_run

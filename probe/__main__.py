@@ -1,5 +1,5 @@
 """``python -m probe ...`` runs the command-line interface."""
 
-from probe.cli import main
+from probe.cli.app import main
 
 raise SystemExit(main())

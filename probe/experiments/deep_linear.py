@@ -1,4 +1,4 @@
-"""Deep linear network learning dynamics vs Saxe et al. 2014 (dynamics spec §2, V2-1, V2-2).
+"""Deep linear network learning dynamics vs Saxe et al. 2014 (docs/dynamics.md §2, V2-1, V2-2).
 
 A bias-free ``n_in -> n_hidden -> n_out`` linear net learns one-hot items (``X = I``) with
 full-batch SGD on ``0.5 * SSE`` (so ``tau = 1/lr`` steps). The hidden layer and both weights are
@@ -22,16 +22,16 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hooks import Recorder
-from hooks._checks import check_float, check_int
 from probe.errors import ConfigError
-from probe.linear_dynamics import (
+from probe.store import open_run
+from probe.theory.linear_dynamics import (
     gram_mode_strengths,
     half_time,
     half_times,
     mode_trajectory,
     weight_mode_strengths,
 )
-from probe.store import open_run
+from probe.validation import check_int, check_positive
 
 __all__ = [
     "ROUTING_ITEMS",
@@ -41,7 +41,7 @@ __all__ = [
     "run_deep_linear",
 ]
 
-#: The 4 items x 7 outputs of the routing task (dynamics spec §3.3); s = sqrt185, sqrt41, 3, 3.
+#: The 4 items x 7 outputs of the routing task (docs/dynamics.md §3.3); s = sqrt185, sqrt41, 3, 3.
 ROUTING_ITEMS = np.array(
     [[6, 4, 0, 3, 0, 0, 0], [6, 4, 0, 0, 3, 0, 0], [6, 0, 4, 0, 0, 3, 0], [6, 0, 4, 0, 0, 0, 3]],
     dtype=float,
@@ -56,7 +56,7 @@ class DeepLinearConfig:
     ``2**levels`` leaves of a binary tree, ``n_features`` features each drawn by diffusion down the
     tree with flip probability ``flip``). ``init`` is ``"decoupled"`` (balanced, aligned to the
     SVD, every mode at ``u0``) or ``"random"`` (i.i.d. Gaussian of std ``sigma``; theory uses
-    ``u0 = sigma² sqrt(n_hidden)``, spec V2-2).
+    ``u0 = sigma² sqrt(n_hidden)``, docs/dynamics.md §5 V2-2).
     """
 
     data: str = "routing"
@@ -109,9 +109,9 @@ def _check(cfg: DeepLinearConfig) -> None:
         msg = f"init must be 'decoupled' or 'random'; got {cfg.init!r}."
         raise ConfigError(msg)
     for name in ("levels", "n_features", "n_hidden", "steps", "seeds"):
-        check_int(getattr(cfg, name), name, error=ConfigError)
+        check_int(getattr(cfg, name), name)
     for name in ("u0", "sigma", "lr"):
-        check_float(getattr(cfg, name), name, error=ConfigError)
+        check_positive(getattr(cfg, name), name)
     if not 0 <= cfg.flip <= 0.5:
         msg = f"flip must be a probability in [0, 0.5]; got {cfg.flip!r}."
         raise ConfigError(msg)

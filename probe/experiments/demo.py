@@ -15,21 +15,25 @@ from pathlib import Path
 
 import torch
 
-from probe._format import format_info
-from probe.curve_report import analyse_sweep
-from probe.data import DatasetUnavailableError
+from probe.errors import DatasetUnavailableError
 from probe.experiments.deep_linear import DeepLinearConfig, run_deep_linear
-from probe.experiments.finetune_speed import FinetuneConfig, format_summary, run_finetune_speed
+from probe.experiments.finetune_speed.experiment import (
+    FinetuneConfig,
+    format_summary,
+    run_finetune_speed,
+)
 from probe.experiments.mnist import ClassifierConfig, train_classifier
-from probe.experiments.mnist_clustering import demo_config, run_mnist_clustering
-from probe.experiments.mnist_clustering import format_summary as format_clustering
-from probe.experiments.neural_race import NeuralRaceConfig, run_neural_race
-from probe.experiments.nfa import demo_config as nfa_demo_config
-from probe.experiments.nfa import run_nfa
-from probe.experiments.two_points import TwoPointsConfig, run_two_points
-from probe.report import write_report
+from probe.experiments.mnist_clustering.experiment import demo_config, run_mnist_clustering
+from probe.experiments.mnist_clustering.experiment import format_summary as format_clustering
+from probe.experiments.neural_race.experiment import NeuralRaceConfig, run_neural_race
+from probe.experiments.nfa.experiment import demo_config as nfa_demo_config
+from probe.experiments.nfa.experiment import run_nfa
+from probe.experiments.sweep import run_sweep
+from probe.experiments.two_points.experiment import TwoPointsConfig, run_two_points
+from probe.report.curve_report import analyse_sweep
+from probe.report.page import write_report
 from probe.store import open_run
-from probe.sweep import run_sweep
+from probe.store.format import format_info
 
 __all__ = ["run_demo"]
 

@@ -16,10 +16,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder, log_schedule
-from hooks._checks import check_float, check_int
-from probe.data import load_dataset, stratified_probe
 from probe.errors import ConfigError
+from probe.experiments.datasets import load_dataset, stratified_probe
 from probe.models import CNN, MLP
+from probe.validation import check_int, check_positive
 
 __all__ = ["ClassifierConfig", "ClassifierResult", "train_classifier"]
 
@@ -78,12 +78,12 @@ def _validate(cfg: ClassifierConfig) -> None:
             msg = f"{name} must be one of {allowed}; got {getattr(cfg, name)!r}."
             raise ConfigError(msg)
     for name in ("epochs", "batch_size", "probe_size", "n_log_snapshots"):
-        check_int(getattr(cfg, name), name, error=ConfigError)
+        check_int(getattr(cfg, name), name)
     if cfg.max_steps is not None:
-        check_int(cfg.max_steps, "max_steps", error=ConfigError, hint="Or None: every step.")
-    check_int(cfg.seed, "seed", minimum=0, error=ConfigError)
+        check_int(cfg.max_steps, "max_steps", hint="Or None: every step.")
+    check_int(cfg.seed, "seed", minimum=0)
     for name in ("lr", "gain"):
-        check_float(getattr(cfg, name), name, error=ConfigError)
+        check_positive(getattr(cfg, name), name)
 
 
 def _model(cfg: ClassifierConfig, in_features: int) -> nn.Module:

@@ -21,11 +21,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hooks import Recorder
-from hooks._checks import check_float, check_int
-from probe.data import DATASETS, load_dataset, stratified_probe
 from probe.errors import ConfigError
+from probe.experiments.datasets import DATASETS, load_dataset, stratified_probe
 from probe.models.sequence import CELLS, SequenceClassifier
 from probe.store import open_run
+from probe.validation import check_int, check_positive
 
 __all__ = [
     "READOUTS",
@@ -103,8 +103,8 @@ def validate_config(cfg: SeqMnistConfig) -> None:
         raise ConfigError(msg)
     sizes = ["hidden", "epochs", "batch_size", "probe_size", "seed"]
     for name in sizes + (["n_train"] if cfg.n_train is not None else []):
-        check_int(getattr(cfg, name), name, minimum=int(name != "seed"), error=ConfigError)
-    check_float(cfg.lr, "lr", error=ConfigError, hint="Pass e.g. lr=1e-3.")
+        check_int(getattr(cfg, name), name, minimum=0 if name == "seed" else 1)
+    check_positive(cfg.lr, "lr", hint="Pass e.g. lr=1e-3.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -289,9 +289,7 @@ def readout_table(store: str | Path, *, folds: int = 2, seed: int = 0) -> pd.Dat
     was fitted on (resubstitution, which counts each point as its own neighbour); following
     section 3.5 this scores held-out predictions on the fixed probe set from the test split.
     """
-    if not _is_int(folds) or folds < 2:
-        msg = f"folds must be an int >= 2; got {folds!r}."
-        raise ConfigError(msg)
+    check_int(folds, "folds", minimum=2)
     run = open_run(store)
     y = np.asarray(run.targets, dtype=np.int64)
     counts = np.bincount(y, minlength=2)

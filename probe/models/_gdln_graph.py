@@ -1,4 +1,4 @@
-"""The general gated deep linear network `GatedDLN` and its `GateError` (dynamics spec §3.1).
+"""The general gated deep linear network `GatedDLN` and its `GateError` (docs/dynamics.md §3.1).
 
 Re-exported by `probe.models.gdln`, which adds the routing network of §3.3.
 """
@@ -11,16 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from probe.errors import ProbeError
-from probe.models.mnist import InputShapeError, ModelConfigError
+from probe.errors import GateError, InputShapeError, ModelConfigError
+from probe.validation import check_int
 
-__all__ = ["GateError", "GatedDLN", "Gates"]
+__all__ = ["GatedDLN", "Gates"]
 
 Gates = Mapping[str, "torch.Tensor | float"]
-
-
-class GateError(ProbeError, ValueError):
-    """Gates that name no node or edge of the graph, or do not broadcast to the batch."""
 
 
 class GatedDLN(nn.Module):
@@ -45,7 +41,7 @@ class GatedDLN(nn.Module):
 
     Notes
     -----
-    Forward (spec §3.1, from the paper): ``h_v = g_v Σ_{e: t(e)=v} g_e W_e h_{s(e)}`` in
+    Forward (docs/dynamics.md §3.1, from the paper): ``h_v = g_v Σ_{e: t(e)=v} g_e W_e h_{s(e)}`` in
     topological order; input nodes carry ``h_v = g_v x_v`` (their node gate is applied too, so
     ``g_p`` is the product of every gate on a path). Gates are supplied per example with the data.
 
@@ -183,9 +179,7 @@ class GatedDLN(nn.Module):
 
 def _check_graph(nodes: dict[str, int], ends: dict[str, tuple[str, str]]) -> None:
     for v, size in nodes.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            msg = f"node {v!r} must have an int size >= 1; got {size!r}."
-            raise ModelConfigError(msg)
+        check_int(size, f"the size of node {v!r}", error=ModelConfigError)
     if not ends:
         msg = "a GatedDLN needs at least one edge; got none."
         raise ModelConfigError(msg)

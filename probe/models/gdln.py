@@ -1,4 +1,4 @@
-"""Gated deep linear networks (Saxe, Sodhani & Lewallen 2022; dynamics spec §3).
+"""Gated deep linear networks (Saxe, Sodhani & Lewallen 2022; docs/dynamics.md §3).
 
 `GatedDLN` is a graph of nodes joined by bias-free linear edges, run with per-example node and
 edge gates. `RoutingNetwork` is the 7-module routing network of §3.3 (gate `gate_matrix`, data
@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probe.models._gdln_graph import GatedDLN, GateError
-from probe.models.mnist import InputShapeError, ModelConfigError
+from probe.errors import GateError, InputShapeError, ModelConfigError
+from probe.models._gdln_graph import GatedDLN
+from probe.validation import check_int, check_positive
 
 __all__ = [
-    "GateError",
     "GatedDLN",
     "RoutingNetwork",
     "decoupled_init_",
@@ -56,16 +56,14 @@ def gate_matrix(M: int = 7, mode: str = "4_plus_minus_mod") -> torch.Tensor:
 
     Notes
     -----
-    The authors' ``GatedDLN.make_gate`` (``Gated_DLN_*_figure.ipynb``; spec §3.3).
+    The authors' ``GatedDLN.make_gate`` (``Gated_DLN_*_figure.ipynb``; docs/dynamics.md §3.3).
 
     Examples
     --------
     >>> gate_matrix(7)[0].tolist()
     [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     """
-    if not isinstance(M, int) or M < 1:
-        msg = f"M must be an int >= 1; got {M!r}."
-        raise ModelConfigError(msg)
+    check_int(M, "M", error=ModelConfigError)
     if mode == "fully_connected":
         return torch.ones(M, M)
     match = _MODE.match(mode)
@@ -88,7 +86,7 @@ def gate_matrix(M: int = 7, mode: str = "4_plus_minus_mod") -> torch.Tensor:
 
 
 def routing_data(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the routing task of spec §3.3: items ``X = I_4`` and targets ``Y`` of shape (4, 7).
+    """Return the routing task (docs/dynamics.md §3.3): items ``X = I_4``, targets ``Y`` (4, 7).
 
     Every trained path is fitted to the same ``(X, Y)``; ``s(Y^T) = [sqrt(185), sqrt(41), 3, 3]``.
 
@@ -103,7 +101,7 @@ def routing_data(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torc
 
 
 class RoutingNetwork(GatedDLN):
-    """The routing network of spec §3.3 as a `GatedDLN`.
+    """The routing network of docs/dynamics.md §3.3 as a `GatedDLN`.
 
     Input nodes ``x0 .. x{M-1}`` (d_in) feed the shared node ``a`` through the input modules
     ``edges.in_<i>`` (W_in,i); the shared module ``edges.h`` (W_h) maps ``a`` to ``b``; the output
@@ -239,7 +237,7 @@ class RoutingNetwork(GatedDLN):
         return torch.stack([self.edges[f"out_{j}"](b) for j in range(self.M)], 2)
 
     def gated_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Return ``Σ_{(i,j): G_ij = 1} F.mse_loss(path output, y)`` (spec §3.3).
+        """Return ``Σ_{(i,j): G_ij = 1} F.mse_loss(path output, y)`` (docs/dynamics.md §3.3).
 
         Parameters
         ----------
@@ -251,7 +249,8 @@ class RoutingNetwork(GatedDLN):
         Returns
         -------
         torch.Tensor
-            The scalar loss; ``tau = n d_out / (2 lr)`` for SGD at rate ``lr`` (spec §3.3).
+            The scalar loss; ``tau = n d_out / (2 lr)`` for SGD at rate ``lr`` (docs/dynamics.md
+            §3.3).
 
         Raises
         ------
@@ -287,7 +286,7 @@ def orthogonal_init_(net: GatedDLN, gain: float, generator: torch.Generator | No
 def decoupled_init_(
     net: RoutingNetwork, b0: float, Y: torch.Tensor, generator: torch.Generator | None = None
 ) -> None:
-    """Set the decoupled, balanced init of spec §3.2 (A2): every mode has strength ``b0``.
+    """Set the decoupled, balanced init (docs/dynamics.md §3.2): every mode has strength ``b0``.
 
     With ``Y^T = U S V^T`` (full SVD) and random orthogonal ``R_a, R_b`` (d_hidden x d_hidden):
     ``W_in,i = b0 R_a[:, :d_in] V^T``, ``W_h = b0 R_b R_a^T``, ``W_out,j = b0 U R_b[:, :d_out]^T``,
@@ -382,9 +381,7 @@ def routing_network(
     if init not in ("orthogonal", "decoupled"):
         msg = f"init must be 'orthogonal' or 'decoupled'; got {init!r}."
         raise ModelConfigError(msg)
-    if not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
-        msg = f"scale must be a finite number > 0 (the gain or b0); got {scale!r}."
-        raise ModelConfigError(msg)
+    check_positive(scale, "scale", error=ModelConfigError, hint="It is the gain or b0.")
     net = RoutingNetwork(M, d_in, d_hidden, d_out, gate).to(dtype)
     gen = torch.Generator().manual_seed(seed)
     if init == "orthogonal":

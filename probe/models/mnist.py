@@ -11,17 +11,9 @@ import math
 import torch
 from torch import nn
 
-from probe.errors import ProbeError
+from probe.errors import InputShapeError, ModelConfigError
 
-__all__ = ["CNN", "MLP", "InputShapeError", "ModelConfigError"]
-
-
-class ModelConfigError(ProbeError, ValueError):
-    """A model built with impossible hyper-parameters."""
-
-
-class InputShapeError(ProbeError, ValueError):
-    """A batch whose shape the model cannot take."""
+__all__ = ["CNN", "MLP"]
 
 
 def _check_positive(name: str, value: int) -> None:

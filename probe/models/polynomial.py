@@ -11,7 +11,7 @@ import abc
 import torch
 from torch import nn
 
-from probe.models.mnist import InputShapeError, ModelConfigError
+from probe.errors import InputShapeError, ModelConfigError
 
 __all__ = ["ProductNet", "SumNet", "TwoBranchNet"]
 

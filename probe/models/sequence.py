@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from probe.models.mnist import InputShapeError, ModelConfigError
+from probe.errors import InputShapeError, ModelConfigError
 
 __all__ = ["CELLS", "RecurrentEncoder", "SequenceClassifier"]
 

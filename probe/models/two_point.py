@@ -1,4 +1,4 @@
-"""The MLP of the two-point experiments (van Rossem & Saxe 2024; dynamics spec §1.5–1.6).
+"""The MLP of the two-point experiments (van Rossem & Saxe 2024; docs/dynamics.md §1.5–1.6).
 
 `TwoPointMLP` is ``depth`` hidden blocks ``Linear -> nonlinearity`` and a linear readout, with
 ``xavier_normal_(gain)`` weights and zero biases, like the authors' ``MLP`` model. Each hidden block
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from probe.models.mnist import ModelConfigError
+from probe.errors import ModelConfigError
 
 __all__ = ["NONLINEARITIES", "HiddenBlock", "TwoPointMLP"]
 

@@ -23,8 +23,8 @@ def test_reading_a_store_and_streaming_analyses_do_not_import_torch(tmp_path):
         "import sys, probe\n"
         f"run = probe.open_run({str(path)!r})\n"
         "a = run.acts('0', step=1)\n"
-        "probe.streaming.class_moments(run, '0', 1)\n"
-        "probe.streaming.consecutive_cka(run, '0')\n"
+        "probe.analysis.streaming.class_moments(run, '0', 1)\n"
+        "probe.analysis.streaming.consecutive_cka(run, '0')\n"
         "print(a.shape, run.info()['n_snapshots'], 'torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -39,7 +39,7 @@ def test_every_public_name_resolves_and_unknown_names_raise():
         assert set(pkg.__all__) <= set(dir(pkg))
     assert set(hooks.__all__) == set(hooks._NAMES)
     assert probe.open_run is probe.store.open_run
-    assert probe.streaming.__name__ == "probe.streaming"
+    assert probe.analysis.streaming.__name__ == "probe.analysis.streaming"
     np.testing.assert_array_equal(probe.Run.__name__, "Run")
     with pytest.raises(AttributeError, match="module 'probe' has no attribute 'nope'"):
         probe.nope  # noqa: B018
@@ -48,14 +48,14 @@ def test_every_public_name_resolves_and_unknown_names_raise():
 
 
 def test_cli_info_and_help_do_not_import_torch_but_run_builds_every_experiment(tmp_path, capsys):
-    from probe.cli import build_parser
+    from probe.cli.app import build_parser
 
     path = tmp_path / "r.zarr"
     with hooks.Recorder(nn.Sequential(nn.Linear(3, 2)), "0", path, torch.randn(4, 3)) as rec:
         rec.step(loss=0.5)
     code = (
         "import sys\n"
-        "from probe.cli import main\n"
+        "from probe.cli.app import main\n"
         f"assert main(['info', {str(path)!r}]) == 0\n"
         "try:\n"
         "    main(['--help'])\n"
