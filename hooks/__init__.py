@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 _NAMES = {
     "AgopError": "hooks.errors",
     "AgopLayerError": "hooks.errors",
+    "BatchDimError": "hooks.errors",
+    "BatchlessOutputError": "hooks.errors",
     "HooksError": "hooks.errors",
     "IntegrationError": "hooks.errors",
     "IntegrationImportError": "hooks.errors",
@@ -29,6 +31,7 @@ _NAMES = {
     "StoreExistsError": "hooks.errors",
     "StoreNotWritableError": "hooks.errors",
     "StreamShapeError": "hooks.errors",
+    "UnrecordedOutputWarning": "hooks.errors",
     "WriterError": "hooks.errors",
     "gradient_grams": "hooks.agop",
     "list_layers": "hooks.layers",
@@ -39,6 +42,8 @@ _NAMES = {
 __all__ = [
     "AgopError",
     "AgopLayerError",
+    "BatchDimError",
+    "BatchlessOutputError",
     "HooksError",
     "IntegrationError",
     "IntegrationImportError",
@@ -56,6 +61,7 @@ __all__ = [
     "StoreExistsError",
     "StoreNotWritableError",
     "StreamShapeError",
+    "UnrecordedOutputWarning",
     "WriterError",
     "gradient_grams",
     "list_layers",
@@ -85,6 +91,8 @@ if TYPE_CHECKING:
     from hooks.errors import (
         AgopError,
         AgopLayerError,
+        BatchDimError,
+        BatchlessOutputError,
         HooksError,
         IntegrationError,
         IntegrationImportError,
@@ -101,6 +109,7 @@ if TYPE_CHECKING:
         StoreExistsError,
         StoreNotWritableError,
         StreamShapeError,
+        UnrecordedOutputWarning,
         WriterError,
     )
     from hooks.layers import (

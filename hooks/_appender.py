@@ -81,6 +81,7 @@ class RunAppender:
         self.last_step: int | None = last_snapshot_step(root)
         self.nonfinite: dict[str, list[list[int]]] = dict(attrs.get("nonfinite", {}))
         self._arrays: dict[str, zarr.Array] = {}
+        self._new_attrs: dict[str, dict[str, Any]] = {}  # set on arrays when they are created
         self._snapshot_paths = self._existing_paths(root, "snapshot")
         self._stream_paths = self._existing_paths(root, "row")
         self._metrics_buf: list[MetricRecord] = []
@@ -104,6 +105,7 @@ class RunAppender:
         """Buffer a stream batch; write and commit the whole chunks of rows buffered so far."""
         item.arrays["stream/step"] = np.full(item.n_rows, item.step, np.int64)
         item.arrays["stream/sample_id"] = item.sample_id.astype(np.int64)
+        self._new_attrs.update(item.attrs)
         self._stream_buf.append(item)
         self._commit(self._write_stream(final=False))
 
@@ -142,6 +144,8 @@ class RunAppender:
                     dims=(*lead, *dims),
                     compressors=self.compressors,
                 )
+                if path in self._new_attrs:
+                    arr = arr.update_attributes(self._new_attrs.pop(path))
             self._arrays[path] = arr
         return arr
 
@@ -169,6 +173,7 @@ class RunAppender:
         n0, n = self.n_committed, len(batch)
         rows: dict[str, list[Array | None]] = {}
         for i, s in enumerate(batch):
+            self._new_attrs.update(s.attrs)
             for path, a in s.arrays.items():
                 self._check_finite(path, s.step, a)
                 arr = self._array(

@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "AgopError",
     "AgopLayerError",
+    "BatchDimError",
+    "BatchlessOutputError",
     "HooksError",
     "IntegrationError",
     "IntegrationImportError",
@@ -25,6 +27,7 @@ __all__ = [
     "StoreExistsError",
     "StoreNotWritableError",
     "StreamShapeError",
+    "UnrecordedOutputWarning",
     "WriterError",
 ]
 
@@ -39,6 +42,18 @@ class AgopLayerError(HooksError, TypeError):
 
 class AgopError(HooksError, ValueError):
     """The AGOP pass cannot run: bad inputs or batch size, or an unusable model output or layer."""
+
+
+class BatchDimError(HooksError, ValueError):
+    """The batch dimension of a recorded tensor is ambiguous or not where a rule or option says."""
+
+
+class BatchlessOutputError(HooksError, ValueError):
+    """An output with no batch dimension differs between the probe batches of one snapshot."""
+
+
+class UnrecordedOutputWarning(UserWarning):
+    """A module output holds non-tensor objects (strings, generators ...) that are not recorded."""
 
 
 class LayerNotFoundError(HooksError, KeyError):

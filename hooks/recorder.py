@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hooks import schema
+from hooks._batch_dim import resolve_batch_dims
 from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
 from hooks._options import parse_compressors, parse_dtype, parse_writer
@@ -106,6 +106,16 @@ class Recorder:
     log_all_ranks : bool
         With several processes, keep the metrics of every rank (each in its own group), not only
         rank 0's.
+    batch_dim : mapping of layer selector to int or None, optional
+        The batch dimension of the selected layers' outputs, e.g. ``{"encoder.*": 1}`` for a
+        sequence-first encoder, None for an output with no batch dimension. Every recorded
+        array is stored batch first, ``(snapshot, sample, ...)``: the batch dimension is this
+        option, else a rule for ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``h_n``/``c_n`` at 1),
+        ``nn.MultiheadAttention`` and ``nn.Transformer*`` (from ``batch_first``), else the one
+        dimension of the probe batch size in every batch of the first snapshot. An output
+        with no such dimension whose value every probe batch repeats (a position table) is
+        stored once per snapshot, ``(snapshot, ...)``. The module's own layout is kept in the
+        array's attributes (``batch_dim``, ``batch_dim_source``, ``source_shape``).
 
     Notes
     -----
@@ -156,6 +166,7 @@ class Recorder:
         rank: int | None = None,
         world_size: int | None = None,
         log_all_ranks: bool = False,
+        batch_dim: Mapping[LayerSelector, int | None] | None = None,
     ) -> None:
         self.model = model
         self.root_ = unwrap_model(model)
@@ -195,7 +206,12 @@ class Recorder:
 
         self.path = store_path(store)
         self._closed = False
-        self._hooks = HookSet(self.root_, self.layers_, self.dtype)
+        self._hooks = HookSet(
+            self.root_,
+            self.layers_,
+            self.dtype,
+            resolve_batch_dims(self.root_, self.layers_, batch_dim),
+        )
         attrs = run_attrs(
             model_class=type(self.root_).__name__,
             layers=list(self.layers_),
@@ -283,6 +299,11 @@ class Recorder:
         ------
         RecorderConfigError
             The Recorder was created without a probe set.
+        BatchDimError
+            A recorded output's batch dimension is ambiguous (two dimensions of the batch
+            size) or not where ``batch_dim`` or a module rule puts it.
+        BatchlessOutputError
+            An output with no batch dimension differs between probe batches.
         """
         self._check_open()
         if self.probe_ is None:
@@ -297,7 +318,8 @@ class Recorder:
                 self._hooks.begin_batch(i, batch.shape[0])
                 self.root_(batch.to(self.device, non_blocking=True))
         ready, arrays = self._hooks.ready(), self._hooks.take()
-        dims = {k: schema.array_dims(k, ("sample",), a.ndim - 1) for k, a in arrays.items()}
+        dims = {k: self._hooks.dims(k, a.ndim) for k, a in arrays.items()}
+        attrs = self._hooks.attrs(iter(arrays))
         more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
             self.root_,
             self.layers_,
@@ -309,7 +331,7 @@ class Recorder:
         )
         arrays.update(more)
         dims.update(more_dims)
-        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims, ready)
+        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims, ready, attrs)
         self.writer_.put(snap, sum(a.nbytes for a in arrays.values()))
         self._last_snapshot_step = self.step_
 
@@ -336,9 +358,12 @@ class Recorder:
         with self._hooks.attached("stream", self._put_stream_batch, as_sample_ids(sample_id)):
             yield self
 
-    def _put_stream_batch(self, arrays: dict[str, Any], ids: Any, ready: Any) -> None:
+    def _put_stream_batch(
+        self, arrays: dict[str, Any], ids: Any, ready: Any, attrs: dict[str, Any]
+    ) -> None:
         self.writer_.put(
-            StreamBatch(self.step_, ids, arrays, ready), sum(a.nbytes for a in arrays.values())
+            StreamBatch(self.step_, ids, arrays, ready, attrs),
+            sum(a.nbytes for a in arrays.values()),
         )
 
     def flush(self) -> None:
