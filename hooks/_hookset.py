@@ -22,7 +22,13 @@ from hooks import schema
 from hooks._batch_dim import Layout, decide_layout, rule_batch_dim
 from hooks._probe_forward import probe_mode
 from hooks.capture import flatten_output, host_dtype, to_host
-from hooks.errors import BatchDimError, BatchlessOutputError, RecorderConfigError, StreamShapeError
+from hooks.errors import (
+    BatchDimError,
+    BatchlessOutputError,
+    RecorderConfigError,
+    StreamShapeError,
+    UnrecordedOutputWarning,
+)
 
 StreamCallback = Callable[
     [
@@ -63,6 +69,7 @@ class HookSet:
         self._batchless: dict[str, torch.Tensor] = {}
         self._shapes: dict[str, list[tuple[tuple[int, ...], int]]] = defaultdict(list)
         self._discovered = self._discovering = False
+        self._warned: set[str] = set()  # layers warned about outputs that are not tensors
         self._handles: list[RemovableHandle] = []
         self._mode: str | None = None
         self._buf: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -320,9 +327,13 @@ class HookSet:
             k = self._calls[name]
             self._calls[name] = k + 1
             call = (f"call{k}",) if k else ()  # a module called twice per forward
-            for path, t in flatten_output(output):
+            dropped: list[tuple[tuple[str, ...], str]] = []
+            for path, t in flatten_output(output, dropped=dropped):
                 rule = rule_batch_dim(module, path)
                 self._keep(f"{group}/{schema.element_name(call + path)}", t, name, rule)
+            if dropped and name not in self._warned:
+                self._warned.add(name)
+                _warn_dropped(name, call, dropped)
 
         return hook
 
@@ -349,15 +360,32 @@ class HookSet:
 
     def _root_hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if self._mode == "probe" or self._discovering:
-            for path, t in flatten_output(output):
+            dropped: list[tuple[tuple[str, ...], str]] = []
+            for path, t in flatten_output(output, dropped=dropped):
                 rule = rule_batch_dim(module, path)
                 self._keep(f"{schema.OUTPUTS}/{schema.element_name(path)}", t, "", rule)
+            if dropped and "" not in self._warned:
+                self._warned.add("")
+                _warn_dropped("", (), dropped)
         elif self._on_batch is not None:
             taken = self.take()
             attrs = self.attrs(iter(taken))
             arrays = {_stream_key(k): a for k, a in taken.items()}
             ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)
             self._on_batch(arrays, ids, self.ready(), {_stream_key(k): a for k, a in attrs.items()})
+
+
+def _warn_dropped(
+    layer: str, call: tuple[str, ...], dropped: list[tuple[tuple[str, ...], str]]
+) -> None:
+    what = ", ".join(f"{schema.element_name(call + p)} ({kind})" for p, kind in dropped)
+    where = f"layer {layer!r}" if layer else "the model"
+    msg = (
+        f"{where} outputs objects that are not tensors, not recorded: {what}. Only "
+        "tensors (in tuples, lists, dicts or dataclasses) are recorded; record a submodule "
+        "that returns the tensor you need instead."
+    )
+    warnings.warn(msg, UnrecordedOutputWarning, stacklevel=3)
 
 
 def _head(value: Any, b: int, n: int) -> Any:

@@ -1,4 +1,4 @@
-"""The batch dimension of recorded tensors: module rules, the batch_dim option, inference, errors."""
+"""Batch dimension of recorded tensors: module rules, the batch_dim option, inference, errors."""
 
 import numpy as np
 import pytest

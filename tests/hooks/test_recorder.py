@@ -5,10 +5,10 @@ from torch import nn
 
 import probe
 from hooks import (
+    BatchlessOutputError,
     NonFiniteWarning,
     ProbeInputError,
     Recorder,
-    BatchlessOutputError,
     RecorderClosedError,
     RecorderConfigError,
     StepOrderError,
