@@ -19,16 +19,11 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from hooks import schema
-from hooks._batch_dim import Layout, decide_layout, rule_batch_dim
+from hooks._batch_dim import rule_batch_dim
+from hooks._layouts import Layouts, warn_partial
 from hooks._probe_forward import probe_mode
 from hooks.capture import flatten_output, host_dtype, to_host
-from hooks.errors import (
-    BatchDimError,
-    BatchlessOutputError,
-    RecorderConfigError,
-    StreamShapeError,
-    UnrecordedOutputWarning,
-)
+from hooks.errors import RecorderConfigError, StreamShapeError, UnrecordedOutputWarning
 
 StreamCallback = Callable[
     [
@@ -39,16 +34,16 @@ StreamCallback = Callable[
     ],
     None,
 ]
-_UNSET = object()  # no batch_dim option for a layer
 
 
 class HookSet:
     """Forward hooks on ``layers`` and ``root`` that copy outputs to host, keyed by store path.
 
-    Every output element is stored batch first (`hooks._batch_dim`): its layout is decided at
-    the first forward(s) that record it, from copies kept in the module's own layout, then kept
-    in `layouts`; later forwards copy the batch-first view straight into the snapshot buffers.
-    ``batch_dims`` holds the Recorder's ``batch_dim`` option per layer name.
+    Every output element is stored batch first (`hooks._batch_dim`): its layout is learnt once,
+    from two small forwards before the first recorded one (`_discover`), or else from the
+    first recorded forwards themselves, and kept in `layouts`; later forwards copy the
+    batch-first view straight into the snapshot buffers. ``batch_dims`` holds the Recorder's
+    ``batch_dim`` option per layer name.
     """
 
     def __init__(
@@ -61,13 +56,7 @@ class HookSet:
         self.root = root
         self.layers = layers
         self.dtype = dtype
-        self.batch_dims = dict(batch_dims or {})
-        self.layouts: dict[str, Layout] = {}
-        self._pending: dict[str, list[tuple[int, torch.Tensor]]] = defaultdict(list)
-        self._pending_of: dict[str, tuple[str, int | None]] = {}  # key -> (layer, rule dim)
-        self._batches: list[int] = []
-        self._batchless: dict[str, torch.Tensor] = {}
-        self._shapes: dict[str, list[tuple[tuple[int, ...], int]]] = defaultdict(list)
+        self.layouts = Layouts(dtype, dict(batch_dims or {}))
         self._discovered = self._discovering = False
         self._warned: set[str] = set()  # layers warned about outputs that are not tensors
         self._handles: list[RemovableHandle] = []
@@ -123,7 +112,7 @@ class HookSet:
     def begin_batch(self, offset: int, size: int) -> None:
         """Announce the rows ``offset:offset + size`` of the probe set about to be forwarded."""
         self._offset, self._batch = offset, size
-        self._batches.append(size)
+        self.layouts.batches.append(size)
 
     def ready(self) -> torch.cuda.Event | None:
         """Return an event after the outputs' non-blocking copies (None: they are complete).
@@ -154,74 +143,21 @@ class HookSet:
             An output with no batch dimension differs between probe batches.
         """
         arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
-        for key in list(self._pending):
-            decided = self._decide(key)
-            if decided is not None:
-                arrays[key] = decided.numpy()
-        arrays.update({k: v.numpy() for k, v in self._batchless.items()})
+        stream = self._mode == "stream"
+        arrays.update({k: v.numpy() for k, v in self.layouts.resolve(self._n_rows, stream).items()})
         for key, out in self._out.items():
             if self._filled[key] == out.shape[0]:
                 arrays[key] = out.numpy()
             else:
-                self._warn_partial(key, self._filled[key], out.shape[0])
+                warn_partial(key, self._filled[key], out.shape[0])
         self._clear()
         return arrays
-
-    def dims(self, key: str, ndim: int) -> tuple[str, ...]:
-        """Return the dimension names (after ``snapshot``/``row``) of a taken array of ``ndim``."""
-        layout = self.layouts.get(key)
-        if layout is not None and layout.batch_dim is None:
-            return schema.array_dims(key, (), ndim)
-        return schema.array_dims(key, ("sample",), ndim - 1)
-
-    def attrs(self, keys: Iterator[str]) -> dict[str, dict[str, Any]]:
-        """Return the layout attrs (`Layout.attrs`) of the arrays ``keys``."""
-        return {k: self.layouts[k].attrs() for k in keys if k in self.layouts}
 
     def _clear(self) -> None:
         self._buf.clear()
         self._out.clear()
         self._filled.clear()
-        self._pending.clear()
-        self._batchless.clear()
-        self._batches.clear()
-
-    @staticmethod
-    def _warn_partial(key: str, filled: int, n: int) -> None:
-        msg = (
-            f"{key} fired for {filled} of {n} probe samples; "
-            "not recorded at this snapshot (stored as fill values)."
-        )
-        warnings.warn(msg, UserWarning, stacklevel=4)
-
-    def _decide(self, key: str) -> torch.Tensor | None:
-        """Fix the layout of ``key`` from its first forward(s); return its batch-first array."""
-        parts = self._pending.pop(key)
-        layout = self._layout(key, [(tuple(p.shape), self._batches[i]) for i, p in parts])
-        if layout.batch_dim is None:
-            for _, p in parts:
-                self._keep_batchless(key, p, self._pending_of[key][0])
-            return None
-        d = layout.batch_dim
-        rows = torch.cat([p.movedim(d, 0) for _, p in parts])
-        if self._n_rows and rows.shape[0] != self._n_rows:
-            self._warn_partial(key, rows.shape[0], self._n_rows)
-            return None
-        return rows
-
-    def _layout(self, key: str, shapes: list[tuple[tuple[int, ...], int]]) -> Layout:
-        layer, rule = self._pending_of[key]
-        layout = decide_layout(
-            layer=layer,
-            key=key.rsplit("/", 1)[-1],
-            shapes=[shape for shape, _ in shapes],
-            batches=[b for _, b in shapes],
-            option=self.batch_dims.get(layer, _UNSET) if layer else _UNSET,
-            rule=rule,
-            unset=_UNSET,
-        )
-        self.layouts[key] = layout
-        return layout
+        self.layouts.clear()
 
     def _discover(self, args: tuple[Any, ...], kwargs: dict[str, Any], n: int) -> None:
         """Learn every output's layout from two small forwards of the batch's first samples.
@@ -235,70 +171,30 @@ class HookSet:
         sizes = (2, 3) if n >= 3 else (1, 2) if n == 2 else ()
         if not sizes:
             return
-        saved = (self._batch, list(self._batches))
-        self._discovering, self._shapes = True, defaultdict(list)
+        saved = (self._batch, list(self.layouts.batches))
+        self._discovering = True
         first = next(a for a in args if isinstance(a, torch.Tensor))
         try:
             with probe_mode(self.root, first.device):
                 for b in sizes:
                     self._batch = b
+                    self.layouts.batches.append(b)
                     cut = [_head(a, b, n) for a in args]
                     self.root(*cut, **{k: _head(v, b, n) for k, v in kwargs.items()})
         except Exception:  # noqa: BLE001 - the recorded forwards decide instead
-            self._shapes.clear()
+            self.layouts.forget_shapes()
         finally:
             self._discovering = False
-            self._batch, self._batches = saved
-        for key, shapes in self._shapes.items():
-            self._layout(key, shapes)
-
-    def _keep_batchless(self, key: str, t: torch.Tensor, layer: str) -> None:
-        if self._mode == "stream":
-            msg = (
-                f"watched layer {layer!r} output {key.rsplit('/', 1)[-1]!r} of shape "
-                f"{tuple(t.shape)} has no dimension of the batch size ({self._batch}); record "
-                "it with snapshots instead, or give its batch dimension with "
-                f"Recorder(..., batch_dim={{{layer!r}: <dim>}})."
-            )
-            raise StreamShapeError(msg)
-        prev = self._batchless.get(key)
-        if prev is None:
-            self._batchless[key] = t if t.device.type == "cpu" else to_host(t, self.dtype)
-        elif prev.shape != t.shape or not torch.equal(prev, to_host(t, self.dtype)):
-            where = f"layer {layer!r}" if layer else "the model output"
-            msg = (
-                f"{where}, output {key.rsplit('/', 1)[-1]!r} of shape {tuple(t.shape)} has no "
-                f"dimension of the batch size, but differs between probe batches (sizes "
-                f"{self._batches}), so it is neither per-sample nor batch-less. Give its batch "
-                f"dimension with Recorder(..., batch_dim={{{(layer or '<layer>')!r}: <dim>}}), "
-                "or snapshot the probe set in one batch (batch_size >= the probe set)."
-            )
-            raise BatchlessOutputError(msg)
+            self._batch, self.layouts.batches[:] = saved
+        self.layouts.learn()
 
     def _keep(self, key: str, t: torch.Tensor, layer: str, rule: int | None) -> None:
-        layout = self.layouts.get(key)
-        if layout is None:  # first forward: keep it in its own layout until `take` decides
-            self._pending_of[key] = (layer, rule)
-            if self._discovering:
-                self._shapes[key].append((tuple(t.shape), self._batch))
-                return
-            self._pending[key].append((len(self._batches) - 1, to_host(t, self.dtype)))
+        if key not in self.layouts.known:  # first forward: held until `take` decides
+            self.layouts.hold(key, t, layer, rule, shape_only=self._discovering)
             return
-        d = layout.batch_dim
-        if d is None:
-            self._keep_batchless(key, t, layer)
+        t = self.layouts.batch_first(key, t, layer, self._batch, self._mode == "stream")
+        if t is None:
             return
-        if t.ndim <= d or t.shape[d] != self._batch:
-            where = f"layer {layer!r}" if layer else "the model output"
-            msg = (
-                f"{where}, output {key.rsplit('/', 1)[-1]!r}: shape {tuple(t.shape)} has no "
-                f"batch ({self._batch}) at dimension {d}, where earlier forwards had it "
-                f"({layout.shape}, by {layout.source}). Its layout must not change between "
-                "forwards; record it into a new store."
-            )
-            raise BatchDimError(msg)
-        if d:
-            t = t.movedim(d, 0)
         out = self._out.get(key)
         if self._n_rows and key not in self._buf:
             if out is None:
@@ -347,7 +243,7 @@ class HookSet:
                 msg = "watch() needs the model's first positional argument to be the batch tensor."
                 raise StreamShapeError(msg)
             self._batch_rows = self._batch = int(first.shape[0])
-            self._batches.append(self._batch)
+            self.layouts.batches.append(self._batch)
             if self._ids is not None and self._ids.shape[0] != self._batch_rows:
                 msg = (
                     f"sample_id must have one entry per batch sample ({self._batch_rows}); "
@@ -369,7 +265,7 @@ class HookSet:
                 _warn_dropped("", (), dropped)
         elif self._on_batch is not None:
             taken = self.take()
-            attrs = self.attrs(iter(taken))
+            attrs = self.layouts.attrs(taken)
             arrays = {_stream_key(k): a for k, a in taken.items()}
             ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)
             self._on_batch(arrays, ids, self.ready(), {_stream_key(k): a for k, a in attrs.items()})

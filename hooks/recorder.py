@@ -318,8 +318,8 @@ class Recorder:
                 self._hooks.begin_batch(i, batch.shape[0])
                 self.root_(batch.to(self.device, non_blocking=True))
         ready, arrays = self._hooks.ready(), self._hooks.take()
-        dims = {k: self._hooks.dims(k, a.ndim) for k, a in arrays.items()}
-        attrs = self._hooks.attrs(iter(arrays))
+        dims = {k: self._hooks.layouts.dims(k, a.ndim) for k, a in arrays.items()}
+        attrs = self._hooks.layouts.attrs(arrays)
         more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
             self.root_,
             self.layers_,
