@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 Array = npt.NDArray[Any]
 
 
+def _per_sample(run: Run, path: str) -> bool:
+    """Return whether the snapshot array ``path`` of ``run`` has a ``sample`` dimension."""
+    if not (run.path / path / "zarr.json").is_file():
+        return True  # missing: let the reader say so
+    return "sample" in (run._array(path).metadata.dimension_names or ())
+
+
 class RankMerge:
     """Merge the rank groups of the multi-process run ``root`` (trimmed to their commits).
 
@@ -119,7 +126,8 @@ class RankMerge:
         """Return the merged snapshot array ``path`` at merged position ``i`` (None: all).
 
         Per-sample arrays (``sample`` dim) are put back in probe order; ``weight`` comes from
-        rank 0, which alone records it (replicated); ``agop`` is the mean of the ranks' AGOPs
+        rank 0, which alone records it (replicated), and so do outputs with no batch dimension
+        (every rank's is the same); ``agop`` is the mean of the ranks' AGOPs
         weighted by their shard sizes, i.e. the AGOP over the full probe set (each rank's is a
         mean over its shard).
 
@@ -129,7 +137,11 @@ class RankMerge:
             The array is missing, or not per-sample so its shards cannot be merged.
         """
         name = path.rsplit("/", 1)[-1]
-        ranks = self.ranks[:1] if name == "weight" else self.ranks
+        first = self.first
+        replicated = name == "weight" or (
+            name != "agop" and first is not None and not _per_sample(first, path)
+        )
+        ranks = self.ranks[:1] if replicated else self.ranks
         parts = []
         for r, run in enumerate(ranks):
             if run is None:
@@ -140,7 +152,7 @@ class RankMerge:
         if not parts:
             msg = f"the run has no array {path!r} (no rank recorded it yet)."
             raise LayerNotInRunError(msg)
-        if name == "weight":
+        if replicated:
             return parts[0]
         if name == "agop":
             w = [idx.size / self.n_samples for idx in self.index if idx is not None]
