@@ -126,8 +126,8 @@ class RankMerge:
         """Return the merged snapshot array ``path`` at merged position ``i`` (None: all).
 
         Per-sample arrays (``sample`` dim) are put back in probe order; ``weight`` comes from
-        rank 0, which alone records it (replicated), and so do outputs with no batch dimension
-        (every rank's is the same); ``agop`` is the mean of the ranks' AGOPs
+        rank 0, which alone records it (replicated); an output with no batch dimension is
+        every rank's value, which must agree; ``agop`` is the mean of the ranks' AGOPs
         weighted by their shard sizes, i.e. the AGOP over the full probe set (each rank's is a
         mean over its shard).
 
@@ -138,10 +138,8 @@ class RankMerge:
         """
         name = path.rsplit("/", 1)[-1]
         first = self.first
-        replicated = name == "weight" or (
-            name != "agop" and first is not None and not _per_sample(first, path)
-        )
-        ranks = self.ranks[:1] if replicated else self.ranks
+        batchless = name not in ("weight", "agop") and first and not _per_sample(first, path)
+        ranks = self.ranks[:1] if name == "weight" else self.ranks
         parts = []
         for r, run in enumerate(ranks):
             if run is None:
@@ -152,7 +150,16 @@ class RankMerge:
         if not parts:
             msg = f"the run has no array {path!r} (no rank recorded it yet)."
             raise LayerNotInRunError(msg)
-        if replicated:
+        if name == "weight":
+            return parts[0]
+        if batchless:
+            if any(not np.array_equal(a, parts[0], equal_nan=True) for a in parts[1:]):
+                msg = (
+                    f"array {path!r} has no sample dimension and differs between ranks, so "
+                    "it is neither per-sample nor the same on every rank; read each rank's "
+                    "with Run.rank(r)."
+                )
+                raise LayerNotInRunError(msg)
             return parts[0]
         if name == "agop":
             w = [idx.size / self.n_samples for idx in self.index if idx is not None]
