@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from hooks.errors import BatchDimError, RecorderConfigError
-from hooks.layers import resolve_layers
+from hooks.layers import select_recorded
 
 __all__ = ["Layout", "decide_layout", "resolve_batch_dims", "rule_batch_dim"]
 
@@ -176,7 +176,7 @@ def decide_layout(
 
 
 def resolve_batch_dims(
-    root: nn.Module, recorded: Mapping[str, nn.Module], option: object
+    root: nn.Module, recorded: dict[str, nn.Module], option: object
 ) -> dict[str, int | None]:
     """Return ``{layer name: batch dim or None}`` from the Recorder's ``batch_dim`` option.
 
@@ -201,12 +201,5 @@ def resolve_batch_dims(
         if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool)):
             msg = f"batch_dim[{selector!r}] must be an int or None; got {dim!r}."
             raise RecorderConfigError(msg)
-        for name in resolve_layers(root, selector):
-            if name not in recorded:
-                msg = (
-                    f"batch_dim selects layer {name!r}, which is not recorded; add it to "
-                    "'layers' or drop it from 'batch_dim'."
-                )
-                raise RecorderConfigError(msg)
-            out[name] = dim
+        out.update(dict.fromkeys(select_recorded(root, recorded, selector, "batch_dim"), dim))
     return out

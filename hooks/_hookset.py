@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -52,11 +52,14 @@ class HookSet:
         layers: dict[str, nn.Module],
         dtype: torch.dtype,
         batch_dims: dict[str, int | None] | None = None,
+        inputs: Iterable[str] = (),
     ) -> None:
         self.root = root
         self.layers = layers
         self.dtype = dtype
         self.layouts = Layouts(dtype, dict(batch_dims or {}))
+        self.inputs = set(inputs)  # layers whose inputs are recorded too
+        self._in_calls: Counter[str] = Counter()
         self._discovered = self._discovering = False
         self._warned: set[str] = set()  # layers warned about outputs that are not tensors
         self._handles: list[RemovableHandle] = []
@@ -95,6 +98,9 @@ class HookSet:
             self.root.register_forward_pre_hook(self._root_pre_hook, with_kwargs=True)
         )
         for name, module in self.layers.items():
+            if name in self.inputs:
+                hook = self._input_hook(name)
+                self._handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._layer_hook(name)))
         self._handles.append(self.root.register_forward_hook(self._root_hook))
         try:
@@ -233,8 +239,24 @@ class HookSet:
 
         return hook
 
+    def _input_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        group = schema.layer_group(name)
+
+        def hook(module: nn.Module, args: Any, kwargs: Any) -> None:
+            k = self._in_calls[name]
+            self._in_calls[name] = k + 1
+            call = (f"call{k}",) if k else ()
+            lone = len(args) == 1 and isinstance(args[0], torch.Tensor) and not kwargs
+            received = args[0] if lone else {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+            for path, t in flatten_output(received):
+                rule = rule_batch_dim(module, path, kind="inputs")
+                self._keep(f"{group}/{schema.element_name(call + path, 'inputs')}", t, name, rule)
+
+        return hook
+
     def _root_pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         self._calls.clear()
+        self._in_calls.clear()
         if self._discovering:
             return
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
@@ -253,6 +275,7 @@ class HookSet:
         if not self._discovered and first is not None and first.ndim:
             self._discover(args, kwargs, int(first.shape[0]))
             self._calls.clear()
+            self._in_calls.clear()
 
     def _root_hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if self._mode == "probe" or self._discovering:

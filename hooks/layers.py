@@ -14,7 +14,7 @@ from torch import nn
 
 from hooks.errors import LayerNotFoundError, NoLayersError, RecorderConfigError
 
-__all__ = ["LayerSelector", "list_layers", "resolve_layers", "unwrap_model"]
+__all__ = ["LayerSelector", "list_layers", "resolve_layers", "select_recorded", "unwrap_model"]
 
 LayerSelector = str | type | Callable[[str, nn.Module], bool]
 _GLOB_CHARS = set("*?[")
@@ -149,3 +149,33 @@ def resolve_layers(
         )
         raise NoLayersError(msg)
     return {n: m for n, m in modules if n in chosen}
+
+
+def select_recorded(
+    root: nn.Module,
+    recorded: dict[str, nn.Module],
+    selectors: bool | LayerSelector | Iterable[LayerSelector],
+    option: str,
+) -> dict[str, nn.Module]:
+    """Resolve a per-layer option's selectors among the recorded layers (True: all of them).
+
+    Raises
+    ------
+    RecorderConfigError
+        A selected layer is not among the Recorder's ``layers``.
+    LayerNotFoundError
+        A selector matches no module.
+    """
+    if selectors is False or selectors is None:
+        return {}
+    if selectors is True:
+        return dict(recorded)
+    chosen = resolve_layers(root, selectors)
+    for name in chosen:
+        if name not in recorded:
+            msg = (
+                f"{option!r} selects layer {name!r}, which is not recorded; add it to 'layers' "
+                f"or drop it from {option!r}."
+            )
+            raise RecorderConfigError(msg)
+    return chosen

@@ -30,7 +30,7 @@ from hooks._store import run_attrs, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
-from hooks.layers import LayerSelector, resolve_layers, unwrap_model
+from hooks.layers import LayerSelector, resolve_layers, select_recorded, unwrap_model
 from hooks.schedule import Schedule, as_schedule
 from hooks.writer import MetricRecord, Snapshot, StreamBatch
 
@@ -116,6 +116,11 @@ class Recorder:
         with no such dimension whose value every probe batch repeats (a position table) is
         stored once per snapshot, ``(snapshot, ...)``. The module's own layout is kept in the
         array's attributes (``batch_dim``, ``batch_dim_source``, ``source_shape``).
+    inputs : bool, str, type, callable or a list of them
+        Also record what the selected recorded layers receive (all of them: True), by the same
+        batch rules, as ``layers/<name>/inputs`` (a lone positional tensor) or
+        ``inputs.<position>`` and ``inputs.<keyword>``; read them with
+        ``Run.acts(layer, key="inputs")``.
 
     Notes
     -----
@@ -167,6 +172,7 @@ class Recorder:
         world_size: int | None = None,
         log_all_ranks: bool = False,
         batch_dim: Mapping[LayerSelector, int | None] | None = None,
+        inputs: bool | LayerSelector | Iterable[LayerSelector] = False,
     ) -> None:
         self.model = model
         self.root_ = unwrap_model(model)
@@ -211,6 +217,7 @@ class Recorder:
             self.layers_,
             self.dtype,
             resolve_batch_dims(self.root_, self.layers_, batch_dim),
+            select_recorded(self.root_, self.layers_, inputs, "inputs"),
         )
         attrs = run_attrs(
             model_class=type(self.root_).__name__,

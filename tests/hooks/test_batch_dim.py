@@ -155,5 +155,7 @@ def test_batch_dim_option_errors(tmp_path):
         Recorder(net, layers="0", store=tmp_path / "a.zarr", batch_dim=1)
     with pytest.raises(RecorderConfigError, match="batch_dim\\['0'\\] must be an int or None"):
         Recorder(net, layers="0", store=tmp_path / "b.zarr", batch_dim={"0": "1"})
-    with pytest.raises(RecorderConfigError, match="selects layer '1', which is not recorded"):
+    with pytest.raises(
+        RecorderConfigError, match="'batch_dim' selects layer '1', which is not recorded"
+    ):
         Recorder(net, layers="0", store=tmp_path / "c.zarr", batch_dim={"1": 0})
