@@ -24,6 +24,11 @@ _NAMES = {
     "Recorder": "hooks.recorder",
     "RecorderClosedError": "hooks.errors",
     "RecorderConfigError": "hooks.errors",
+    "ReduceError": "hooks.errors",
+    "LastToken": "hooks.reduce",
+    "Positions": "hooks.reduce",
+    "RandomProjection": "hooks.reduce",
+    "TokenMean": "hooks.reduce",
     "ResumeMismatchError": "hooks.errors",
     "SchemaMismatchError": "hooks.errors",
     "StepOrderError": "hooks.errors",
@@ -47,13 +52,17 @@ __all__ = [
     "HooksError",
     "IntegrationError",
     "IntegrationImportError",
+    "LastToken",
     "LayerNotFoundError",
     "NoLayersError",
     "NonFiniteWarning",
+    "Positions",
     "ProbeInputError",
+    "RandomProjection",
     "Recorder",
     "RecorderClosedError",
     "RecorderConfigError",
+    "ReduceError",
     "ResumeMismatchError",
     "SchemaMismatchError",
     "StepOrderError",
@@ -61,6 +70,7 @@ __all__ = [
     "StoreExistsError",
     "StoreNotWritableError",
     "StreamShapeError",
+    "TokenMean",
     "UnrecordedOutputWarning",
     "WriterError",
     "gradient_grams",
@@ -102,6 +112,7 @@ if TYPE_CHECKING:
         ProbeInputError,
         RecorderClosedError,
         RecorderConfigError,
+        ReduceError,
         ResumeMismatchError,
         SchemaMismatchError,
         StepOrderError,
@@ -119,6 +130,12 @@ if TYPE_CHECKING:
     )
     from hooks.recorder import (
         Recorder,
+    )
+    from hooks.reduce import (
+        LastToken,
+        Positions,
+        RandomProjection,
+        TokenMean,
     )
     from hooks.schedule import (
         log_schedule,

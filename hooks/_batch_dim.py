@@ -25,7 +25,7 @@ from torch import nn
 from hooks.errors import BatchDimError, RecorderConfigError
 from hooks.layers import select_recorded
 
-__all__ = ["Layout", "decide_layout", "resolve_batch_dims", "rule_batch_dim"]
+__all__ = ["Layout", "decide_layout", "is_state", "resolve_batch_dims", "rule_batch_dim"]
 
 _TRANSFORMERS = (
     nn.Transformer,
@@ -104,6 +104,11 @@ def rule_batch_dim(module: nn.Module, path: Sequence[str], kind: str = "acts") -
             return None
         return seq
     return None
+
+
+def is_state(module: nn.Module, path: Sequence[str]) -> bool:
+    """Return whether an element of an RNN's output or input is its state (h_n, c_n, h_0, c_0)."""
+    return isinstance(module, nn.RNNBase) and bool(path) and path[0] in ("1", "hx")
 
 
 def _sizes(shape: tuple[int, ...], batch: int) -> set[int]:

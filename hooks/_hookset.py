@@ -19,11 +19,12 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from hooks import schema
-from hooks._batch_dim import rule_batch_dim
+from hooks._batch_dim import is_state, rule_batch_dim
 from hooks._layouts import Layouts, warn_partial
 from hooks._probe_forward import probe_mode
 from hooks.capture import flatten_output, host_dtype, to_host
 from hooks.errors import RecorderConfigError, StreamShapeError, UnrecordedOutputWarning
+from hooks.reduce import Reduction, reduce_attrs
 
 StreamCallback = Callable[
     [
@@ -53,6 +54,7 @@ class HookSet:
         dtype: torch.dtype,
         batch_dims: dict[str, int | None] | None = None,
         inputs: Iterable[str] = (),
+        reduce: dict[str, tuple[Reduction, ...]] | None = None,
     ) -> None:
         self.root = root
         self.layers = layers
@@ -60,6 +62,9 @@ class HookSet:
         self.layouts = Layouts(dtype, dict(batch_dims or {}))
         self.inputs = set(inputs)  # layers whose inputs are recorded too
         self._in_calls: Counter[str] = Counter()
+        self.reduce = dict(reduce or {})  # layer -> reductions of its per-sample arrays
+        self._reduced: dict[str, dict[str, Any]] = {}  # key -> attrs of its reductions
+        self._states: set[str] = set()  # keys of RNN states: not sequences, never reduced
         self._discovered = self._discovering = False
         self._warned: set[str] = set()  # layers warned about outputs that are not tensors
         self._handles: list[RemovableHandle] = []
@@ -150,7 +155,8 @@ class HookSet:
         """
         arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
         stream = self._mode == "stream"
-        arrays.update({k: v.numpy() for k, v in self.layouts.resolve(self._n_rows, stream).items()})
+        held = self.layouts.resolve(self._n_rows, stream, self._reduce)
+        arrays.update({k: v.numpy() for k, v in held.items()})
         for key, out in self._out.items():
             if self._filled[key] == out.shape[0]:
                 arrays[key] = out.numpy()
@@ -158,6 +164,23 @@ class HookSet:
                 warn_partial(key, self._filled[key], out.shape[0])
         self._clear()
         return arrays
+
+    def array_attrs(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return the attrs of the arrays ``keys``: their layout and reductions, if any."""
+        attrs = self.layouts.attrs(keys)
+        for k, more in self._reduced.items():
+            if k in attrs:
+                attrs[k] = {**attrs[k], **more}
+        return attrs
+
+    def _reduce(self, key: str, t: torch.Tensor, layer: str, offset: int | None) -> torch.Tensor:
+        """Apply ``layer``'s reductions to the batch-first ``t`` (probe rows from ``offset``)."""
+        chain = () if key in self._states else self.reduce.get(layer, ())
+        for r in chain:
+            t = r(t, offset)
+        if chain and key not in self._reduced:
+            self._reduced[key] = reduce_attrs(chain)
+        return t
 
     def _clear(self) -> None:
         self._buf.clear()
@@ -201,6 +224,8 @@ class HookSet:
         t = self.layouts.batch_first(key, t, layer, self._batch, self._mode == "stream")
         if t is None:
             return
+        if layer in self.reduce:
+            t = self._reduce(key, t, layer, self._offset if self._n_rows else None)
         out = self._out.get(key)
         if self._n_rows and key not in self._buf:
             if out is None:
@@ -231,8 +256,10 @@ class HookSet:
             call = (f"call{k}",) if k else ()  # a module called twice per forward
             dropped: list[tuple[tuple[str, ...], str]] = []
             for path, t in flatten_output(output, dropped=dropped):
-                rule = rule_batch_dim(module, path)
-                self._keep(f"{group}/{schema.element_name(call + path)}", t, name, rule)
+                key = f"{group}/{schema.element_name(call + path)}"
+                if is_state(module, path):
+                    self._states.add(key)
+                self._keep(key, t, name, rule_batch_dim(module, path))
             if dropped and name not in self._warned:
                 self._warned.add(name)
                 _warn_dropped(name, call, dropped)
@@ -249,8 +276,10 @@ class HookSet:
             lone = len(args) == 1 and isinstance(args[0], torch.Tensor) and not kwargs
             received = args[0] if lone else {**{str(i): a for i, a in enumerate(args)}, **kwargs}
             for path, t in flatten_output(received):
-                rule = rule_batch_dim(module, path, kind="inputs")
-                self._keep(f"{group}/{schema.element_name(call + path, 'inputs')}", t, name, rule)
+                key = f"{group}/{schema.element_name(call + path, 'inputs')}"
+                if is_state(module, path):
+                    self._states.add(key)
+                self._keep(key, t, name, rule_batch_dim(module, path, kind="inputs"))
 
         return hook
 
@@ -288,7 +317,7 @@ class HookSet:
                 _warn_dropped("", (), dropped)
         elif self._on_batch is not None:
             taken = self.take()
-            attrs = self.layouts.attrs(taken)
+            attrs = self.array_attrs(taken)
             arrays = {_stream_key(k): a for k, a in taken.items()}
             ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)
             self._on_batch(arrays, ids, self.ready(), {_stream_key(k): a for k, a in attrs.items()})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ __all__ = ["Layouts"]
 
 _UNSET = object()  # no batch_dim option for a layer
 Shapes = list[tuple[tuple[int, ...], int]]  # (shape, batch size) per forward
+Finish = Callable[[str, torch.Tensor, str, "int | None"], torch.Tensor]
 
 
 def _where(layer: str) -> str:
@@ -147,11 +149,13 @@ class Layouts:
             )
             raise BatchlessOutputError(msg)
 
-    def resolve(self, n_rows: int, stream: bool) -> dict[str, torch.Tensor]:
+    def resolve(self, n_rows: int, stream: bool, finish: Finish) -> dict[str, torch.Tensor]:
         """Decide every held element's layout; return the batch-first and batch-less arrays.
 
         With ``n_rows`` (probe mode), an element that did not fire for every probe sample is
-        left out with a warning.
+        left out with a warning. ``finish(key, t, layer, offset)`` maps each held batch, batch
+        first, to what is stored (the layer's reductions; ``offset``: its first probe row, None
+        in stream mode).
         """
         out = {}
         held, self._held = self._held, defaultdict(list)
@@ -161,7 +165,14 @@ class Layouts:
                 for _, p in parts:
                     self.keep_batchless(key, p, self._of[key][0], stream)
                 continue
-            rows = torch.cat([p.movedim(layout.batch_dim, 0) for _, p in parts])
+            layer = self._of[key][0]
+            starts = [sum(self.batches[:i]) if not stream else None for i, _ in parts]
+            rows = torch.cat(
+                [
+                    finish(key, p.movedim(layout.batch_dim, 0), layer, start)
+                    for (_, p), start in zip(parts, starts, strict=True)
+                ]
+            )
             if n_rows and rows.shape[0] != n_rows:
                 warn_partial(key, rows.shape[0], n_rows)
                 continue

@@ -20,6 +20,7 @@ __all__ = [
     "ProbeInputError",
     "RecorderClosedError",
     "RecorderConfigError",
+    "ReduceError",
     "ResumeMismatchError",
     "SchemaMismatchError",
     "StepOrderError",
@@ -70,6 +71,10 @@ class NoLayersError(HooksError, ValueError):
 
 class RecorderConfigError(HooksError, TypeError):
     """An argument of `Recorder` has the wrong type or value."""
+
+
+class ReduceError(HooksError, ValueError):
+    """A token reduction does not fit a recorded tensor (no token dim, wrong mask, bad position)."""
 
 
 class ProbeInputError(HooksError, ValueError):

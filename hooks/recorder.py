@@ -31,6 +31,7 @@ from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
 from hooks.layers import LayerSelector, resolve_layers, select_recorded, unwrap_model
+from hooks.reduce import resolve_reduce
 from hooks.schedule import Schedule, as_schedule
 from hooks.writer import MetricRecord, Snapshot, StreamBatch
 
@@ -121,6 +122,15 @@ class Recorder:
         batch rules, as ``layers/<name>/inputs`` (a lone positional tensor) or
         ``inputs.<position>`` and ``inputs.<keyword>``; read them with
         ``Run.acts(layer, key="inputs")``.
+    reduce : mapping of layer selector to reduction, optional
+        Store less of the selected layers' per-sample arrays (outputs and inputs), reduced on
+        the hook path after the batch dimension is moved first: ``"mean"`` or
+        ``hooks.TokenMean(mask=...)`` over tokens (dim 1), ``"last"`` or
+        ``hooks.LastToken(mask=...)``, ``hooks.Positions([0, -1])``,
+        ``hooks.RandomProjection(k=64, seed=0)`` of the feature (last) dimension, or a tuple
+        applied left to right, e.g. ``{"h.*": ("mean", hooks.RandomProjection(k=64))}``.
+        Masks are ``(n_samples, tokens)`` over the probe set (snapshots only). The reduction
+        is kept in the array's attributes (``reduce``); see `hooks.reduce`.
 
     Notes
     -----
@@ -173,6 +183,7 @@ class Recorder:
         log_all_ranks: bool = False,
         batch_dim: Mapping[LayerSelector, int | None] | None = None,
         inputs: bool | LayerSelector | Iterable[LayerSelector] = False,
+        reduce: Mapping[LayerSelector, object] | None = None,
     ) -> None:
         self.model = model
         self.root_ = unwrap_model(model)
@@ -218,6 +229,7 @@ class Recorder:
             self.dtype,
             resolve_batch_dims(self.root_, self.layers_, batch_dim),
             select_recorded(self.root_, self.layers_, inputs, "inputs"),
+            resolve_reduce(self.root_, self.layers_, reduce),
         )
         attrs = run_attrs(
             model_class=type(self.root_).__name__,
@@ -326,7 +338,7 @@ class Recorder:
                 self.root_(batch.to(self.device, non_blocking=True))
         ready, arrays = self._hooks.ready(), self._hooks.take()
         dims = {k: self._hooks.layouts.dims(k, a.ndim) for k, a in arrays.items()}
-        attrs = self._hooks.layouts.attrs(arrays)
+        attrs = self._hooks.array_attrs(arrays)
         more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
             self.root_,
             self.layers_,
