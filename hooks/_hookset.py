@@ -7,7 +7,6 @@ batches; in ``stream`` mode each top-level forward is handed to a callback as on
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -20,11 +19,11 @@ from torch.utils.hooks import RemovableHandle
 
 from hooks import schema
 from hooks._batch_dim import is_state, rule_batch_dim
+from hooks._discover import discover_layouts
 from hooks._layouts import Layouts, warn_partial
-from hooks._probe_forward import probe_mode
-from hooks.capture import flatten_output, host_dtype, to_host
-from hooks.errors import RecorderConfigError, StreamShapeError, UnrecordedOutputWarning
-from hooks.reduce import Reduction, reduce_attrs
+from hooks.capture import flatten_output, host_dtype, to_host, warn_unrecorded
+from hooks.errors import RecorderConfigError, StreamShapeError
+from hooks.reduce import Reducer, Reduction
 
 StreamCallback = Callable[
     [
@@ -62,9 +61,7 @@ class HookSet:
         self.layouts = Layouts(dtype, dict(batch_dims or {}))
         self.inputs = set(inputs)  # layers whose inputs are recorded too
         self._in_calls: Counter[str] = Counter()
-        self.reduce = dict(reduce or {})  # layer -> reductions of its per-sample arrays
-        self._reduced: dict[str, dict[str, Any]] = {}  # key -> attrs of its reductions
-        self._states: set[str] = set()  # keys of RNN states: not sequences, never reduced
+        self.reducer = Reducer(dict(reduce or {}))
         self._discovered = self._discovering = False
         self._warned: set[str] = set()  # layers warned about outputs that are not tensors
         self._handles: list[RemovableHandle] = []
@@ -155,7 +152,7 @@ class HookSet:
         """
         arrays = {k: torch.cat(v).numpy() for k, v in self._buf.items()}
         stream = self._mode == "stream"
-        held = self.layouts.resolve(self._n_rows, stream, self._reduce)
+        held = self.layouts.resolve(self._n_rows, stream, self.reducer)
         arrays.update({k: v.numpy() for k, v in held.items()})
         for key, out in self._out.items():
             if self._filled[key] == out.shape[0]:
@@ -167,55 +164,13 @@ class HookSet:
 
     def array_attrs(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Return the attrs of the arrays ``keys``: their layout and reductions, if any."""
-        attrs = self.layouts.attrs(keys)
-        for k, more in self._reduced.items():
-            if k in attrs:
-                attrs[k] = {**attrs[k], **more}
-        return attrs
-
-    def _reduce(self, key: str, t: torch.Tensor, layer: str, offset: int | None) -> torch.Tensor:
-        """Apply ``layer``'s reductions to the batch-first ``t`` (probe rows from ``offset``)."""
-        chain = () if key in self._states else self.reduce.get(layer, ())
-        for r in chain:
-            t = r(t, offset)
-        if chain and key not in self._reduced:
-            self._reduced[key] = reduce_attrs(chain)
-        return t
+        return self.reducer.attrs(self.layouts.attrs(keys))
 
     def _clear(self) -> None:
         self._buf.clear()
         self._out.clear()
         self._filled.clear()
         self.layouts.clear()
-
-    def _discover(self, args: tuple[Any, ...], kwargs: dict[str, Any], n: int) -> None:
-        """Learn every output's layout from two small forwards of the batch's first samples.
-
-        The dimension whose size follows the batch size (2 then 3 samples) is the batch
-        dimension, whatever the other sizes; this runs once, before the first recorded forward,
-        in eval mode without gradients and with a forked RNG. A model that fails on the smaller
-        batches leaves the layouts to the recorded forwards themselves.
-        """
-        self._discovered = True
-        sizes = (2, 3) if n >= 3 else (1, 2) if n == 2 else ()
-        if not sizes:
-            return
-        saved = (self._batch, list(self.layouts.batches))
-        self._discovering = True
-        first = next(a for a in args if isinstance(a, torch.Tensor))
-        try:
-            with probe_mode(self.root, first.device):
-                for b in sizes:
-                    self._batch = b
-                    self.layouts.batches.append(b)
-                    cut = [_head(a, b, n) for a in args]
-                    self.root(*cut, **{k: _head(v, b, n) for k, v in kwargs.items()})
-        except Exception:  # noqa: BLE001 - the recorded forwards decide instead
-            self.layouts.forget_shapes()
-        finally:
-            self._discovering = False
-            self._batch, self.layouts.batches[:] = saved
-        self.layouts.learn()
 
     def _keep(self, key: str, t: torch.Tensor, layer: str, rule: int | None) -> None:
         if key not in self.layouts.known:  # first forward: held until `take` decides
@@ -224,8 +179,8 @@ class HookSet:
         t = self.layouts.batch_first(key, t, layer, self._batch, self._mode == "stream")
         if t is None:
             return
-        if layer in self.reduce:
-            t = self._reduce(key, t, layer, self._offset if self._n_rows else None)
+        if layer in self.reducer.chains:
+            t = self.reducer(key, t, layer, self._offset if self._n_rows else None)
         out = self._out.get(key)
         if self._n_rows and key not in self._buf:
             if out is None:
@@ -254,17 +209,35 @@ class HookSet:
             k = self._calls[name]
             self._calls[name] = k + 1
             call = (f"call{k}",) if k else ()  # a module called twice per forward
-            dropped: list[tuple[tuple[str, ...], str]] = []
-            for path, t in flatten_output(output, dropped=dropped):
-                key = f"{group}/{schema.element_name(call + path)}"
-                if is_state(module, path):
-                    self._states.add(key)
-                self._keep(key, t, name, rule_batch_dim(module, path))
-            if dropped and name not in self._warned:
-                self._warned.add(name)
-                _warn_dropped(name, call, dropped)
+            self._keep_output(group, output, name, module, call)
 
         return hook
+
+    def _keep_output(
+        self, group: str, output: Any, layer: str, module: nn.Module, call: tuple[str, ...]
+    ) -> None:
+        """Keep every tensor of a module output; warn once per layer about other objects."""
+        dropped: list[tuple[tuple[str, ...], str]] = []
+        for path, t in flatten_output(output, dropped=dropped):
+            key = f"{group}/{schema.element_name(call + path)}"
+            self._keep_element(key, t, layer, module, path, "acts")
+        if dropped and layer not in self._warned:
+            self._warned.add(layer)
+            names = [schema.element_name(call + p) for p, _ in dropped]
+            warn_unrecorded(layer, names, [kind for _, kind in dropped])
+
+    def _keep_element(
+        self,
+        key: str,
+        t: torch.Tensor,
+        layer: str,
+        module: nn.Module,
+        path: tuple[str, ...],
+        kind: str,
+    ) -> None:
+        if is_state(module, path):
+            self.reducer.states.add(key)
+        self._keep(key, t, layer, rule_batch_dim(module, path, kind=kind))
 
     def _input_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
         group = schema.layer_group(name)
@@ -277,9 +250,7 @@ class HookSet:
             received = args[0] if lone else {**{str(i): a for i, a in enumerate(args)}, **kwargs}
             for path, t in flatten_output(received):
                 key = f"{group}/{schema.element_name(call + path, 'inputs')}"
-                if is_state(module, path):
-                    self._states.add(key)
-                self._keep(key, t, name, rule_batch_dim(module, path, kind="inputs"))
+                self._keep_element(key, t, name, module, path, "inputs")
 
         return hook
 
@@ -302,45 +273,20 @@ class HookSet:
                 )
                 raise StreamShapeError(msg)
         if not self._discovered and first is not None and first.ndim:
-            self._discover(args, kwargs, int(first.shape[0]))
+            self._discovered = True
+            discover_layouts(self, args, kwargs, int(first.shape[0]))
             self._calls.clear()
             self._in_calls.clear()
 
     def _root_hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if self._mode == "probe" or self._discovering:
-            dropped: list[tuple[tuple[str, ...], str]] = []
-            for path, t in flatten_output(output, dropped=dropped):
-                rule = rule_batch_dim(module, path)
-                self._keep(f"{schema.OUTPUTS}/{schema.element_name(path)}", t, "", rule)
-            if dropped and "" not in self._warned:
-                self._warned.add("")
-                _warn_dropped("", (), dropped)
+            self._keep_output(schema.OUTPUTS, output, "", module, ())
         elif self._on_batch is not None:
             taken = self.take()
             attrs = self.array_attrs(taken)
             arrays = {_stream_key(k): a for k, a in taken.items()}
             ids = self._ids if self._ids is not None else np.full(self._batch_rows, -1, np.int64)
             self._on_batch(arrays, ids, self.ready(), {_stream_key(k): a for k, a in attrs.items()})
-
-
-def _warn_dropped(
-    layer: str, call: tuple[str, ...], dropped: list[tuple[tuple[str, ...], str]]
-) -> None:
-    what = ", ".join(f"{schema.element_name(call + p)} ({kind})" for p, kind in dropped)
-    where = f"layer {layer!r}" if layer else "the model"
-    msg = (
-        f"{where} outputs objects that are not tensors, not recorded: {what}. Only "
-        "tensors (in tuples, lists, dicts or dataclasses) are recorded; record a submodule "
-        "that returns the tensor you need instead."
-    )
-    warnings.warn(msg, UnrecordedOutputWarning, stacklevel=3)
-
-
-def _head(value: Any, b: int, n: int) -> Any:
-    """Return the first ``b`` rows of a batch tensor of ``n`` rows; anything else as is."""
-    if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n:
-        return value[:b]
-    return value
 
 
 def _stream_key(key: str) -> str:

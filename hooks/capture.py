@@ -7,11 +7,14 @@ is made inside the hook, so an in-place op that runs after the hook cannot chang
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping
 
 import torch
 
-__all__ = ["flatten_output", "host_dtype", "to_host"]
+from hooks.errors import UnrecordedOutputWarning
+
+__all__ = ["flatten_output", "host_dtype", "to_host", "warn_unrecorded"]
 
 _MAX_DEPTH = 8
 _NUMBERS = (bool, int, float, complex)
@@ -54,6 +57,18 @@ def flatten_output(
             yield from flatten_output(value, (*_path, f.name), _depth + 1, dropped=dropped)
     elif dropped is not None:
         dropped.append((_path, type(out).__name__))
+
+
+def warn_unrecorded(layer: str, names: list[str], kinds: list[str]) -> None:
+    """Warn that ``layer``'s output elements ``names`` (of types ``kinds``) are not recorded."""
+    what = ", ".join(f"{n} ({k})" for n, k in zip(names, kinds, strict=True))
+    where = f"layer {layer!r}" if layer else "the model"
+    msg = (
+        f"{where} outputs objects that are not tensors, not recorded: {what}. Only tensors "
+        "(in tuples, lists, dicts or dataclasses) are recorded; record a submodule that "
+        "returns the tensor you need instead."
+    )
+    warnings.warn(msg, UnrecordedOutputWarning, stacklevel=5)
 
 
 def host_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.dtype:

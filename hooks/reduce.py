@@ -31,7 +31,14 @@ from torch import nn
 from hooks.errors import RecorderConfigError, ReduceError
 from hooks.layers import select_recorded
 
-__all__ = ["LastToken", "Positions", "RandomProjection", "Reduction", "TokenMean"]
+__all__ = [
+    "LastToken",
+    "Positions",
+    "RandomProjection",
+    "Reducer",
+    "Reduction",
+    "TokenMean",
+]
 
 
 class Reduction(Protocol):
@@ -242,3 +249,36 @@ def resolve_reduce(
 def reduce_attrs(chain: tuple[Reduction, ...]) -> dict[str, Any]:
     """Return the array attrs of a chain of reductions (``{"reduce": [...]}``)."""
     return {"reduce": [r.attrs() for r in chain]}
+
+
+class Reducer:
+    """Apply each layer's reductions to its per-sample arrays, and remember what was applied.
+
+    Parameters
+    ----------
+    chains : dict of str to tuple of Reduction
+        The reductions of each layer name (`resolve_reduce`).
+
+    Attributes
+    ----------
+    states : set of str
+        Store keys of RNN states (h_n, c_n, h_0, c_0), which are never reduced.
+    """
+
+    def __init__(self, chains: dict[str, tuple[Reduction, ...]]) -> None:
+        self.chains = chains
+        self.states: set[str] = set()
+        self._applied: dict[str, dict[str, Any]] = {}  # key -> `reduce_attrs`
+
+    def __call__(self, key: str, t: torch.Tensor, layer: str, offset: int | None) -> torch.Tensor:
+        """Return ``layer``'s reductions of the batch-first ``t`` (probe rows from ``offset``)."""
+        chain = () if key in self.states else self.chains.get(layer, ())
+        for r in chain:
+            t = r(t, offset)
+        if chain and key not in self._applied:
+            self._applied[key] = reduce_attrs(chain)
+        return t
+
+    def attrs(self, attrs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Return array ``attrs`` (by store key) with the reductions applied to each added."""
+        return {k: {**a, **self._applied.get(k, {})} for k, a in attrs.items()}

@@ -159,3 +159,30 @@ def test_batch_dim_option_errors(tmp_path):
         RecorderConfigError, match="'batch_dim' selects layer '1', which is not recorded"
     ):
         Recorder(net, layers="0", store=tmp_path / "c.zarr", batch_dim={"1": 0})
+
+
+class NeedsFour(nn.Module):
+    """Refuses batches under 4 samples: the layout discovery (2 and 3 samples) fails."""
+
+    def __init__(self, width: int = 5) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, width)
+
+    def forward(self, x):
+        if x.shape[0] < 4:
+            msg = "batches of at least 4 samples"
+            raise ValueError(msg)
+        return self.lin(x)
+
+
+def test_a_model_that_fails_the_discovery_is_laid_out_by_its_own_forward(tmp_path):
+    model, x = NeedsFour(), torch.randn(6, 5)
+    with Recorder(model, layers="lin", store=tmp_path / "r.zarr") as rec, rec.watch():
+        out = model(x)
+    run = probe.open_run(tmp_path / "r.zarr")
+    np.testing.assert_allclose(run.stream("lin").acts, out.detach().numpy(), atol=1e-6)
+    wide = NeedsFour(width=6)  # (6, 6) for a batch of 6: only a smaller batch could tell
+    with Recorder(wide, layers="lin", store=tmp_path / "w.zarr") as rec:
+        with pytest.raises(BatchDimError, match="dimensions \\[0, 1\\] all have the batch"):
+            with rec.watch():
+                wide(x)
