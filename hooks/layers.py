@@ -157,12 +157,12 @@ def select_recorded(
     selectors: bool | LayerSelector | Iterable[LayerSelector],
     option: str,
 ) -> dict[str, nn.Module]:
-    """Resolve a per-layer option's selectors among the recorded layers (True: all of them).
+    """Resolve a per-layer option's selectors to the recorded layers they match (True: all).
 
     Raises
     ------
     RecorderConfigError
-        A selected layer is not among the Recorder's ``layers``.
+        The selectors match no recorded layer.
     LayerNotFoundError
         A selector matches no module.
     """
@@ -171,11 +171,11 @@ def select_recorded(
     if selectors is True:
         return dict(recorded)
     chosen = resolve_layers(root, selectors)
-    for name in chosen:
-        if name not in recorded:
-            msg = (
-                f"{option!r} selects layer {name!r}, which is not recorded; add it to 'layers' "
-                f"or drop it from {option!r}."
-            )
-            raise RecorderConfigError(msg)
-    return chosen
+    kept = {n: m for n, m in chosen.items() if n in recorded}
+    if not kept:
+        msg = (
+            f"{option!r} selects no recorded layer (it matches {sorted(chosen)[:5]}); add them "
+            f"to 'layers' or drop them from {option!r}."
+        )
+        raise RecorderConfigError(msg)
+    return kept

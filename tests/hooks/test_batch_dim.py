@@ -156,7 +156,8 @@ def test_batch_dim_option_errors(tmp_path):
     with pytest.raises(RecorderConfigError, match="batch_dim\\['0'\\] must be an int or None"):
         Recorder(net, layers="0", store=tmp_path / "b.zarr", batch_dim={"0": "1"})
     with pytest.raises(
-        RecorderConfigError, match="'batch_dim' selects layer '1', which is not recorded"
+        RecorderConfigError,
+        match="'batch_dim' selects no recorded layer \\(it matches \\['1'\\]\\)",
     ):
         Recorder(net, layers="0", store=tmp_path / "c.zarr", batch_dim={"1": 0})
 

@@ -69,5 +69,5 @@ def test_inputs_of_selected_layers_only(tmp_path):
     assert run.keys("0") == ["acts"] and run.keys("2") == ["acts", "inputs"]
     with torch.no_grad():
         np.testing.assert_allclose(run.acts("2", 0, key="inputs"), net[1](net[0](x)).numpy())
-    with pytest.raises(RecorderConfigError, match="'inputs' selects layer '1', which is not"):
+    with pytest.raises(RecorderConfigError, match="'inputs' selects no recorded layer"):
         Recorder(net, ["0"], tmp_path / "bad.zarr", x, inputs="1")

@@ -108,7 +108,7 @@ def test_reduce_option_errors(tmp_path):
         Recorder(net, "0", tmp_path / "a.zarr", reduce="mean")
     with pytest.raises(RecorderConfigError, match="reduce values must be 'mean', 'last'"):
         Recorder(net, "0", tmp_path / "b.zarr", reduce={"0": "median"})
-    with pytest.raises(RecorderConfigError, match="'reduce' selects layer '1', which is not"):
+    with pytest.raises(RecorderConfigError, match="'reduce' selects no recorded layer"):
         Recorder(net, "0", tmp_path / "c.zarr", reduce={"1": "mean"})
     with pytest.raises(RecorderConfigError, match="Positions needs a non-empty list of ints"):
         Positions([])
