@@ -187,3 +187,13 @@ def test_a_model_that_fails_the_discovery_is_laid_out_by_its_own_forward(tmp_pat
         with pytest.raises(BatchDimError, match="dimensions \\[0, 1\\] all have the batch"):
             with rec.watch():
                 wide(x)
+
+
+def test_the_writer_process_stores_the_same_batch_first_arrays(tmp_path):
+    torch.manual_seed(0)
+    model, x = SeqFirst(nn.GRU), torch.randn(10, 7, 3)
+    runs = [_record(model, x, tmp_path / w, writer=w) for w in ("thread", "process")]
+    for layer in ("rnn", "mix", "pos"):
+        for key in runs[0].keys(layer):
+            a, b = (r.acts(layer, key=key) for r in runs)
+            np.testing.assert_array_equal(a, b)
