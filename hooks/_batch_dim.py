@@ -10,7 +10,8 @@ Recorder's lifetime:
 2. a rule for modules whose layout is known: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (the output from
    ``batch_first``, ``h_n``/``c_n`` at dim 1), ``nn.MultiheadAttention`` and the
    ``nn.Transformer*`` modules (from ``batch_first``; attention weights at dim 0);
-3. otherwise the one dimension whose size equals the batch size in every probe batch; none:
+3. otherwise the one dimension whose size equals the batch size in every forward seen: the two
+   discovery forwards of 2 and 3 samples (`hooks._discover`), else the recorded forwards; none:
    a batch-less output (stored once per snapshot); several: `BatchDimError`.
 """
 
@@ -47,7 +48,8 @@ class Layout:
     source : {"option", "rule", "inferred", "batch-less"}
         What decided it.
     shape : tuple of int
-        The tensor's shape in the first recorded forward, in the module's own layout.
+        The tensor's shape, in the module's own layout, in the first forward that decided the
+        layout (usually the 2-sample discovery forward of `hooks._discover`).
     """
 
     batch_dim: int | None
