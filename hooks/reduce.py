@@ -150,8 +150,10 @@ class RandomProjection:
     """A seeded Gaussian projection of the feature (last) dimension to ``k`` dims (JL lemma).
 
     ``x -> x @ P`` with ``P`` of shape (features, k), entries N(0, 1/k) drawn from
-    ``torch.Generator().manual_seed(seed)``: pairwise distances and inner products are kept up to
-    a factor ``1 ± eps`` with ``k ~ log(n) / eps²``.
+    ``torch.Generator().manual_seed(seed)``: pairwise distances and inner products of ``n``
+    points are kept up to a factor ``1 ± eps`` with ``k ~ 8 ln(n) / eps²``. Projecting a
+    per-sample token mean of GPT-2 width to k=64 moved a between-layer CKA from 0.95 to 0.70
+    (k=256: 0.86); keep ``k`` in the thousands for CKA, or reduce tokens only.
     """
 
     k: int
