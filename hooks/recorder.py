@@ -113,7 +113,8 @@ class Recorder:
         array is stored batch first, ``(snapshot, sample, ...)``: the batch dimension is this
         option, else a rule for ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``h_n``/``c_n`` at 1),
         ``nn.MultiheadAttention`` and ``nn.Transformer*`` (from ``batch_first``), else the one
-        dimension of the probe batch size in every batch of the first snapshot. An output
+        dimension that follows the batch size in two small forwards (2 and 3 samples) run
+        once before the first recorded one. An output
         with no such dimension whose value every probe batch repeats (a position table) is
         stored once per snapshot, ``(snapshot, ...)``. The module's own layout is kept in the
         array's attributes (``batch_dim``, ``batch_dim_source``, ``source_shape``).
