@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 import torch
+import zarr
 from torch import nn
 
 import probe
 from hooks import Recorder
 from probe._validation import InvalidArrayError
 from probe.difference import layer_cka_over_steps
+from probe.errors import LayerNotInRunError
 from probe.streaming import class_moments, consecutive_cka
 
 
@@ -64,3 +66,13 @@ def test_streaming_helpers_refuse_arrays_without_samples(tmp_path):
     run = probe.open_run(tmp_path / "r.zarr")
     with pytest.raises(InvalidArrayError, match="'acts' has no sample dimension"):
         consecutive_cka(run, "table")
+
+
+def test_a_rank_whose_per_sample_array_lost_rows_is_reported(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(31, 4, generator=g), torch.arange(31) % 3
+    _two_ranks(tmp_path / "r.zarr", x, y)
+    arr = zarr.open_array(tmp_path / "r.zarr/ranks/1/layers/net.0/acts", mode="a")
+    arr.resize((arr.shape[0], arr.shape[1] - 1, arr.shape[2]))  # a corrupted shard
+    with pytest.raises(LayerNotInRunError, match="is not one row per probe sample"):
+        probe.open_run(tmp_path / "r.zarr").acts("net.0", -1)
