@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 _NAMES = {
     "AgopError": "hooks.errors",
     "AgopLayerError": "hooks.errors",
+    "BatchDimError": "hooks.errors",
+    "BatchlessOutputError": "hooks.errors",
     "HooksError": "hooks.errors",
     "IntegrationError": "hooks.errors",
     "IntegrationImportError": "hooks.errors",
@@ -22,6 +24,11 @@ _NAMES = {
     "Recorder": "hooks.recorder",
     "RecorderClosedError": "hooks.errors",
     "RecorderConfigError": "hooks.errors",
+    "ReduceError": "hooks.errors",
+    "LastToken": "hooks.reduce",
+    "Positions": "hooks.reduce",
+    "RandomProjection": "hooks.reduce",
+    "TokenMean": "hooks.reduce",
     "ResumeMismatchError": "hooks.errors",
     "SchemaMismatchError": "hooks.errors",
     "StepOrderError": "hooks.errors",
@@ -29,6 +36,7 @@ _NAMES = {
     "StoreExistsError": "hooks.errors",
     "StoreNotWritableError": "hooks.errors",
     "StreamShapeError": "hooks.errors",
+    "UnrecordedOutputWarning": "hooks.errors",
     "WriterError": "hooks.errors",
     "gradient_grams": "hooks.agop",
     "list_layers": "hooks.layers",
@@ -39,16 +47,22 @@ _NAMES = {
 __all__ = [
     "AgopError",
     "AgopLayerError",
+    "BatchDimError",
+    "BatchlessOutputError",
     "HooksError",
     "IntegrationError",
     "IntegrationImportError",
+    "LastToken",
     "LayerNotFoundError",
     "NoLayersError",
     "NonFiniteWarning",
+    "Positions",
     "ProbeInputError",
+    "RandomProjection",
     "Recorder",
     "RecorderClosedError",
     "RecorderConfigError",
+    "ReduceError",
     "ResumeMismatchError",
     "SchemaMismatchError",
     "StepOrderError",
@@ -56,6 +70,8 @@ __all__ = [
     "StoreExistsError",
     "StoreNotWritableError",
     "StreamShapeError",
+    "TokenMean",
+    "UnrecordedOutputWarning",
     "WriterError",
     "gradient_grams",
     "list_layers",
@@ -85,6 +101,8 @@ if TYPE_CHECKING:
     from hooks.errors import (
         AgopError,
         AgopLayerError,
+        BatchDimError,
+        BatchlessOutputError,
         HooksError,
         IntegrationError,
         IntegrationImportError,
@@ -94,6 +112,7 @@ if TYPE_CHECKING:
         ProbeInputError,
         RecorderClosedError,
         RecorderConfigError,
+        ReduceError,
         ResumeMismatchError,
         SchemaMismatchError,
         StepOrderError,
@@ -101,6 +120,7 @@ if TYPE_CHECKING:
         StoreExistsError,
         StoreNotWritableError,
         StreamShapeError,
+        UnrecordedOutputWarning,
         WriterError,
     )
     from hooks.layers import (
@@ -110,6 +130,12 @@ if TYPE_CHECKING:
     )
     from hooks.recorder import (
         Recorder,
+    )
+    from hooks.reduce import (
+        LastToken,
+        Positions,
+        RandomProjection,
+        TokenMean,
     )
     from hooks.schedule import (
         log_schedule,

@@ -83,6 +83,7 @@ class RunAppender:
         self.manifest: dict[str, str] = dict(attrs.get(schema.MANIFEST, {}))
         self.absent: dict[str, list[list[int]]] = dict(attrs.get(schema.ABSENT, {}))
         self._arrays: dict[str, zarr.Array] = {}
+        self._new_attrs: dict[str, dict[str, Any]] = {}  # set on arrays when they are created
         self._snapshot_paths = self._existing_paths(root, "snapshot")
         self._stream_paths = self._existing_paths(root, "row")
         self._metrics_buf: list[MetricRecord] = []
@@ -106,6 +107,7 @@ class RunAppender:
         """Buffer a stream batch; write and commit the whole chunks of rows buffered so far."""
         item.arrays["stream/step"] = np.full(item.n_rows, item.step, np.int64)
         item.arrays["stream/sample_id"] = item.sample_id.astype(np.int64)
+        self._new_attrs.update(item.attrs)
         self._stream_buf.append(item)
         self._commit(self._write_stream(final=False))
 
@@ -144,6 +146,8 @@ class RunAppender:
                     dims=(*lead, *dims),
                     compressors=self.compressors,
                 )
+                if path in self._new_attrs:
+                    arr = arr.update_attributes(self._new_attrs.pop(path))
                 if n_rows:  # first seen after n_rows committed rows: those hold fill values
                     fill = np.full((n_rows, *like.shape), fill_value(like.dtype), like.dtype)
                     append_many([(arr, fill)])
@@ -184,6 +188,7 @@ class RunAppender:
         n0, n = self.n_committed, len(batch)
         rows: dict[str, list[Array | None]] = {}
         for i, s in enumerate(batch):
+            self._new_attrs.update(s.attrs)
             for path, a in s.arrays.items():
                 self._check_finite(path, s.step, a)
                 arr = self._array(

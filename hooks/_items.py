@@ -33,7 +33,8 @@ class Snapshot:
     """One snapshot: arrays keyed by store path, with their dims after the ``snapshot`` dim.
 
     ``ready``: the arrays are being filled by non-blocking device-to-host copies until it is
-    synchronised (None: they are complete).
+    synchronised (None: they are complete). ``attrs``: zarr attributes of arrays, set when
+    the array is created (the module's own layout, `hooks._batch_dim.Layout.attrs`).
     """
 
     step: int
@@ -42,6 +43,7 @@ class Snapshot:
     arrays: dict[str, Array]
     dims: dict[str, tuple[str, ...]]
     ready: Ready | None = None
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class StreamBatch:
     sample_id: Array
     arrays: dict[str, Array]
     ready: Ready | None = None  # as in `Snapshot`
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)  # as in `Snapshot`
     n_rows: int = field(init=False)
 
     def __post_init__(self) -> None:

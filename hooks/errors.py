@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "AgopError",
     "AgopLayerError",
+    "BatchDimError",
+    "BatchlessOutputError",
     "HooksError",
     "IntegrationError",
     "IntegrationImportError",
@@ -18,6 +20,7 @@ __all__ = [
     "ProbeInputError",
     "RecorderClosedError",
     "RecorderConfigError",
+    "ReduceError",
     "ResumeMismatchError",
     "SchemaMismatchError",
     "StepOrderError",
@@ -26,6 +29,7 @@ __all__ = [
     "StoreLockedError",
     "StoreNotWritableError",
     "StreamShapeError",
+    "UnrecordedOutputWarning",
     "WriterError",
 ]
 
@@ -42,6 +46,18 @@ class AgopError(HooksError, ValueError):
     """The AGOP pass cannot run: bad inputs or batch size, or an unusable model output or layer."""
 
 
+class BatchDimError(HooksError, ValueError):
+    """The batch dimension of a recorded tensor is ambiguous or not where a rule or option says."""
+
+
+class BatchlessOutputError(HooksError, ValueError):
+    """An output with no batch dimension differs between the probe batches of one snapshot."""
+
+
+class UnrecordedOutputWarning(UserWarning):
+    """A module output holds non-tensor objects (strings, generators ...) that are not recorded."""
+
+
 class LayerNotFoundError(HooksError, KeyError):
     """A layer selector matched no module, or named one that does not exist."""
 
@@ -56,6 +72,10 @@ class NoLayersError(HooksError, ValueError):
 
 class RecorderConfigError(HooksError, TypeError):
     """An argument of `Recorder` has the wrong type or value."""
+
+
+class ReduceError(HooksError, ValueError):
+    """A token reduction does not fit a recorded tensor (no token dim, wrong mask, bad position)."""
 
 
 class ProbeInputError(HooksError, ValueError):

@@ -14,7 +14,7 @@ from torch import nn
 
 from hooks.errors import LayerNotFoundError, NoLayersError, RecorderConfigError
 
-__all__ = ["LayerSelector", "list_layers", "resolve_layers", "unwrap_model"]
+__all__ = ["LayerSelector", "list_layers", "resolve_layers", "select_recorded", "unwrap_model"]
 
 LayerSelector = str | type | Callable[[str, nn.Module], bool]
 _GLOB_CHARS = set("*?[")
@@ -156,3 +156,33 @@ def resolve_layers(
         )
         raise NoLayersError(msg)
     return {n: m for n, m in modules if n in chosen}
+
+
+def select_recorded(
+    root: nn.Module,
+    recorded: dict[str, nn.Module],
+    selectors: bool | LayerSelector | Iterable[LayerSelector],
+    option: str,
+) -> dict[str, nn.Module]:
+    """Resolve a per-layer option's selectors to the recorded layers they match (True: all).
+
+    Raises
+    ------
+    RecorderConfigError
+        The selectors match no recorded layer.
+    LayerNotFoundError
+        A selector matches no module.
+    """
+    if selectors is False or selectors is None:
+        return {}
+    if selectors is True:
+        return dict(recorded)
+    chosen = resolve_layers(root, selectors)
+    kept = {n: m for n, m in chosen.items() if n in recorded}
+    if not kept:
+        msg = (
+            f"{option!r} selects no recorded layer (it matches {sorted(chosen)[:5]}); add them "
+            f"to 'layers' or drop them from {option!r}."
+        )
+        raise RecorderConfigError(msg)
+    return kept

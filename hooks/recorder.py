@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hooks import schema
+from hooks._batch_dim import resolve_batch_dims
 from hooks._checks import check_int
 from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
@@ -38,7 +38,8 @@ from hooks._store import run_attrs, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
-from hooks.layers import LayerSelector, resolve_layers, unwrap_model
+from hooks.layers import LayerSelector, resolve_layers, select_recorded, unwrap_model
+from hooks.reduce import resolve_reduce
 from hooks.schedule import Schedule, as_schedule
 from hooks.writer import MetricRecord, Snapshot, StreamBatch
 
@@ -115,6 +116,31 @@ class Recorder:
     log_all_ranks : bool
         With several processes, keep the metrics of every rank (each in its own group), not only
         rank 0's.
+    batch_dim : mapping of layer selector to int or None, optional
+        The batch dimension of the selected layers' outputs, e.g. ``{"encoder.*": 1}`` for a
+        sequence-first encoder, None for an output with no batch dimension. Every recorded
+        array is stored batch first, ``(snapshot, sample, ...)``: the batch dimension is this
+        option, else a rule for ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``h_n``/``c_n`` at 1),
+        ``nn.MultiheadAttention`` and ``nn.Transformer*`` (from ``batch_first``), else the one
+        dimension that follows the batch size in two small forwards (2 and 3 samples) run
+        once before the first recorded one. An output
+        with no such dimension whose value every probe batch repeats (a position table) is
+        stored once per snapshot, ``(snapshot, ...)``. The module's own layout is kept in the
+        array's attributes (``batch_dim``, ``batch_dim_source``, ``source_shape``).
+    inputs : bool, str, type, callable or a list of them
+        Also record what the selected recorded layers receive (all of them: True), by the same
+        batch rules, as ``layers/<name>/inputs`` (a lone positional tensor) or
+        ``inputs.<position>`` and ``inputs.<keyword>``; read them with
+        ``Run.acts(layer, key="inputs")``.
+    reduce : mapping of layer selector to reduction, optional
+        Store less of the selected layers' per-sample arrays (outputs and inputs), reduced on
+        the hook path after the batch dimension is moved first: ``"mean"`` or
+        ``hooks.TokenMean(mask=...)`` over tokens (dim 1), ``"last"`` or
+        ``hooks.LastToken(mask=...)``, ``hooks.Positions([0, -1])``,
+        ``hooks.RandomProjection(k=64, seed=0)`` of the feature (last) dimension, or a tuple
+        applied left to right, e.g. ``{"h.*": ("mean", hooks.RandomProjection(k=64))}``.
+        Masks are ``(n_samples, tokens)`` over the probe set (snapshots only). The reduction
+        is kept in the array's attributes (``reduce``); see `hooks.reduce`.
 
     Raises
     ------
@@ -182,6 +208,9 @@ class Recorder:
         rank: int | None = None,
         world_size: int | None = None,
         log_all_ranks: bool = False,
+        batch_dim: Mapping[LayerSelector, int | None] | None = None,
+        inputs: bool | LayerSelector | Iterable[LayerSelector] = False,
+        reduce: Mapping[LayerSelector, object] | None = None,
     ) -> None:
         self.model = model
         self.root_ = unwrap_model(model)
@@ -235,7 +264,14 @@ class Recorder:
 
         self.path = store_path(store)
         self._closed = False
-        self._hooks = HookSet(self.root_, self.layers_, self.dtype)
+        self._hooks = HookSet(
+            self.root_,
+            self.layers_,
+            self.dtype,
+            resolve_batch_dims(self.root_, self.layers_, batch_dim),
+            select_recorded(self.root_, self.layers_, inputs, "inputs"),
+            resolve_reduce(self.root_, self.layers_, reduce),
+        )
         attrs = run_attrs(
             model_class=type(self.root_).__name__,
             layers=list(self.layers_),
@@ -334,6 +370,11 @@ class Recorder:
         ------
         RecorderConfigError
             The Recorder was created without a probe set.
+        BatchDimError
+            A recorded output's batch dimension is ambiguous (two dimensions of the batch
+            size) or not where ``batch_dim`` or a module rule puts it.
+        BatchlessOutputError
+            An output with no batch dimension differs between probe batches.
         """
         self._check_open()
         if self.probe_ is None:
@@ -348,7 +389,8 @@ class Recorder:
                 self._hooks.begin_batch(i, batch.shape[0])
                 self.root_(batch.to(self.device, non_blocking=True))
         ready, arrays = self._hooks.ready(), self._hooks.take()
-        dims = {k: schema.array_dims(k, ("sample",), a.ndim - 1) for k, a in arrays.items()}
+        dims = {k: self._hooks.layouts.dims(k, a.ndim) for k, a in arrays.items()}
+        attrs = self._hooks.array_attrs(arrays)
         more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
             self.root_,
             self.layers_,
@@ -360,7 +402,7 @@ class Recorder:
         )
         arrays.update(more)
         dims.update(more_dims)
-        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims, ready)
+        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims, ready, attrs)
         self.writer_.put(snap, sum(a.nbytes for a in arrays.values()))
         self._last_snapshot_step = self.step_
 
@@ -389,9 +431,12 @@ class Recorder:
         with self._hooks.attached("stream", self._put_stream_batch, as_sample_ids(sample_id)):
             yield self
 
-    def _put_stream_batch(self, arrays: dict[str, Any], ids: Any, ready: Any) -> None:
+    def _put_stream_batch(
+        self, arrays: dict[str, Any], ids: Any, ready: Any, attrs: dict[str, Any]
+    ) -> None:
         self.writer_.put(
-            StreamBatch(self.step_, ids, arrays, ready), sum(a.nbytes for a in arrays.values())
+            StreamBatch(self.step_, ids, arrays, ready, attrs),
+            sum(a.nbytes for a in arrays.values()),
         )
 
     def flush(self) -> None:

@@ -85,14 +85,16 @@ def is_multi_rank_root(attrs: Mapping[str, Any]) -> bool:
     return world_size(attrs) > 1 and RANK not in attrs
 
 
-def element_name(path: Sequence[str]) -> str:
-    """Return the array name of one captured element of a module output.
+def element_name(path: Sequence[str], kind: str = "acts") -> str:
+    """Return the array name of one captured element of a module output (or input).
 
     A plain tensor output is ``acts``; tuple/list elements append their index and dict entries
     their key (``acts.0``, ``acts.hidden``); the k-th extra call of a module within one forward
-    inserts ``call<k>`` first (``acts.call1``, ``acts.call1.0``).
+    inserts ``call<k>`` first (``acts.call1``, ``acts.call1.0``). Inputs (``kind="inputs"``) are
+    named the same way: ``inputs`` for a lone positional tensor, else ``inputs.<position>`` and
+    ``inputs.<keyword>``.
     """
-    return ".".join(["acts", *path])
+    return ".".join([kind, *path])
 
 
 def array_dims(path: str, lead: Sequence[str], n_feature_dims: int) -> tuple[str, ...]:

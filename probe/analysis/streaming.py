@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import zarr
 from scipy.linalg import helmert
 from scipy.spatial.distance import pdist
 
@@ -350,13 +349,32 @@ class CrossMoments:
 def _chunk_reader(
     run: Run, layer: str, key: str, chunk_rows: Any
 ) -> Callable[[int], Iterator[npt.NDArray[Any]]]:
-    """Check the arguments; return ``read(i)`` yielding snapshot ``i`` in (m, ...) row chunks."""
+    """Check the arguments; return ``read(i)`` yielding snapshot ``i`` in (m, ...) row chunks.
+
+    A single-process run is read ``chunk_rows`` samples at a time from its zarr array (through
+    the run's checked store: a damaged chunk raises `CorruptRunError`); a
+    multi-process run through `Run.acts`, which merges the ranks' shards into probe order (one
+    whole snapshot in memory at a time).
+    """
     check_int(chunk_rows, "chunk_rows")
     if key not in run.keys(layer):  # keys() raises for an unknown layer
         msg = f"layer {layer!r} has no array {key!r}; recorded: {run.keys(layer)}."
         raise LayerNotInRunError(msg)
-    arr = zarr.open_array(str(run.path / schema.layer_group(layer) / key), mode="r", zarr_format=3)
     rows = int(chunk_rows)
+    if run.world_size > 1:
+
+        def read_merged(i: int) -> Iterator[npt.NDArray[Any]]:
+            X = run.acts(layer, int(run.steps[i]), key=key)
+            return (X[lo : lo + rows] for lo in range(0, X.shape[0], rows))
+
+        return read_merged
+    arr = run.open_array(f"{schema.layer_group(layer)}/{key}")  # checked reads
+    if (arr.metadata.dimension_names or ())[1:2] != ("sample",):
+        msg = (
+            f"layer {layer!r} array {key!r} has no sample dimension (an output with no batch "
+            f"dimension, dims {arr.metadata.dimension_names}); read it with Run.acts."
+        )
+        raise InvalidArrayError(msg)
     return lambda i: (np.asarray(arr[i, lo : lo + rows]) for lo in range(0, arr.shape[1], rows))
 
 

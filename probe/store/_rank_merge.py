@@ -52,6 +52,13 @@ class RunReader(Protocol):
     def metrics(self, *, all_ranks: bool = False) -> pd.DataFrame: ...  # noqa: D102
 
 
+def _per_sample(run: RunReader, path: str) -> bool:
+    """Return whether the snapshot array ``path`` of ``run`` has a ``sample`` dimension."""
+    if not (run.path / path / "zarr.json").is_file():
+        return True  # missing: let the reader say so
+    return "sample" in (run.open_array(path).metadata.dimension_names or ())
+
+
 class RankMerge:
     """Merge the rank groups of the multi-process run ``root`` (trimmed to their commits).
 
@@ -148,7 +155,8 @@ class RankMerge:
         """Return the merged snapshot array ``path`` at merged position ``i`` (None: all).
 
         Per-sample arrays (``sample`` dim) are put back in probe order; ``weight`` comes from
-        rank 0, which alone records it (replicated); ``agop`` is the mean of the ranks' AGOPs
+        rank 0, which alone records it (replicated); an output with no batch dimension is
+        every rank's value, which must agree; ``agop`` is the mean of the ranks' AGOPs
         weighted by their shard sizes, i.e. the AGOP over the full probe set (each rank's is a
         mean over its shard).
 
@@ -158,6 +166,8 @@ class RankMerge:
             The array is missing, or not per-sample so its shards cannot be merged.
         """
         name = path.rsplit("/", 1)[-1]
+        first = self.first
+        batchless = name not in ("weight", "agop") and first and not _per_sample(first, path)
         ranks = self.ranks[:1] if name == "weight" else self.ranks
         parts = []
         for r, run in enumerate(ranks):
@@ -170,6 +180,15 @@ class RankMerge:
             msg = f"the run has no array {path!r} (no rank recorded it yet)."
             raise LayerNotInRunError(msg)
         if name == "weight":
+            return parts[0]
+        if batchless:
+            if any(not np.array_equal(a, parts[0], equal_nan=True) for a in parts[1:]):
+                msg = (
+                    f"array {path!r} has no sample dimension and differs between ranks, so "
+                    "it is neither per-sample nor the same on every rank; read each rank's "
+                    "with Run.rank(r)."
+                )
+                raise LayerNotInRunError(msg)
             return parts[0]
         if name == "agop":
             w = [idx.size / self.n_samples for idx in self.index if idx is not None]

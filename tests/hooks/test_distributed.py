@@ -211,7 +211,7 @@ def test_all_ranks_metrics_and_not_per_sample_arrays(tmp_path):
     assert list(m.columns) == ["step", "epoch", "rank", "loss"]
     assert list(m["rank"]) == [0, 1] and list(m["loss"]) == [0.0, 1.0]
     assert run.acts("lin", -1).shape == (6, 3)
-    with pytest.raises(LayerNotInRunError, match="not one row per probe sample"):
+    with pytest.raises(LayerNotInRunError, match="no sample dimension and differs between ranks"):
         run.acts("pool", -1)
     assert "layers/pool/acts" not in run.to_xarray()
     with pytest.raises(RunNotFoundError, match="rank must be an int in \\[0, 2\\)"):

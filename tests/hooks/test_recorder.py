@@ -5,6 +5,7 @@ from torch import nn
 
 import probe
 from hooks import (
+    BatchlessOutputError,
     NonFiniteWarning,
     ProbeInputError,
     Recorder,
@@ -344,21 +345,22 @@ def test_recorder_errors(tmp_path, tiny_mlp, probe_xy):
 
 
 def test_stream_shape_errors(tmp_path):
-    class SeqFirst(nn.Module):
+    class Pooled(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = nn.RNN(3, 5)  # (seq, batch, feature) by default
+            self.lin = nn.Linear(3, 5)
+            self.pool = nn.Identity()
 
         def forward(self, x):
-            return self.rnn(x.transpose(0, 1))[0]
+            return self.pool(self.lin(x).sum(0))  # (5,): no batch dimension
 
-    model = SeqFirst()
-    with Recorder(model, layers="rnn", store=tmp_path / "r.zarr") as rec:
+    model = Pooled()
+    with Recorder(model, layers="pool", store=tmp_path / "r.zarr") as rec:
         with (
-            pytest.raises(StreamShapeError, match="must output \\(batch, ...\\) with batch=4"),
+            pytest.raises(StreamShapeError, match="'pool' output 'acts' of shape \\(5,\\)"),
             rec.watch(),
         ):
-            model(torch.randn(4, 7, 3))
+            model(torch.randn(4, 3))
 
     class Kw(nn.Module):
         def __init__(self):
@@ -400,17 +402,18 @@ def test_outputs_that_are_not_per_sample_or_skip_batches(tmp_path):
     x = torch.randn(10, 3)
     with (
         pytest.warns(UserWarning, match="fired for 8 of 10 probe samples"),
-        Recorder(
-            model, layers=["gated", "pooled"], store=tmp_path / "r.zarr", probe=x, batch_size=4
-        ) as rec,
+        Recorder(model, layers=["gated"], store=tmp_path / "r.zarr", probe=x, batch_size=4) as rec,
     ):
         rec.snapshot()
     run = probe.open_run(tmp_path / "r.zarr")
-    # not batch-first: concatenated per batch (batches of 4, 4 and 2 samples)
-    pooled = run.acts("pooled", 0)
-    assert pooled.shape == (3, 3)
-    np.testing.assert_allclose(pooled[2], x[8:].sum(0).numpy(), rtol=1e-6)  # small batch: h = x
     assert run.keys("gated") == []  # fired for some samples only: not recorded, warned
+    # `pooled` has no batch dimension and differs between batches: neither per-sample nor
+    # batch-less, so the snapshot stops instead of storing batch sums as samples
+    store = tmp_path / "p.zarr"
+    rec = Recorder(model, layers="pooled", store=store, probe=x, batch_size=4, final_snapshot=False)
+    with pytest.raises(BatchlessOutputError, match="'pooled', output 'acts' of shape \\(1, 3\\)"):
+        rec.snapshot()
+    rec.close()
 
 
 @pytest.mark.gpu
