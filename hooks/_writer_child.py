@@ -74,6 +74,7 @@ class _Child:
                     s["wall_time"],
                     {e["path"]: _wire.view(self.arena, e) for e in s["arrays"]},
                     {p: tuple(d) for p, d in s["dims"].items()},
+                    attrs=s.get("attrs", {}),
                 )
                 for s in msg["items"]
             ]
@@ -82,7 +83,7 @@ class _Child:
             for s in msg["items"]:  # copied out: rows wait in the buffer for a whole chunk
                 arrays = {e["path"]: _wire.view(self.arena, e).copy() for e in s["arrays"]}
                 ids = arrays.pop("stream/sample_id")
-                self.store.add_stream(StreamBatch(s["step"], ids, arrays))
+                self.store.add_stream(StreamBatch(s["step"], ids, arrays, attrs=s.get("attrs", {})))
         elif kind == "metrics":
             self.store.add_metrics([MetricRecord(*r) for r in msg["items"]])
             self.store.write_metrics_if_due()

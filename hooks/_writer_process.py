@@ -151,7 +151,12 @@ class ProcessWriter:
         elif isinstance(item, StreamBatch):
             arrays = {**item.arrays, "stream/sample_id": item.sample_id.astype(np.int64)}
             self._stream.append(
-                {"step": item.step, "arrays": self._store(arrays, item.ready), "nbytes": nbytes}
+                {
+                    "step": item.step,
+                    "arrays": self._store(arrays, item.ready),
+                    "attrs": item.attrs,
+                    "nbytes": nbytes,
+                }
             )
             self._stream_bytes += nbytes
         elif isinstance(item, Snapshot):
@@ -162,6 +167,7 @@ class ProcessWriter:
                 "wall_time": item.wall_time,
                 "arrays": self._store(item.arrays, item.ready),
                 "dims": {p: list(d) for p, d in item.dims.items()},
+                "attrs": item.attrs,  # the arrays' layouts (JSON, as stored in zarr)
             }
             self._send({"kind": "snapshots", "items": [doc], "nbytes": nbytes}, spans=True)
         if (

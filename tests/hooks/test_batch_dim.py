@@ -197,3 +197,6 @@ def test_the_writer_process_stores_the_same_batch_first_arrays(tmp_path):
         for key in runs[0].keys(layer):
             a, b = (r.acts(layer, key=key) for r in runs)
             np.testing.assert_array_equal(a, b)
+            path = f"layers/{layer}/{key}"
+            layouts = [dict(r.open_array(path).attrs) for r in runs]
+            assert layouts[0] == layouts[1] and "batch_dim" in layouts[0], (path, layouts)
