@@ -137,3 +137,19 @@ def test_a_full_disk_while_resuming_is_a_typed_error(tmp_path, tiny_mlp, probe_x
     with _rec(tiny_mlp, probe_xy[0], path, resume=True) as rec:  # intact, and not left locked
         rec.step()
     np.testing.assert_array_equal(probe.open_run(path).steps, [0, 1, 2])
+
+
+def test_each_rank_group_has_its_own_writer_lock(tmp_path, tiny_mlp, probe_xy):
+    """Ranks record side by side; a second writer of one rank (or of the root) is refused."""
+    x, path = probe_xy[0], tmp_path / "r.zarr"
+    rank0 = _rec(tiny_mlp, x, path, rank=0, world_size=2)
+    rank1 = _rec(tiny_mlp, x, path, rank=1, world_size=2)  # its own group: no conflict
+    with pytest.raises(StoreLockedError, match=r"the run at '.*ranks/1' is being written"):
+        _rec(tiny_mlp, x, path, rank=1, world_size=2, resume=True)
+    with pytest.raises(StoreLockedError, match=r"the run at '.*r\.zarr' is being written"):
+        _rec(tiny_mlp, x, path, rank=0, world_size=2, resume=True)
+    for rec in (rank0, rank1):
+        rec.step(loss=1.0)
+        rec.close()
+    run = probe.open_run(path)
+    assert run.world_size == 2 and run.steps.tolist() == [0, 1]
