@@ -10,7 +10,7 @@ import probe
 from hooks import Recorder
 from probe.analysis.similarity import layer_cka_over_steps
 from probe.analysis.streaming import class_moments, consecutive_cka
-from probe.errors import InvalidArrayError, LayerNotInRunError
+from probe.errors import CorruptRunError, InvalidArrayError, LayerNotInRunError
 
 
 class WithTable(nn.Module):
@@ -74,5 +74,9 @@ def test_a_rank_whose_per_sample_array_lost_rows_is_reported(tmp_path):
     _two_ranks(tmp_path / "r.zarr", x, y)
     arr = zarr.open_array(tmp_path / "r.zarr/ranks/1/layers/net.0/acts", mode="a")
     arr.resize((arr.shape[0], arr.shape[1] - 1, arr.shape[2]))  # a corrupted shard
+    with pytest.raises(CorruptRunError, match="differs from what the writer created"):
+        probe.open_run(tmp_path / "r.zarr").acts("net.0", -1)  # the rank's manifest tells
+    rank = zarr.open_group(str(tmp_path / "r.zarr/ranks/1"), mode="r+")
+    del rank.attrs["arrays"], rank.attrs["commit_digest"]  # as a run written before manifests
     with pytest.raises(LayerNotInRunError, match="is not one row per probe sample"):
         probe.open_run(tmp_path / "r.zarr").acts("net.0", -1)
