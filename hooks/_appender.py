@@ -151,7 +151,8 @@ class RunAppender:
                 if n_rows:  # first seen after n_rows committed rows: those hold fill values
                     fill = np.full((n_rows, *like.shape), fill_value(like.dtype), like.dtype)
                     append_many([(arr, fill)])
-                    self._mark_absent(path, 0, n_rows)
+                    if lead == ("snapshot",):  # metrics and stream rows: NaN means "not logged"
+                        self._mark_absent(path, 0, n_rows)
                 self.manifest[path] = schema.metadata_digest(arr.metadata.to_dict())
             self._arrays[path] = arr
         return arr

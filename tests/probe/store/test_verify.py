@@ -172,13 +172,15 @@ class Sometimes(nn.Module):
 def test_rows_a_layer_did_not_fire_are_marked_and_refused(tmp_path):
     model, path = Sometimes(), tmp_path / "r.zarr"
     with Recorder(model, layers=["a", "b"], store=path, probe=torch.randn(10, 4), every=1) as rec:
-        rec.step()  # step 1: b did not run (its array does not exist yet)
+        rec.step(loss=1.0)  # step 1: b did not run (its array does not exist yet)
         model.on = True
-        rec.step()  # step 2: b runs; its array starts with two absent rows
+        rec.step(loss=0.5)  # step 2: b runs; its array starts with two absent rows
         model.on = False
-        rec.step()  # step 3: b did not run
+        rec.step(loss=0.2, acc=0.9)  # step 3: b did not run; acc is logged from here on
     run = probe.open_run(path)
+    # a metric logged late is NaN before (the metrics table's convention), not "absent"
     assert run.info()["absent_rows"] == {"layers/b/acts": [[0, 2], [3, 4]]}
+    np.testing.assert_array_equal(run.metrics()["acc"], [np.nan, np.nan, 0.9])
     assert np.isfinite(run.acts("b", 2)).all()
     for step in (0, 1, 3):
         with pytest.raises(LayerNotInRunError, match=f"not recorded at step {step}"):
