@@ -14,7 +14,7 @@ from hooks.errors import RecorderConfigError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _COMPRESSORS = {
-    "zstd": lambda: (ZstdCodec(level=0),),  # pays on sparse post-ReLU data (specs/storage.md)
+    "zstd": lambda: (ZstdCodec(level=0),),  # pays on sparse post-ReLU data (docs/storage.md §1)
     "blosc": lambda: (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
 }
 

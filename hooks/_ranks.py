@@ -2,7 +2,7 @@
 
 Under `torch.distributed` (DDP), or given an explicit ``rank``/``world_size``, every process records
 into its own group ``ranks/<r>`` of one run, laid out like a single-process run with its own commit
-counters, so no array or chunk ever has two writers (specs/storage.md: one writer per array).
+counters, so no array or chunk ever has two writers (docs/storage.md §2: one writer per array).
 Rank 0 creates the root: the shared attrs and the full probe set.
 """
 

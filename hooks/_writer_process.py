@@ -1,8 +1,8 @@
 """The writer as a separate process: the training loop shares no GIL with the writes.
 
 A writer thread in the training process takes the GIL back after each of its system calls, and the
-training thread, between two torch ops, waits for it: a CPU-bound loop pays for that (specs/
-storage.md §0.5 measured ~+30 %). `ProcessWriter` has `RunWriter`'s interface but copies each
+training thread, between two torch ops, waits for it: a CPU-bound loop pays for that (docs/
+storage.md §4: about +30 %). `ProcessWriter` has `RunWriter`'s interface but copies each
 item's arrays into a shared memory arena (a Linux ``memfd``) and sends one small message per item
 to `hooks._writer_child`, which writes them with the same `RunAppender`. Arena space is reused in
 FIFO order once the child reports an item written: the arena is the queue's byte budget.

@@ -3,7 +3,7 @@
 `append_many` writes the new chunks *beyond* the array's current shape and only then rewrites its
 ``zarr.json`` with the grown shape (one atomic rename in zarr >= 3.1.3's LocalStore). A reader or a
 killed writer therefore never sees rows whose data is missing; zarr's own ``Array.append`` does the
-opposite order (specs/storage.md §1.8, §3.C). Uses ``AsyncArray`` construction, a semi-internal API:
+opposite order (docs/storage.md §2). Uses ``AsyncArray`` construction, a semi-internal API:
 zarr is pinned to 3.1.x and tests/hooks/test_crash.py guards the behaviour.
 """
 

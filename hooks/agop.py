@@ -151,10 +151,11 @@ def gradient_grams(
 
     Notes
     -----
-    Beaglehole et al. (2024) `get_Ks` and features spec §1.6: samples do not interact in eval
+    Beaglehole et al. (2024) `get_Ks` and docs/features.md §1.6: samples do not interact in eval
     mode, so one backward pass of ``Σ_batch f_o`` gives ∂f_o/∂z for every sample and every layer.
     Centred: ``K^c = K − Σ_o Σ_pos ḡ_{o,pos} ḡ_{o,pos}^T`` with ``ḡ`` the mean over samples,
-    exactly the covariance of ∂f/∂z (f a function of all positions' patches, spec §1.3/§1.7).
+    exactly the covariance of ∂f/∂z (f a function of all positions' patches; docs/features.md
+    §1.3, §1.7).
     A module called several times per forward contributes each call like extra positions.
     Parameter ``.grad`` and the training flags are left untouched.
 
@@ -288,7 +289,8 @@ def agop(
     Notes
     -----
     Radhakrishnan et al. (Science 2024) AGOP; convolutional patch AGOP of Beaglehole et al.
-    (arXiv 2309.00570), spec §1.6-1.7. Not divided by the number of positions (as the VGG code).
+    (arXiv 2309.00570); docs/features.md §1.6-1.7. Not divided by the number of positions (as
+    the VGG code).
     With ``center=True`` it is the gradient covariance ``(1/n) Σ_p (J_p − J̄)^T (J_p − J̄)``.
 
     Examples

@@ -53,7 +53,7 @@ _COMMIT_STATE = {
 WORLD_SIZE = "world_size"
 RANK = "rank"
 
-# Target bytes of one chunk (specs/storage.md: 1-2 MB chunks write fastest and read well;
+# Target bytes of one chunk (docs/storage.md §1: 1-2 MB chunks write fastest and read well;
 # fewer files per snapshot also means less CPU taken from training).
 CHUNK_BYTES = 2 << 20
 METRICS_CHUNK = 4096

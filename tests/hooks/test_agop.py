@@ -16,7 +16,7 @@ TOL = 1e-10
 
 
 def _assert_close(got, want, tol=TOL):
-    """Relative error in the max norm, as in features spec §5 (float64, 1e-10)."""
+    """Relative error in the max norm, as in docs/features.md §5 (float64, 1e-10)."""
     got, want = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(want).double()
     assert got.shape == want.shape
     scale = want.abs().max().clamp_min(1e-300)
@@ -74,7 +74,7 @@ def _mlp_reference(model, x, idx, center=False):
 
 
 def _conv_reference(cnn, x, name, center=False):
-    """Patch AGOP (spec §1.7): f as a function of the unfolded patches P_uv of layer ``name``."""
+    """Patch AGOP (docs/features.md §1.7): f of the unfolded patches P_uv of layer ``name``."""
     conv = getattr(cnn, name)
     with torch.no_grad():
         a = x if name == "conv1" else torch.relu(cnn.conv1(x))
