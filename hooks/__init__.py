@@ -39,7 +39,9 @@ _NAMES = {
     "UnrecordedOutputWarning": "hooks.errors",
     "WriterError": "hooks.errors",
     "gradient_grams": "hooks.agop",
-    "list_layers": "hooks.layers",
+    "LayerInfo": "hooks.preview",
+    "LayerTable": "hooks.preview",
+    "list_layers": "hooks.preview",
     "log_schedule": "hooks.schedule",
     "resolve_layers": "hooks.layers",
     "unwrap_model": "hooks.layers",
@@ -53,7 +55,9 @@ __all__ = [
     "IntegrationError",
     "IntegrationImportError",
     "LastToken",
+    "LayerInfo",
     "LayerNotFoundError",
+    "LayerTable",
     "NoLayersError",
     "NonFiniteWarning",
     "Positions",
@@ -124,9 +128,13 @@ if TYPE_CHECKING:
         WriterError,
     )
     from hooks.layers import (
-        list_layers,
         resolve_layers,
         unwrap_model,
+    )
+    from hooks.preview import (
+        LayerInfo,
+        LayerTable,
+        list_layers,
     )
     from hooks.recorder import (
         Recorder,
