@@ -96,8 +96,8 @@ def format_bytes(n: float) -> str:
     >>> format_bytes(512), format_bytes(3 << 19), format_bytes(10 << 30)
     ('512 B', '1.5 MiB', '10.0 GiB')
     """
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    raise AssertionError  # unreachable: the loop returns at TiB
+    return f"{n:.1f} TiB"

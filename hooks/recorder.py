@@ -36,7 +36,7 @@ from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
 from hooks._sizes import measure
 from hooks._steps import as_sample_ids, check_epoch, next_step, validated_metrics
-from hooks._store import read_root_attrs, run_attrs, store_path
+from hooks._store import check_writable, read_root_attrs, run_attrs, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
@@ -305,6 +305,7 @@ class Recorder:
         )
         self.estimate_: Estimate | None = None
         if full is not None and self.probe_ is not None:
+            check_writable(self.path.parent)  # an unwritable place is told as such, not as full
             start = (read_root_attrs(self.path) or {}).get("last_step") if resume else None
             self.estimate_ = estimate_run(
                 measure(self._hooks, self.probe_.inputs, self.device),
