@@ -115,7 +115,7 @@ def estimate_run(
         if isinstance(module, _WEIGHTED) and w is not None:
             per_snapshot += 4 * w.numel()
     for module in agop.values():
-        d = module.weight[0].numel()  # AGOP is (in, in), in = in_features or in * kh * kw
+        d = module.get_parameter("weight")[0].numel()  # AGOP: (in, in), in = in or in*kh*kw
         per_snapshot += world_size * 4 * d * d
     total = None if snapshots is None else per_snapshot * snapshots
     return Estimate(per_snapshot, snapshots, total, free_space(path))
