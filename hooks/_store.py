@@ -74,8 +74,13 @@ def run_attrs(
     agop: list[str],
     config: Mapping[str, Any] | None,
     seed: int | None,
+    estimate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the root attrs of a new run (schema, versions, settings, zeroed commit counters)."""
+    """Return the root attrs of a new run (schema, versions, settings, zeroed commit counters).
+
+    ``estimate`` is the pre-flight size estimate (`hooks._estimate.Estimate.attrs`; None
+    without a probe set).
+    """
     return {
         "schema": schema.SCHEMA,
         "schema_version": schema.SCHEMA_VERSION,
@@ -90,6 +95,7 @@ def run_attrs(
         "dtype": str(dtype).removeprefix("torch."),
         "weights": weights,
         "agop": agop,
+        "estimate": dict(estimate) if estimate is not None else None,
         schema.N_COMMITTED: 0,
         schema.N_METRIC_RECORDS: 0,
         schema.N_STREAM_ROWS: 0,

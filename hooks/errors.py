@@ -28,6 +28,7 @@ __all__ = [
     "StoreExistsError",
     "StoreLockedError",
     "StoreNotWritableError",
+    "StoreTooLargeError",
     "StreamShapeError",
     "UnrecordedOutputWarning",
     "WriterError",
@@ -132,3 +133,7 @@ class IntegrationError(HooksError, RuntimeError):
 
 class IntegrationImportError(HooksError, ImportError):
     """An integration's framework (PyTorch Lightning, transformers) is not installed."""
+
+
+class StoreTooLargeError(HooksError, OSError):
+    """The planned run is larger than the free space of its store's file system."""

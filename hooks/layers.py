@@ -1,20 +1,30 @@
 """Select modules of a model by dotted name, glob, module type or predicate.
 
-`unwrap_model` sees through `torch.compile` and DDP wrappers; `list_layers` shows the names;
-`resolve_layers` turns user selectors into ``{name: module}`` with nearest-match errors.
+`unwrap_model` sees through `torch.compile` and DDP wrappers; `layer_names` lists the names;
+`match_glob` is the segment-wise glob (``*`` one name segment, ``**`` any number); `resolve_layers`
+turns user selectors into ``{name: module}`` with nearest-match errors and a nested-match warning.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import warnings
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
 from hooks.errors import LayerNotFoundError, NoLayersError, RecorderConfigError
 
-__all__ = ["LayerSelector", "list_layers", "resolve_layers", "select_recorded", "unwrap_model"]
+__all__ = [
+    "LayerSelector",
+    "layer_names",
+    "match_glob",
+    "resolve_layers",
+    "select_recorded",
+    "unwrap_model",
+]
 
 LayerSelector = str | type | Callable[[str, nn.Module], bool]
 _GLOB_CHARS = set("*?[")
@@ -41,16 +51,64 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def list_layers(model: nn.Module) -> list[str]:
+def layer_names(model: nn.Module) -> list[str]:
     """Return the dotted names of every submodule of ``model`` (the root, ``""``, excluded).
 
     Examples
     --------
     >>> from torch import nn
-    >>> list_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU()))
+    >>> layer_names(nn.Sequential(nn.Linear(2, 3), nn.ReLU()))
     ['0', '1']
     """
     return [name for name, _ in unwrap_model(model).named_modules() if name]
+
+
+def match_glob(name: str, pattern: str) -> bool:
+    """Return whether the dotted ``name`` matches the glob ``pattern``, segment by segment.
+
+    ``*`` matches exactly one name segment (or, inside a segment, any characters but ``.``),
+    ``**`` as a whole segment matches any number of segments, zero included (pathlib's and
+    .gitignore's convention), ``?`` one character and ``[...]`` one character of a set, both
+    within a segment. A ``**`` inside a longer segment (``h**``) acts as ``*``.
+
+    Examples
+    --------
+    >>> match_glob("h.1", "h.*"), match_glob("h.1.mlp", "h.*")
+    (True, False)
+    >>> match_glob("h", "h.**"), match_glob("h.1.mlp", "h.**"), match_glob("h.1.mlp", "**.mlp")
+    (True, True, True)
+    """
+    return _match(tuple(name.split(".")), tuple(pattern.split(".")))
+
+
+def _match(segments: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
+    if not patterns:
+        return not segments
+    head, rest = patterns[0], patterns[1:]
+    if head == "**":
+        return any(_match(segments[i:], rest) for i in range(len(segments) + 1))
+    return bool(segments) and fnmatch.fnmatchcase(segments[0], head) and _match(segments[1:], rest)
+
+
+def _warn_nested(selector: str, hits: Sequence[str]) -> None:
+    """Warn when a glob selects a module and one of its descendants (their bytes count twice)."""
+    nested = [n for n in hits if any(n.startswith(f"{a}.") for a in hits)]
+    if not nested:
+        return
+    by_depth: dict[int, list[str]] = defaultdict(list)
+    for n in hits:
+        by_depth[n.count(".") + 1].append(n)
+    listing = "; ".join(
+        f"depth {d}: {', '.join(names[:6])}{f' (+{len(names) - 6} more)' if len(names) > 6 else ''}"
+        for d, names in sorted(by_depth.items())
+    )
+    msg = (
+        f"layer selector {selector!r} matches {len(hits)} modules at {len(by_depth)} depths, "
+        f"{len(nested)} of them inside another match, so their outputs are recorded twice "
+        f"({listing}). Use '*' for one level (e.g. {selector.replace('**', '*')!r}) or list "
+        "the layers; hooks.list_layers(model, selector) previews a selection."
+    )
+    warnings.warn(msg, UserWarning, stacklevel=3)
 
 
 def _closest(name: str, names: Sequence[str]) -> str:
@@ -72,7 +130,10 @@ def _missing(what: str, model: nn.Module, names: Sequence[str]) -> LayerNotFound
 
 
 def resolve_layers(
-    model: nn.Module, layers: LayerSelector | Iterable[LayerSelector]
+    model: nn.Module,
+    layers: LayerSelector | Iterable[LayerSelector],
+    *,
+    warn_nested: bool = True,
 ) -> dict[str, nn.Module]:
     """Resolve layer selectors to ``{dotted name: module}`` in the model's module order.
 
@@ -81,8 +142,14 @@ def resolve_layers(
     model : nn.Module
         The model (wrappers are unwrapped with `unwrap_model`).
     layers : str, type, callable or a list of them
-        Exact dotted names (``"encoder.0"``), globs (``"encoder.*"``), module types (``nn.Linear``)
-        or predicates ``f(name, module) -> bool``. Each selector must match at least one module.
+        Exact dotted names (``"encoder.0"``), globs, module types (``nn.Linear``) or predicates
+        ``f(name, module) -> bool``. Each selector must match at least one module. A glob's
+        ``*`` matches one name segment, ``**`` any number (`match_glob`): ``"encoder.*"`` takes
+        the children of ``encoder``, ``"encoder.**"`` it and every descendant, ``"**.attn"``
+        every module named ``attn``.
+    warn_nested : bool
+        Warn (`UserWarning`) when one glob matches a module and one of its descendants, listing
+        the matches by depth: both are recorded, so the descendant's bytes count twice.
 
     Returns
     -------
@@ -127,7 +194,9 @@ def resolve_layers(
     for sel in selectors:
         if isinstance(sel, str):
             if _GLOB_CHARS & set(sel):
-                hits = [n for n in names if fnmatch.fnmatchcase(n, sel)]
+                hits = [n for n in names if match_glob(n, sel)]
+                if warn_nested:
+                    _warn_nested(sel, hits)
             else:
                 hits = [sel] if sel in names else []
             if not hits:
@@ -166,6 +235,9 @@ def select_recorded(
 ) -> dict[str, nn.Module]:
     """Resolve a per-layer option's selectors to the recorded layers they match (True: all).
 
+    Selectors follow `resolve_layers` (``*`` one name segment, ``**`` any number); a glob that
+    matches nested modules does not warn here, since an option records nothing twice.
+
     Raises
     ------
     RecorderConfigError
@@ -177,7 +249,7 @@ def select_recorded(
         return {}
     if selectors is True:
         return dict(recorded)
-    chosen = resolve_layers(root, selectors)
+    chosen = resolve_layers(root, selectors, warn_nested=False)
     kept = {n: m for n, m in chosen.items() if n in recorded}
     if not kept:
         msg = (

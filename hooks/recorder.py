@@ -20,6 +20,7 @@ from torch import nn
 
 from hooks._batch_dim import resolve_batch_dims
 from hooks._checks import check_int
+from hooks._estimate import Estimate, check_estimate, estimate_run, planned_snapshots
 from hooks._extras import snapshot_extras
 from hooks._hookset import HookSet
 from hooks._options import (
@@ -30,11 +31,12 @@ from hooks._options import (
     parse_dtype,
     parse_writer,
 )
-from hooks._probe_forward import check_forward, probe_mode
+from hooks._probe_forward import probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
+from hooks._sizes import measure
 from hooks._steps import as_sample_ids, check_epoch, next_step, validated_metrics
-from hooks._store import run_attrs, store_path
+from hooks._store import check_writable, read_root_attrs, run_attrs, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
@@ -55,8 +57,10 @@ class Recorder:
         Any module; `torch.compile` and DDP wrappers are seen through (hooks go on the wrapped
         module).
     layers : str, type, callable or a list of them
-        Dotted names, globs (``"encoder.*"``), module types (``nn.Linear``) or predicates
-        ``f(name, module) -> bool``; see `hooks.list_layers`. Resolved here, before training starts.
+        Dotted names, globs (``"encoder.*"``: the children of ``encoder``; ``"encoder.**"``: it
+        and every descendant), module types (``nn.Linear``) or predicates
+        ``f(name, module) -> bool``; see `hooks.resolve_layers`, and `hooks.list_layers` to
+        preview a selection. Resolved here, before training starts.
     store : str or path
         Folder of the run store (zarr v3), created if missing.
     probe : tensor, or tuple (x, y) or (x, y, sample_id), optional
@@ -66,6 +70,13 @@ class Recorder:
         Snapshot schedule over optimizer steps: every N steps (step 0 included), the listed steps
         (e.g. `hooks.log_schedule`), or a predicate ``step -> bool``. None: only explicit
         `snapshot`.
+    max_steps : int, optional
+        The last step training will reach, for the size estimate: with an int ``every`` it makes
+        the number of snapshots known (a list of steps is counted as given, up to it).
+    check_space : bool
+        Refuse to start (`StoreTooLargeError`) when the planned run is larger than the free
+        space of the store's file system. Either way, a run planned over
+        `hooks._estimate.WARN_BYTES` (10 GiB) gives one `UserWarning`.
     sample_id : array of int, optional
         Dataset indices of the probe samples (default ``arange(n_samples)``).
     weights : bool
@@ -142,8 +153,15 @@ class Recorder:
         Masks are ``(n_samples, tokens)`` over the probe set (snapshots only). The reduction
         is kept in the array's attributes (``reduce``); see `hooks.reduce`.
 
+    Attributes
+    ----------
+    estimate_ : Estimate or None
+        The pre-flight size estimate (None without a probe set); see Notes.
+
     Raises
     ------
+    StoreTooLargeError
+        The planned run is larger than the free space (``check_space=True``).
     StoreLockedError
         Another live process records the run at ``store``.
     StoreExistsError
@@ -157,6 +175,15 @@ class Recorder:
 
     Notes
     -----
+    Before creating the store, the Recorder forwards three probe samples with its hooks
+    (eval mode, no grad, RNG restored; this forward also learns the batch layouts, and replaces
+    the check that the model accepts the probe inputs) and sums what one snapshot stores:
+    every recorded array in the storage dtype after ``reduce``, the model outputs, and weights
+    and AGOPs when recorded. Times the snapshots planned (a list ``every``, or an int ``every``
+    with ``max_steps``), it is compared with the free space of the store's file system. The
+    estimate is in ``rec.estimate_`` and in the run's root attrs (``estimate``:
+    ``bytes_per_snapshot``, ``snapshots_planned``, ``total``, ``free_bytes``).
+
     The Recorder holds the run's writer lock (an OS lock on its folder) from construction to
     `close`, so a second Recorder on the same store raises `StoreLockedError`; the lock dies
     with the process, so a crashed run can be resumed at once.
@@ -211,11 +238,15 @@ class Recorder:
         batch_dim: Mapping[LayerSelector, int | None] | None = None,
         inputs: bool | LayerSelector | Iterable[LayerSelector] = False,
         reduce: Mapping[LayerSelector, object] | None = None,
+        max_steps: int | None = None,
+        check_space: bool = True,
     ) -> None:
         self.model = model
         self.root_ = unwrap_model(model)
         self.layers_ = resolve_layers(self.root_, layers)
         check_store_arg(store)
+        if isinstance(every, Iterator):
+            every = list(every)  # read twice: by the schedule and by the size estimate
         self._due = as_schedule(every)
         self.dtype = parse_dtype(dtype)
         parse_compressors(compressors)  # fail before anything touches the disk
@@ -236,7 +267,10 @@ class Recorder:
             overwrite=overwrite,
             final_snapshot=final_snapshot,
             log_all_ranks=log_all_ranks,
+            check_space=check_space,
         )
+        if max_steps is not None:
+            max_steps = check_int(max_steps, "'max_steps'", minimum=0, hint="It is a step count.")
         self.ranks_ = resolve_ranks(rank, world_size)
         self.weights = bool(weights) and self.ranks_.rank == 0  # replicated across ranks
         self.agop_layers_ = agop_layers(self.root_, self.layers_, agop, has_probe=probe is not None)
@@ -259,9 +293,6 @@ class Recorder:
         self.probe_ = full
         if full is not None and multi:
             self.probe_ = full.shard(self.ranks_.rank, self.ranks_.world_size)
-        if self.probe_ is not None:
-            check_forward(self.root_, self.probe_.inputs, self.device)
-
         self.path = store_path(store)
         self._closed = False
         self._hooks = HookSet(
@@ -272,6 +303,25 @@ class Recorder:
             select_recorded(self.root_, self.layers_, inputs, "inputs"),
             resolve_reduce(self.root_, self.layers_, reduce),
         )
+        self.estimate_: Estimate | None = None
+        if full is not None and self.probe_ is not None:
+            check_writable(self.path.parent)  # an unwritable place is told as such, not as full
+            start = (read_root_attrs(self.path) or {}).get("last_step") if resume else None
+            self.estimate_ = estimate_run(
+                measure(self._hooks, self.probe_.inputs, self.device),
+                n_samples=full.n_samples,
+                world_size=self.ranks_.world_size,
+                weights=self.layers_ if weights else {},
+                agop=self.agop_layers_,
+                snapshots=planned_snapshots(
+                    every,
+                    max_steps,
+                    final_snapshot=final_snapshot,
+                    start=0 if start is None else int(start) + 1,
+                ),
+                path=self.path,
+            )
+            check_estimate(self.estimate_, check_space=check_space)
         attrs = run_attrs(
             model_class=type(self.root_).__name__,
             layers=list(self.layers_),
@@ -281,6 +331,7 @@ class Recorder:
             agop=list(self.agop_layers_),
             config=config,
             seed=seed,
+            estimate=None if self.estimate_ is None else self.estimate_.attrs(),
         )
         root, own = group_specs(attrs, full, self.probe_, self.ranks_, store_probe_inputs)
         own.attrs["weights"] = self.weights

@@ -1,3 +1,6 @@
+import warnings
+from collections import OrderedDict
+
 import pytest
 import torch
 from torch import nn
@@ -5,11 +8,13 @@ from torch import nn
 from hooks import (
     LayerNotFoundError,
     NoLayersError,
+    Recorder,
     RecorderConfigError,
     list_layers,
     resolve_layers,
     unwrap_model,
 )
+from hooks.layers import match_glob
 
 
 class Net(nn.Module):
@@ -22,23 +27,93 @@ class Net(nn.Module):
         return self.head(self.encoder(x))
 
 
+class Deep(nn.Module):
+    """encoder.<i>.{fc, act}, encoder.<i>.fc, head: two levels below ``encoder``."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.ModuleList(
+            nn.Sequential(OrderedDict(fc=nn.Linear(4, 4), act=nn.ReLU())) for _ in range(2)
+        )
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        for block in self.encoder:
+            x = block(x)
+        return self.head(x)
+
+
 def test_list_layers_names_every_submodule():
-    assert list_layers(Net()) == ["encoder", "encoder.0", "encoder.1", "encoder.2", "head"]
+    assert list_layers(Net()).names == ["encoder", "encoder.0", "encoder.1", "encoder.2", "head"]
 
 
-def test_selectors_name_glob_type_predicate():
-    net = Net()
-    assert list(resolve_layers(net, "head")) == ["head"]
-    assert list(resolve_layers(net, ["encoder.*", "head"])) == [
-        "encoder.0",
-        "encoder.1",
-        "encoder.2",
-        "head",
-    ]
-    assert list(resolve_layers(net, nn.Linear)) == ["encoder.0", "encoder.2", "head"]
-    assert list(resolve_layers(net, lambda n, m: n.endswith("2"))) == ["encoder.2"]
-    # duplicates across selectors collapse, order follows the model
-    assert list(resolve_layers(net, ["head", nn.Linear])) == ["encoder.0", "encoder.2", "head"]
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("encoder.*", ["encoder.0", "encoder.1"]),  # one segment: the blocks only
+        (
+            "encoder.**",
+            [
+                "encoder",
+                "encoder.0",
+                "encoder.0.fc",
+                "encoder.0.act",
+                "encoder.1",
+                "encoder.1.fc",
+                "encoder.1.act",
+            ],
+        ),  # zero or more segments
+        ("encoder.*.fc", ["encoder.0.fc", "encoder.1.fc"]),
+        ("**.fc", ["encoder.0.fc", "encoder.1.fc"]),
+        ("**.head", ["head"]),  # ** matches zero segments
+        ("encoder.?", ["encoder.0", "encoder.1"]),
+        ("encoder.[1].*", ["encoder.1.fc", "encoder.1.act"]),
+        ("enc*", ["encoder"]),  # * stays within a segment
+        ("*", ["encoder", "head"]),
+        ("encoder.**.act", ["encoder.0.act", "encoder.1.act"]),
+    ],
+)
+def test_glob_star_is_one_segment_double_star_any(pattern, expected):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "encoder.**" warns: covered below
+        assert list(resolve_layers(Deep(), pattern)) == expected
+
+
+def test_match_glob_segments():
+    assert match_glob("gpt.h.1", "gpt.h.*")
+    assert not match_glob("gpt.h.1.mlp.c_fc", "gpt.h.*")  # fnmatch would say True
+    assert match_glob("gpt.h.1.mlp.c_fc", "gpt.h.**")
+    assert match_glob("gpt.h", "gpt.h.**")
+    assert match_glob("gpt.h.11", "gpt.h.1*")
+    assert not match_glob("gpt.h.1.x", "gpt.h.1*")
+    assert match_glob("a.b", "a**.b")  # ** inside a segment acts as *
+    assert not match_glob("a.x.b", "a**.b")
+
+
+def test_glob_matching_nested_modules_warns_by_depth():
+    with pytest.warns(
+        UserWarning,
+        match=r"layer selector 'encoder\.\*\*' matches 7 modules at 3 depths, 6 of them inside "
+        r"another match, so their outputs are recorded twice \(depth 1: encoder; depth 2: "
+        r"encoder\.0, encoder\.1; depth 3: encoder\.0\.fc, .*Use '\*' for one level \(e\.g\. "
+        r"'encoder\.\*'\)",
+    ):
+        resolve_layers(Deep(), ["encoder.**", "head"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one level, several depths but none nested, options
+        resolve_layers(Deep(), ["encoder.*", "**.fc", nn.Module])
+        resolve_layers(Deep(), "encoder.**", warn_nested=False)
+
+
+def test_option_selectors_follow_the_segment_rule(tmp_path):
+    x = torch.randn(6, 4)
+    net = Deep()
+    with pytest.raises(RecorderConfigError, match="'inputs' selects no recorded layer"):
+        Recorder(net, "encoder.*.fc", tmp_path / "a.zarr", x, inputs="encoder.*")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "**" nests, but an option records nothing twice
+        with Recorder(net, "**.fc", tmp_path / "b.zarr", x, inputs="**", every=1) as rec:
+            assert sorted(rec._hooks.inputs) == ["encoder.0.fc", "encoder.1.fc"]
 
 
 def test_unknown_name_lists_closest_and_count():
@@ -52,6 +127,8 @@ def test_unknown_name_lists_closest_and_count():
         resolve_layers(Net(), "haed")
     with pytest.raises(LayerNotFoundError, match="No layer 'decoder.\\*'"):
         resolve_layers(Net(), "decoder.*")
+    with pytest.raises(LayerNotFoundError, match=r"No layer 'encoder\.\*\.weight' in Net"):
+        resolve_layers(Net(), "encoder.*.weight")  # one segment deeper than any module
     with pytest.raises(LayerNotFoundError, match="No module of type Conv2d in Net"):
         resolve_layers(Net(), nn.Conv2d)
 
@@ -69,7 +146,7 @@ def test_unwrap_compiled_and_data_parallel():
     net = Net()
     assert unwrap_model(torch.compile(net, backend="eager")) is net
     assert unwrap_model(nn.DataParallel(net)) is net
-    assert list_layers(torch.compile(net, backend="eager"))[0] == "encoder"
+    assert list_layers(torch.compile(net, backend="eager"))[0].name == "encoder"
 
 
 def test_unwrap_ddp(tmp_path):

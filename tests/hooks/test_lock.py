@@ -1,5 +1,6 @@
 """One writer per run: a second Recorder (new, resume or overwrite) on a live run is refused."""
 
+import copy
 import os
 import signal
 import subprocess
@@ -64,16 +65,20 @@ def test_recorders_started_at_the_same_instant_get_typed_errors(tmp_path, tiny_m
         gate = threading.Barrier(2)
         outcomes: list[object] = []
 
-        def start(path=path, gate=gate, outcomes=outcomes):
+        # One model per thread: each Recorder forwards its model at construction (the size
+        # estimate), and hooks of two Recorders on one model would see each other's forwards.
+        def start(model, path=path, gate=gate, outcomes=outcomes):
             gate.wait()
             try:
-                rec = _rec(tiny_mlp, x, path)
+                rec = _rec(model, x, path)
             except Exception as err:  # noqa: BLE001 - collected and checked below
                 outcomes.append(err)
             else:
                 outcomes.append(rec)
 
-        threads = [threading.Thread(target=start) for _ in range(2)]
+        threads = [
+            threading.Thread(target=start, args=(copy.deepcopy(tiny_mlp),)) for _ in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:

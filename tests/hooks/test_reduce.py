@@ -83,12 +83,11 @@ def test_random_projection_is_seeded():
 
 def test_reductions_that_do_not_fit_stop_the_snapshot(tmp_path):
     net = nn.Sequential(nn.Linear(3, 4))
-    rec = Recorder(
-        net, "0", tmp_path / "a.zarr", torch.randn(9, 3), reduce={"0": "mean"}, final_snapshot=False
-    )
-    with pytest.raises(ReduceError, match="'mean' reduces the token dimension .* shape \\(9, 4\\)"):
-        rec.snapshot()
-    rec.close()
+    # The pre-flight forward of 3 probe samples meets it at construction, before any store.
+    with pytest.raises(ReduceError, match="'mean' reduces the token dimension .* shape \\(3, 4\\)"):
+        Recorder(net, "0", tmp_path / "a.zarr", torch.randn(9, 3), reduce={"0": "mean"})
+    assert not (tmp_path / "a.zarr").exists()
+    assert not net[0]._forward_hooks
     x = torch.randn(9, 5, 3)
     with pytest.raises(ReduceError, match="the reduction mask must be \\(n_samples, tokens\\)"):
         _record(tmp_path, {"proj": TokenMean(mask=torch.ones(9, 4))}, x, "b.zarr")
