@@ -17,6 +17,9 @@ _COMPRESSORS = {
     "zstd": lambda: (ZstdCodec(level=0),),  # pays on sparse post-ReLU data (specs/storage.md)
     "blosc": lambda: (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
 }
+#: The name the toolkit is installed under (``pip install repgeom-probe``); it imports as
+#: ``hooks`` and ``probe``, names taken on the package index by other projects.
+DISTRIBUTION = "repgeom-probe"
 
 
 def toolkit_version() -> str:
@@ -24,7 +27,7 @@ def toolkit_version() -> str:
     try:
         from importlib.metadata import version
 
-        return version("probe")
+        return version(DISTRIBUTION)
     except Exception:  # noqa: BLE001 - metadata missing in a source checkout
         return "unknown"
 

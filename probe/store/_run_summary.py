@@ -144,7 +144,10 @@ def run_to_xarray(run: RunReader) -> Any:
     try:
         import xarray as xr
     except ImportError as err:
-        msg = "Run.to_xarray() needs xarray: pip install xarray dask (or the 'dev' extra)."
+        msg = (
+            "Run.to_xarray() needs xarray: pip install xarray dask, or install the toolkit "
+            "with its extra: pip install 'repgeom-probe[xarray]'."
+        )
         raise ImportError(msg) from err
     try:
         import dask.array as da
