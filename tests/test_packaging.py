@@ -1,12 +1,15 @@
 """The distribution: its name, the extras, the type markers that ship with both packages."""
 
 import importlib.metadata
-import tomllib
 from pathlib import Path
+
+import pytest
 
 import hooks
 import probe
 from hooks import _options
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -297,7 +297,7 @@ def embedding_section(run: Run, ctx: ReportContext) -> str | Absent:
 @register_section("nfa", "Neural Feature Ansatz: NFM vs AGOP")
 def nfa_section(run: Run, ctx: ReportContext) -> str | Absent:
     """`probe.analysis.features.nfa_over_steps` of every analysed layer with a recorded AGOP."""
-    with_agop = [layer for layer in ctx.layers if "agop" in run.keys(layer)]
+    with_agop = [n for n in ctx.layers if n in run.layers and "agop" in run.keys(n)]
     if not with_agop:
         return Absent(
             f"no AGOP was recorded for the layers {ctx.layers}; the NFA compares each layer's "
