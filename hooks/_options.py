@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ def parse_device(device: object) -> torch.device:
         (``"cuda:7"`` with one GPU, ``"cuda"`` without a driver).
     """
     try:
-        dev = torch.device(device)  # type: ignore[arg-type]
+        dev = torch.device(cast(Any, device))  # any object: torch says what it cannot read
     except (RuntimeError, TypeError) as err:
         msg = (
             "'device' must be a torch.device or a device string such as 'cpu', 'cuda' or "

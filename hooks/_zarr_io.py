@@ -16,7 +16,7 @@ import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import google_crc32c
 import numpy as np
@@ -66,7 +66,7 @@ def create_array(
     cost ~15 % of the writer's time on 6.7 MB snapshots).
     """
     dtype = np.dtype(dtype)
-    codecs = tuple(compressors) if compressors is not None else ()  # type: ignore[call-overload]
+    codecs = tuple(cast(Any, compressors)) if compressors is not None else ()
     return group.create_array(
         name,
         shape=tuple(shape),
@@ -271,7 +271,9 @@ def _atomic_write(path: Path, data: bytes | npt.NDArray[Any], trailer: bytes = b
     The temp name is unique per process (pid and a counter; ``O_EXCL`` guards against a
     killed process's leftovers). ``trailer`` (a checksum) follows ``data`` in the same file.
     """
-    view = memoryview(data).cast("B") if isinstance(data, np.ndarray) else memoryview(data)
+    view = (
+        memoryview(cast(Any, data)).cast("B") if isinstance(data, np.ndarray) else memoryview(data)
+    )
     parts = [view, memoryview(trailer)] if trailer else [view]
     while True:
         tmp = f"{path}.{_PID[0]}-{next(_TMP_IDS)}.partial"

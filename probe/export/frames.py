@@ -295,7 +295,7 @@ def save_acts(
     path = Path(path)
     path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
     chosen, names = select_steps(run, steps), select_arrays(run, layers, key=key)
-    arrays = {f"acts/{name}": layer_frames(run, name, chosen) for name in names}
+    arrays: dict[str, Any] = {f"acts/{n}": layer_frames(run, n, chosen) for n in names}
     arrays.update(steps=chosen, sample_id=run.sample_ids)
     if run.targets is not None:
         arrays["targets"] = run.targets

@@ -219,12 +219,15 @@ def _document(
     for sec, out, notes in parts:
         key, title = html.escape(sec.key), html.escape(sec.title)
         absent = isinstance(out, Absent)
+        if isinstance(out, Absent):
+            inner = f'<p class="absent">Not included: {html.escape(out.reason)}</p>'
+        else:
+            inner = out
         toc.append(
             f'<li class="{"absent-item" if absent else ""}"><a href="#{key}">{title}</a>'
             + (" (absent)" if absent else "")
             + "</li>"
         )
-        inner = f'<p class="absent">Not included: {html.escape(out.reason)}</p>' if absent else out
         if notes:
             items = "".join(f"<li>{html.escape(n)}</li>" for n in notes[:8])
             inner += f'<ul class="notes">{items}</ul>'

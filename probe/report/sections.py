@@ -356,9 +356,11 @@ def effective_section(run: Run, ctx: ReportContext) -> str | Absent:
     if why:
         return Absent(why)
     outputs, inputs, targets = run.outputs(), run.probe_inputs, run.targets
+    assert inputs is not None  # checked by _two_point_why
+    assert targets is not None
     fig = new_figure(4.2 * min(4, len(ctx.layers)), 3.2 * -(-len(ctx.layers) // 4))
     axes = fig.subplots(-(-len(ctx.layers) // 4), min(4, len(ctx.layers)), squeeze=False).ravel()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ax, layer in zip(axes, ctx.layers, strict=False):
         tr = effective_fit.two_point_traces(run.acts(layer), outputs, inputs, targets, run.steps)
         for i, v in enumerate(("h", "y", "w")):

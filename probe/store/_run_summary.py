@@ -61,7 +61,7 @@ def _rows(run: RunReader, path: str, node: zarr.Array) -> tuple[int, ...]:
         schema.PROBE: node.shape[0],
     }.get(top, run.n_snapshots)
     rest = list(node.shape[1:])
-    dims = node.metadata.dimension_names or ()
+    dims = getattr(node.metadata, "dimension_names", None) or ()
     if (
         run.rank_merge is not None
         and top in (schema.LAYERS, schema.OUTPUTS)
@@ -150,7 +150,9 @@ def run_to_xarray(run: RunReader) -> Any:
         )
         raise ImportError(msg) from err
     try:
-        import dask.array as da
+        import dask.array
+
+        da: Any = dask.array
     except ImportError:
         da = None
     counts = {"snapshot": run.n_snapshots, "record": run.n_metric_records, "row": run.n_stream_rows}
@@ -158,7 +160,7 @@ def run_to_xarray(run: RunReader) -> Any:
     for path, node in _arrays(run):
         if path == f"{schema.SNAPSHOTS}/step":
             continue
-        dims = tuple(node.metadata.dimension_names or ())
+        dims = tuple(getattr(node.metadata, "dimension_names", None) or ())
         if run.rank_merge is not None and not path.startswith(f"{schema.PROBE}/"):
             data = _merged_data(run, path)
             if data is None:
@@ -169,8 +171,9 @@ def run_to_xarray(run: RunReader) -> Any:
             if dims and dims[0] in counts:
                 data = data[: counts[dims[0]]]
         data_vars[path] = (dims, data)
-    if run.rank_merge is not None and run.n_stream_rows:
-        data_vars[f"{schema.STREAM}/rank"] = (("row",), run.rank_merge.stream("stream/step")[3])
+    rows = run.rank_merge.stream("stream/step") if run.rank_merge is not None else None
+    if rows is not None and run.n_stream_rows:
+        data_vars[f"{schema.STREAM}/rank"] = (("row",), rows[3])
     coords = (
         {"snapshot": run.steps, "sample": run.sample_ids}
         if (run.path / "probe/sample_id").is_dir()

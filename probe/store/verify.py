@@ -224,7 +224,7 @@ def _check_array(
             f"{label}array {name!r} has {node.shape[0]} rows but {n} are committed"
         )
         return
-    if not any(c.to_dict().get("name") == "crc32c" for c in node.metadata.codecs):
+    if not any(c.to_dict().get("name") == "crc32c" for c in getattr(node.metadata, "codecs", ())):
         report.notes.append(f"{label}array {name!r} has no checksums (written before them)")
     _read_chunks(label, name, node, n, report)
 

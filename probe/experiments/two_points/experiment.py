@@ -176,6 +176,8 @@ def fit_layers(store: Path, layers: list[str] | None = None) -> dict[str, TwoPoi
     """Fit the effective theory to every recorded layer of a two-point run store."""
     run = open_run(store)
     outputs, inputs, targets = run.outputs(), run.probe_inputs, run.targets
+    assert inputs is not None  # the experiment records both
+    assert targets is not None
     fits = {}
     for layer in layers or run.layers:
         traces = two_point_traces(run.acts(layer), outputs, inputs, targets, run.steps)
