@@ -82,7 +82,7 @@ class RunAppender:
         self.nonfinite: dict[str, list[list[int]]] = dict(attrs.get("nonfinite", {}))
         self.manifest: dict[str, str] = dict(attrs.get(schema.MANIFEST, {}))
         self.absent: dict[str, list[list[int]]] = dict(attrs.get(schema.ABSENT, {}))
-        self._arrays: dict[str, zarr.Array] = {}
+        self._arrays: dict[str, zarr.Array[Any]] = {}
         self._new_attrs: dict[str, dict[str, Any]] = {}  # set on arrays when they are created
         self._snapshot_paths = self._existing_paths(root, "snapshot")
         self._stream_paths = self._existing_paths(root, "row")
@@ -129,11 +129,11 @@ class RunAppender:
         dims: tuple[str, ...],
         n_rows: int,
         chunks: tuple[int, ...],
-    ) -> zarr.Array:
+    ) -> zarr.Array[Any]:
         arr = self._arrays.get(path)
         if arr is None:
             if path in self.root:
-                arr = cast(zarr.Array, self.root[path])
+                arr = cast(zarr.Array[Any], self.root[path])
                 check_row(arr, path, like)
             else:
                 group, _, name = path.rpartition("/")
@@ -199,7 +199,7 @@ class RunAppender:
                 rows.setdefault(path, [None] * n)[i] = a
         pairs = []
         for path in self._snapshot_paths:
-            arr = self._arrays.get(path) or cast(zarr.Array, self.root[path])
+            arr = self._arrays.get(path) or cast(zarr.Array[Any], self.root[path])
             self._arrays[path] = arr
             got = rows.get(path, [None] * n)
             if n == 1 and got[0] is not None:
@@ -312,7 +312,7 @@ class RunAppender:
             for p, a in b.arrays.items():
                 protos.setdefault(p, a)
         for p in self._stream_paths - set(protos):
-            arr = self._arrays.get(p) or cast(zarr.Array, self.root[p])
+            arr = self._arrays.get(p) or cast(zarr.Array[Any], self.root[p])
             protos[p] = np.empty((0, *arr.shape[1:]), arr.dtype)
         cols: dict[str, Array] = {}
         for p, proto in protos.items():

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -246,7 +247,7 @@ def run_deep_linear(
     return DeepLinearResult(runs, table, summary_json, figure, time.perf_counter() - t0)
 
 
-def _plot(curve: tuple, path: Path, cfg: DeepLinearConfig) -> Path:
+def _plot(curve: tuple[Any, ...], path: Path, cfg: DeepLinearConfig) -> Path:
     t, s, u_w, u_g, u_th, _ = curve
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     FigureCanvasAgg(fig)

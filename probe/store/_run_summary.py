@@ -17,7 +17,7 @@ from probe.errors import CorruptRunError, LayerNotInRunError
 from probe.store._rank_merge import RunReader
 
 
-def _members(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
+def _members(run: RunReader) -> Iterator[tuple[str, zarr.Array[Any]]]:
     """Yield (path, array) of one run group: those its writer listed, or (older runs) all."""
     manifest = run.attrs.get(schema.MANIFEST)
     if manifest is not None:  # the committed arrays; a damaged group folder cannot hide one
@@ -34,7 +34,7 @@ def _members(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
             yield path, node
 
 
-def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
+def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array[Any]]]:
     """Yield the run's (path, array); merged runs: the root's probe set, rank 0's other arrays."""
     merge = run.rank_merge
     if merge is None:
@@ -50,7 +50,7 @@ def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
                 yield path, node
 
 
-def _rows(run: RunReader, path: str, node: zarr.Array) -> tuple[int, ...]:
+def _rows(run: RunReader, path: str, node: zarr.Array[Any]) -> tuple[int, ...]:
     """Return the committed shape of ``path`` in the run's (merged) view."""
     if not node.shape:
         return ()

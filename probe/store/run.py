@@ -190,7 +190,7 @@ class Run:
         first = self._merge.first if self._merge is not None else self
         return first.path if first is not None else self.path
 
-    def _array(self, key: str) -> zarr.Array:
+    def _array(self, key: str) -> zarr.Array[Any]:
         """Open the array ``key`` (checked reads), its metadata checked against the manifest.
 
         Raises
@@ -533,7 +533,7 @@ class Run:
         """The merge of a multi-process run's rank groups, or None for a single-process run."""
         return self._merge
 
-    def open_array(self, key: str) -> zarr.Array:
+    def open_array(self, key: str) -> zarr.Array[Any]:
         """Return a fresh read-only handle of the array at store path ``key`` (untrimmed).
 
         Raises

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -191,7 +192,7 @@ def _crossing(t: np.ndarray, v: np.ndarray, level: float) -> float:
     return float(t[hit[0]]) if hit.size else math.nan
 
 
-def _rows(seed: int, fits: dict[str, TwoPointFit], cfg: TwoPointsConfig) -> list[dict]:
+def _rows(seed: int, fits: dict[str, TwoPointFit], cfg: TwoPointsConfig) -> list[dict[str, Any]]:
     rows = []
     for layer, f in fits.items():
         tr = f.prediction
