@@ -35,6 +35,7 @@ bench: $(STAMP) seed-data
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hooks probe tests benchmarks
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .mypy_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,9 +41,9 @@ def last_snapshot_step(root: zarr.Group) -> int | None:
 
     The array, trimmed to ``n_committed``, is the truth; the ``last_step`` attr is a summary.
     """
-    n = int(root.attrs.get(schema.N_COMMITTED, 0))
+    n = int(cast(int, root.attrs.get(schema.N_COMMITTED, 0)))
     if n and f"{schema.SNAPSHOTS}/step" in root:
-        return int(root[f"{schema.SNAPSHOTS}/step"][n - 1])
+        return int(cast(Any, root[f"{schema.SNAPSHOTS}/step"])[n - 1])
     return None
 
 
@@ -74,7 +74,7 @@ class RunAppender:
         self.compressors = compressors
         self.metrics_every = int(metrics_every)
         self.metrics_interval_s = float(metrics_interval_s)
-        attrs = dict(root.attrs)
+        attrs: dict[str, Any] = dict(root.attrs)
         self.n_committed: int = attrs.get(schema.N_COMMITTED, 0)
         self.n_metric_records: int = attrs.get(schema.N_METRIC_RECORDS, 0)
         self.n_stream_rows: int = attrs.get(schema.N_STREAM_ROWS, 0)
@@ -82,7 +82,7 @@ class RunAppender:
         self.nonfinite: dict[str, list[list[int]]] = dict(attrs.get("nonfinite", {}))
         self.manifest: dict[str, str] = dict(attrs.get(schema.MANIFEST, {}))
         self.absent: dict[str, list[list[int]]] = dict(attrs.get(schema.ABSENT, {}))
-        self._arrays: dict[str, zarr.Array] = {}
+        self._arrays: dict[str, zarr.Array[Any]] = {}
         self._new_attrs: dict[str, dict[str, Any]] = {}  # set on arrays when they are created
         self._snapshot_paths = self._existing_paths(root, "snapshot")
         self._stream_paths = self._existing_paths(root, "row")
@@ -116,7 +116,7 @@ class RunAppender:
         paths = set()
         for path, node in root.members(max_depth=None):
             if isinstance(node, zarr.Array) and not path.startswith(f"{schema.SNAPSHOTS}/"):
-                dims = node.metadata.dimension_names or ()
+                dims = getattr(node.metadata, "dimension_names", None) or ()
                 if dims and dims[0] == lead:
                     paths.add(path)
         return paths
@@ -129,11 +129,11 @@ class RunAppender:
         dims: tuple[str, ...],
         n_rows: int,
         chunks: tuple[int, ...],
-    ) -> zarr.Array:
+    ) -> zarr.Array[Any]:
         arr = self._arrays.get(path)
         if arr is None:
             if path in self.root:
-                arr = self.root[path]
+                arr = cast(zarr.Array[Any], self.root[path])
                 check_row(arr, path, like)
             else:
                 group, _, name = path.rpartition("/")
@@ -200,19 +200,19 @@ class RunAppender:
                 rows.setdefault(path, [None] * n)[i] = a
         pairs = []
         for path in self._snapshot_paths:
-            arr = self._arrays.get(path) or self.root[path]
+            arr = self._arrays.get(path) or cast(zarr.Array[Any], self.root[path])
             self._arrays[path] = arr
             got = rows.get(path, [None] * n)
             if n == 1 and got[0] is not None:
                 pairs.append((arr, got[0][None]))  # the common case: no copy
                 continue
             stack = np.empty((n, *arr.shape[1:]), arr.dtype)
-            for i, a in enumerate(got):
-                if a is None:  # the layer did not fire at this snapshot
+            for i, row in enumerate(got):
+                if row is None:  # the layer did not fire at this snapshot
                     stack[i] = fill_value(arr.dtype)
                     self._mark_absent(path, n0 + i, n0 + i + 1)
                 else:
-                    stack[i] = a
+                    stack[i] = row
             pairs.append((arr, stack))
         for name, dtype in (("step", np.int64), ("epoch", np.int64), ("wall_time", np.float64)):
             a = np.asarray([getattr(s, name) for s in batch], dtype=dtype)
@@ -266,7 +266,7 @@ class RunAppender:
     def _metric_names(self) -> set[str]:
         if schema.METRICS not in self.root:
             return set()
-        return {name for name, _ in self.root[schema.METRICS].arrays()}
+        return {name for name, _ in cast(zarr.Group, self.root[schema.METRICS]).arrays()}
 
     def _write_stream(self, final: bool) -> dict[str, Any]:
         buffered = sum(b.n_rows for b in self._stream_buf)
@@ -313,7 +313,7 @@ class RunAppender:
             for p, a in b.arrays.items():
                 protos.setdefault(p, a)
         for p in self._stream_paths - set(protos):
-            arr = self._arrays.get(p) or self.root[p]
+            arr = self._arrays.get(p) or cast(zarr.Array[Any], self.root[p])
             protos[p] = np.empty((0, *arr.shape[1:]), arr.dtype)
         cols: dict[str, Array] = {}
         for p, proto in protos.items():

@@ -176,9 +176,10 @@ class HookSet:
         if key not in self.layouts.known:  # first forward: held until `take` decides
             self.layouts.hold(key, t, layer, rule, shape_only=self._discovering)
             return
-        t = self.layouts.batch_first(key, t, layer, self._batch, self._mode == "stream")
-        if t is None:
+        first = self.layouts.batch_first(key, t, layer, self._batch, self._mode == "stream")
+        if first is None:
             return
+        t = first
         if layer in self.reducer.chains:
             t = self.reducer(key, t, layer, self._offset if self._n_rows else None)
         out = self._out.get(key)

@@ -70,7 +70,7 @@ class StreamBatch:
         self.n_rows = int(self.sample_id.shape[0])
 
 
-def check_row(arr: zarr.Array, path: str, row: Array) -> None:
+def check_row(arr: zarr.Array[Any], path: str, row: Array) -> None:
     """Raise if ``row`` does not fit the rows of ``arr`` (e.g. a resumed run's layer got wider)."""
     if arr.shape[1:] != row.shape or arr.dtype != row.dtype:
         msg = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ _COMPRESSORS = {
     "zstd": lambda: (ZstdCodec(level=0),),  # pays on sparse post-ReLU data (docs/storage.md §1)
     "blosc": lambda: (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),),
 }
+#: The name the toolkit is installed under (``pip install repgeom-probe``); it imports as
+#: ``hooks`` and ``probe``, names taken on the package index by other projects.
+DISTRIBUTION = "repgeom-probe"
 
 
 def toolkit_version() -> str:
@@ -24,7 +28,7 @@ def toolkit_version() -> str:
     try:
         from importlib.metadata import version
 
-        return version("probe")
+        return version(DISTRIBUTION)
     except Exception:  # noqa: BLE001 - metadata missing in a source checkout
         return "unknown"
 
@@ -84,7 +88,7 @@ def parse_device(device: object) -> torch.device:
         (``"cuda:7"`` with one GPU, ``"cuda"`` without a driver).
     """
     try:
-        dev = torch.device(device)  # type: ignore[arg-type]
+        dev = torch.device(cast(Any, device))  # any object: torch says what it cannot read
     except (RuntimeError, TypeError) as err:
         msg = (
             "'device' must be a torch.device or a device string such as 'cpu', 'cuda' or "

@@ -143,13 +143,14 @@ def open_group(
         Another live process writes the run or this rank's group.
     """
     if ranks.world_size == 1:
-        group, resumed, lock = open_locked(
+        single, resumed, lock = open_locked(
             path, root.attrs, root.probe, resume=resume, overwrite=overwrite
         )
-        return group, resumed, [lock]
+        return single, resumed, [lock]
     resumed, locks = _open_root(path, ranks, root, resume=resume, overwrite=overwrite)
     sub = path / schema.rank_group(ranks.rank)
-    group, err = None, None
+    group: zarr.Group | None = None
+    err: Exception | None = None
     try:
         if ranks.rank:
             _check_same_run(path, ranks.rank, root.attrs, resume=resume)

@@ -104,6 +104,8 @@ def run_attrs(
 
 def mismatch(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> tuple[str, Any, Any] | None:
     """Return the first of `SAME_RUN_KEYS` on which two runs' attrs differ, with both values."""
+    a: Any
+    b: Any
     for key in SAME_RUN_KEYS:
         if key == schema.WORLD_SIZE:
             a, b = schema.world_size(stored), schema.world_size(expected)
@@ -447,7 +449,7 @@ def counters_problem(
         if key not in root:
             return f"{schema.N_COMMITTED}={n} but the run has no {key!r} array"
         try:
-            step = int(root[key][n - 1])
+            step = _row_int(root, key, n - 1)
         except Exception as err:  # noqa: BLE001 - a damaged chunk: reported, not raised raw
             return f"the step of snapshot {n - 1} cannot be read ({err})"
         if step != last:
@@ -463,17 +465,32 @@ def store_path(store: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(store)).expanduser()
 
 
+def _row_int(root: zarr.Group, key: str, i: int) -> int:
+    """Return row ``i`` of the 1-d integer array ``key`` of ``root`` as an int."""
+    arr = root[key]
+    if not isinstance(arr, zarr.Array):
+        msg = f"{key!r} of the run is a group, not an array; the store is damaged."
+        raise StoreCorruptError(msg)
+    return int(np.asarray(arr[i]))
+
+
+def _count(root: zarr.Group, key: str) -> int:
+    """Return the commit counter ``key`` of the root attrs (0 when absent)."""
+    value = root.attrs.get(key, 0)
+    return int(value) if isinstance(value, (int, float)) else 0
+
+
 def last_metric_step(root: zarr.Group) -> int:
     """Return the step of the last committed metric record (0 if none)."""
-    n = int(root.attrs.get(schema.N_METRIC_RECORDS, 0))
+    n = _count(root, schema.N_METRIC_RECORDS)
     if n and f"{schema.METRICS}/step" in root:
-        return int(root[f"{schema.METRICS}/step"][n - 1])
+        return _row_int(root, f"{schema.METRICS}/step", n - 1)
     return 0
 
 
 def last_epoch(root: zarr.Group) -> int:
     """Return the epoch of the last committed snapshot (0 if none)."""
-    n = int(root.attrs.get(schema.N_COMMITTED, 0))
+    n = _count(root, schema.N_COMMITTED)
     if n and f"{schema.SNAPSHOTS}/epoch" in root:
-        return int(root[f"{schema.SNAPSHOTS}/epoch"][n - 1])
+        return _row_int(root, f"{schema.SNAPSHOTS}/epoch", n - 1)
     return 0

@@ -341,7 +341,7 @@ def agop_layers(
         msg = "'agop' is computed on the probe set, so 'probe' must be given too."
         raise RecorderConfigError(msg)
     if agop is True:
-        chosen = {
+        chosen: dict[str, nn.Module] = {
             n: m
             for n, m in recorded.items()
             if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)

@@ -12,6 +12,7 @@ import fnmatch
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 from torch import nn
 
@@ -175,7 +176,7 @@ def resolve_layers(
     modules = [(n, m) for n, m in model.named_modules() if n]
     names = [n for n, _ in modules]
     if isinstance(layers, (str, type)) or callable(layers):
-        layers = [layers]  # type: ignore[list-item]
+        layers = [layers]
     if not isinstance(layers, Iterable):
         msg = (
             "layers must be a str, an nn.Module subclass, a callable (name, module) -> bool, "
@@ -210,7 +211,8 @@ def resolve_layers(
                 )
                 raise LayerNotFoundError(msg)
         elif callable(sel):
-            hits = [n for n, m in modules if sel(n, m)]
+            pred = cast("Callable[[str, nn.Module], bool]", sel)
+            hits = [n for n, m in modules if pred(n, m)]
         else:
             msg = (
                 "each layer selector must be a str, an nn.Module subclass or a callable "

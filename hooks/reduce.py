@@ -192,7 +192,7 @@ def _cached_matrix(rp: RandomProjection, features: int) -> torch.Tensor:
     return _MATRICES[key]
 
 
-_NAMED = {"mean": TokenMean, "last": LastToken}
+_NAMED: dict[str, type[TokenMean] | type[LastToken]] = {"mean": TokenMean, "last": LastToken}
 
 
 def as_reductions(spec: object) -> tuple[Reduction, ...]:

@@ -40,7 +40,7 @@ ABSENT = "absent_rows"
 # Root attr: a digest of the commit state (counters, last step, manifest, absent rows), rewritten
 # with every commit, so a damaged or edited counter is noticed instead of trimming the run.
 COMMIT_DIGEST = "commit_digest"
-_COMMIT_STATE = {
+_COMMIT_STATE: dict[str, Any] = {
     N_COMMITTED: 0,
     N_METRIC_RECORDS: 0,
     N_STREAM_ROWS: 0,

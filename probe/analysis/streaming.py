@@ -173,7 +173,9 @@ class ClassMoments:
         starts = np.concatenate(([0], np.cumsum(n_b)[:-1]))
         mean_b = np.add.reduceat(Xf[np.argsort(inv, kind="stable")], starts, axis=0) / n_b[:, None]
         R = Xf - mean_b[inv]
-        sq_b = np.bincount(inv, np.einsum("ij,ij->i", R, R), minlength=cls.size)
+        sq_b = np.bincount(inv, np.einsum("ij,ij->i", R, R), minlength=cls.size).astype(
+            np.float64, copy=False
+        )  # float with weights (numpy's stub says int)
         if not self.n_samples:
             self.classes_, self.counts_, self.means_ = cls, n_b.astype(np.int64), mean_b
             self.within_scatter_, self.class_sq_ = R.T @ R, sq_b
@@ -369,10 +371,11 @@ def _chunk_reader(
 
         return read_merged
     arr = run.open_array(f"{schema.layer_group(layer)}/{key}")  # checked reads
-    if (arr.metadata.dimension_names or ())[1:2] != ("sample",):
+    dims = getattr(arr.metadata, "dimension_names", None)
+    if (dims or ())[1:2] != ("sample",):
         msg = (
             f"layer {layer!r} array {key!r} has no sample dimension (an output with no batch "
-            f"dimension, dims {arr.metadata.dimension_names}); read it with Run.acts."
+            f"dimension, dims {dims}); read it with Run.acts."
         )
         raise InvalidArrayError(msg)
     return lambda i: (np.asarray(arr[i, lo : lo + rows]) for lo in range(0, arr.shape[1], rows))

@@ -40,7 +40,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="HTML file to write, replaced if it exists (default: "
         "artifacts/<run name>/report.html)",
     )
-    p.add_argument("--layers", nargs="+", help="recorded layers to analyse (default: all)")
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="LAYER[:KEY]",
+        help="arrays to analyse: a layer (every output and input array it recorded: acts, "
+        "acts.0, acts.hidden, inputs ...) or layer:key for one of them (default: every array of "
+        "every layer; batch-less ones are listed in the report as not analysed)",
+    )
     p.add_argument(
         "--max-steps",
         type=int,
@@ -55,8 +62,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="embedding of the frames across steps (default: %(default)s)",
     )
     p.add_argument("--sections", nargs="+", help="report sections to include (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of subsamples and embeddings")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of subsamples and embeddings (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bars (default: off, bars shown)",
+    )
     p.set_defaults(func=_cmd_analyze)
     return p
 

@@ -79,10 +79,18 @@ _TWO_POINTS_HELP = {
     "setting": "row of the authors' '2 points.txt' settings",
     "seeds": "independent seeds",
     "halve_lr": "halve the row's lr and double its epochs (as the authors' notebook)",
-    "hooked": "hidden layer of the figure (all layers are recorded and fitted)",
+    "seed0": "first seed",
+    "nonlinearity": "override the row's nonlinearity (None: the row's)",
+    "gain": "init gain (None: the row's)",
+    "lr": "learning rate (None: the row's)",
+    "width": "hidden width (None: the row's)",
+    "depth": "hidden layers (None: the row's)",
+    "epochs": "full-batch SGD steps (None: the row's)",
+    "hooked": "hidden layer of the figure; all layers are recorded and fitted (None: the row's)",
+    "dx2": "squared distance of the two inputs",
+    "dy2": "squared distance of the two targets",
     "fit": "fit the effective theory per layer",
-    "nonlinearity": "override the row's nonlinearity",
-    "dtype": "float32 or float64",
+    "dtype": "floating-point type of the model and data",
 }
 _DEEP_LINEAR_HELP = {
     "data": "routing: the 4 items of the GDLN task; hierarchy: binary-tree features",
@@ -199,7 +207,7 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
         choices=_CLASSIFIER_CHOICES,
         defaults={"epochs": 3},
     )
-    q.add_argument("--out", default="artifacts/mnist", help="output folder")
+    q.add_argument("--out", default="artifacts/mnist", help="output folder (default: %(default)s)")
     q.set_defaults(func=_cmd_run_mnist)
 
     q = exp.add_parser(
@@ -209,7 +217,9 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "B=x^2+2.5x+1, compare learning speed paired across seeds.",
     )
     add_config_args(q, FinetuneConfig, helps=_FINETUNE_HELP)
-    q.add_argument("--out", default="artifacts/finetune-speed", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/finetune-speed", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_run_finetune)
 
     from probe.experiments.deep_linear import DeepLinearConfig
@@ -233,9 +243,14 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "each step, and fit the effective theory's rates (eta_h, eta_y) per layer.",
     )
     add_config_args(
-        q, TwoPointsConfig, helps=_TWO_POINTS_HELP, choices={"setting": sorted(SETTINGS)}
+        q,
+        TwoPointsConfig,
+        helps=_TWO_POINTS_HELP,
+        choices={"setting": sorted(SETTINGS), "dtype": ["float32", "float64"]},
     )
-    q.add_argument("--out", default="artifacts/two-points", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/two-points", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_run_two_points)
 
     q = exp.add_parser(
@@ -250,7 +265,9 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
         helps=_DEEP_LINEAR_HELP,
         choices={"data": ["routing", "hierarchy"], "init": ["decoupled", "random"]},
     )
-    q.add_argument("--out", default="artifacts/deep-linear", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/deep-linear", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_run_deep_linear)
 
 
@@ -263,12 +280,18 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probe", description=__doc__.splitlines()[0], epilog=_EPILOG
     )
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (default: off)"
+    )
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("info", help="summarise a run store", description="Summarise a run store.")
     p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as JSON (default: off, a text summary)",
+    )
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser(
@@ -279,7 +302,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "exits 0 when the run is intact, 1 when it is damaged, 2 when PATH is not a run.",
     )
     p.add_argument("run", help="path of a run store (folder written by hooks.Recorder)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: off, the bar is shown)"
+    )
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
@@ -294,9 +319,16 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         help="the main job on embedded defaults",
         description="Run a small real version of every reference experiment (artifacts/demo/).",
     )
-    p.add_argument("--out", default="artifacts/demo", help="output folder")
-    p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
-    p.add_argument("--seeds", type=int, default=6, help="finetune-speed seeds")
+    p.add_argument("--out", default="artifacts/demo", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--dataset",
+        choices=["mnist", "digits"],
+        default="mnist",
+        help="dataset of the MNIST experiments (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=6, help="finetune-speed seeds (default: %(default)s)"
+    )
     p.set_defaults(func=_cmd_demo)
 
     from probe.cli.curves import add_parser as add_curves_parser
@@ -321,7 +353,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "--smooth",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="Tukey 3RS3R smoothing first",
+        help="Tukey 3RS3R smoothing first (default: on)",
     )
     q.set_defaults(func=_cmd_finetune_curves)
 
@@ -332,9 +364,15 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "processing trajectories per group, nested F and Kruskal-Wallis tests, figures.",
     )
     q.add_argument("table", help="table.csv or table.parquet written by `probe sweep`")
-    q.add_argument("--out", default="artifacts/curve-report", help="output folder")
-    q.add_argument("--value", default="accuracy", help="column of the curve values")
-    q.add_argument("--group", default="pair", help="column of the compared groups")
+    q.add_argument(
+        "--out", default="artifacts/curve-report", help="output folder (default: %(default)s)"
+    )
+    q.add_argument(
+        "--value", default="accuracy", help="column of the curve values (default: %(default)s)"
+    )
+    q.add_argument(
+        "--group", default="pair", help="column of the compared groups (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_curve_report)
 
     from probe.cli.export import add_parser as add_export_parser

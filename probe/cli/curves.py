@@ -48,7 +48,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--smooth",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="smooth with Tukey 3RS3R first (--no-smooth: raw values)",
+        help="smooth with Tukey 3RS3R first (--no-smooth: raw values; default: on)",
     )
     p.add_argument(
         "--out",

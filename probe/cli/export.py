@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from typing import Any
 
 from probe.errors import ConfigError
@@ -44,9 +46,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="projection (default pca for tables; for tensorboard, none writes the raw "
         "activations and the projector computes its own views)",
     )
-    p.add_argument("--layers", nargs="+", help="recorded layers (default: all)")
     p.add_argument(
-        "--steps", nargs="+", type=int, help="recorded steps; negative counts from the end"
+        "--layers",
+        nargs="+",
+        metavar="LAYER[:KEY]",
+        help="arrays to export: a layer (every output and input array it recorded: acts, "
+        "acts.0, acts.hidden, inputs ...) or layer:key for one of them. Outputs name an array "
+        "'layer' for its acts, 'layer:key' for the others (default: every array of every layer; "
+        "one that cannot be exported, e.g. batch-less, is skipped with a note on stderr)",
+    )
+    p.add_argument(
+        "--steps",
+        nargs="+",
+        type=int,
+        help="recorded steps; negative counts from the end (default: every snapshot)",
     )
     p.add_argument(
         "--fit",
@@ -68,12 +81,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="estimator setting, e.g. n_neighbors=30 (value read as JSON, else as a string)",
+        help="estimator setting, e.g. n_neighbors=30 (value read as JSON, else as a string); "
+        "repeatable (default: the method's defaults)",
     )
-    p.add_argument("--key", default="acts", help="element of the layer output (default: acts)")
+    p.add_argument(
+        "--key",
+        help="for bare --layers entries, only this array (acts, acts.0 ...; default: every "
+        "array of the layer)",
+    )
     p.add_argument("--tag", help="prefix of file and tensor names (default: the run's stem)")
     p.add_argument(
-        "--image-shape", help="tensorboard sprite: shape of one flat probe input, e.g. 28,28"
+        "--image-shape",
+        help="tensorboard sprite: shape of one flat probe input, e.g. 28,28 (default: images "
+        "as stored, or the dataset's shape from the run's config)",
     )
     p.add_argument(
         "--out",
@@ -97,18 +117,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.settings:
         options["settings"] = _parse_settings(args.settings)
     shape = None if args.image_shape is None else _parse_shape(args.image_shape)
-    paths = export_run(
-        args.run,
-        out,
-        fmt=args.fmt,
-        method=args.method,
-        layers=args.layers,
-        steps=args.steps,
-        tag=args.tag,
-        key=args.key,
-        image_shape=shape,
-        **options,
-    )
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        paths = export_run(
+            args.run,
+            out,
+            fmt=args.fmt,
+            method=args.method,
+            layers=args.layers,
+            steps=args.steps,
+            tag=args.tag,
+            key=args.key,
+            image_shape=shape,
+            **options,
+        )
+    for note in dict.fromkeys(str(w.message) for w in notes):
+        print(f"probe export: note: {note}", file=sys.stderr)
     for path in paths:
         print(path)
     return 0

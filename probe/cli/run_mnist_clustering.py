@@ -63,5 +63,7 @@ def add_run_parser(exp: Any) -> None:
         "normalised (summary.json, steps.csv, matrices.npz, figure.png).",
     )
     add_config_args(q, MnistClusteringConfig, helps=_HELP, choices={"dataset": ["mnist", "digits"]})
-    q.add_argument("--out", default="artifacts/mnist-clustering", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/mnist-clustering", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_run)

@@ -85,7 +85,9 @@ def add_run_parser(exp: Any) -> None:
         helps=_HELP,
         choices={"init": ["orthogonal", "decoupled"], "dtype": ["float64", "float32"]},
     )
-    q.add_argument("--out", default="artifacts/neural-race", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/neural-race", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_run)
 
     q = exp.add_parser(
@@ -97,5 +99,7 @@ def add_run_parser(exp: Any) -> None:
         "(sweep.csv, summary.json, figure.png).",
     )
     add_config_args(q, InitScaleSweepConfig, helps=_SWEEP_HELP)
-    q.add_argument("--out", default="artifacts/neural-race/sweep", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/neural-race/sweep", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_sweep)

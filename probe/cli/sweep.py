@@ -116,7 +116,7 @@ def add_parser(sub: Any) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="show a progress bar over runs",
+        help="show a progress bar over runs (default: on)",
     )
     p.set_defaults(func=_cmd_sweep)
 
@@ -141,5 +141,7 @@ def add_run_parser(exp: Any) -> None:
     add_config_args(
         q, SeqMnistConfig, helps=_SEQ_HELP, choices=_SEQ_CHOICES, defaults={"pair": "0,1"}
     )
-    q.add_argument("--out", default="artifacts/seq-mnist", help="output folder")
+    q.add_argument(
+        "--out", default="artifacts/seq-mnist", help="output folder (default: %(default)s)"
+    )
     q.set_defaults(func=_cmd_run_seq)

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,18 +126,18 @@ def _modes(Y: npt.NDArray[np.float64], n_hidden: int) -> tuple[np.ndarray, np.nd
 
 
 def _net(cfg: DeepLinearConfig, U: np.ndarray, V: np.ndarray, n_in: int, n_out: int) -> nn.Module:
-    net = nn.Sequential(
-        nn.Linear(n_in, cfg.n_hidden, bias=False), nn.Linear(cfg.n_hidden, n_out, bias=False)
-    ).double()
+    first = nn.Linear(n_in, cfg.n_hidden, bias=False).double()
+    second = nn.Linear(cfg.n_hidden, n_out, bias=False).double()
+    net = nn.Sequential(first, second)
     with torch.no_grad():
         if cfg.init == "decoupled":
             k = U.shape[1]
             R, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((cfg.n_hidden, k)))
             a = np.sqrt(cfg.u0)
-            net[0].weight.copy_(torch.from_numpy(a * R @ V.T))  # W21 = R D' V^T
-            net[1].weight.copy_(torch.from_numpy(a * U @ R.T))  # W32 = U D R^T
+            first.weight.copy_(torch.from_numpy(a * R @ V.T))  # W21 = R D' V^T
+            second.weight.copy_(torch.from_numpy(a * U @ R.T))  # W32 = U D R^T
         else:
-            for lin in net:
+            for lin in (first, second):
                 nn.init.normal_(lin.weight, std=cfg.sigma)
     return net
 
@@ -203,7 +204,12 @@ def run_deep_linear(
         loss = run.metrics()
         curves.append((t, s, u_w, u_g, u_th, loss))
         for a, (tw, tg, tt) in enumerate(
-            zip(half_times(t, u_w, s), half_times(t, u_g, s), half_time(s, u0, tau), strict=True)
+            zip(
+                half_times(t, u_w, s),
+                half_times(t, u_g, s),
+                np.atleast_1d(half_time(s, u0, tau)),
+                strict=True,
+            )
         ):
             rows.append(
                 {
@@ -241,7 +247,7 @@ def run_deep_linear(
     return DeepLinearResult(runs, table, summary_json, figure, time.perf_counter() - t0)
 
 
-def _plot(curve: tuple, path: Path, cfg: DeepLinearConfig) -> Path:
+def _plot(curve: tuple[Any, ...], path: Path, cfg: DeepLinearConfig) -> Path:
     t, s, u_w, u_g, u_th, _ = curve
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     FigureCanvasAgg(fig)

@@ -112,7 +112,7 @@ def _aggregate(plan: SweepPlan, runs_dir: Path) -> pd.DataFrame:
         if not _is_done(folder, run.config):
             continue
         rows = pd.read_csv(folder / ROWS)
-        lead = {"run": run.name}
+        lead: dict[str, Any] = {"run": run.name}
         lead |= {k: format_value(v) if isinstance(v, list) else v for k, v in run.grid.items()}
         lead.setdefault("seed", run.config.get("seed"))
         tables.append(pd.concat([pd.DataFrame(lead, index=rows.index), rows], axis=1))
@@ -213,9 +213,9 @@ def run_sweep(
     table.to_csv(out / "table.csv", index=False)
     parquet: Path | None = out / "table.parquet"
     try:
-        table.to_parquet(parquet, index=False)
+        table.to_parquet(out / "table.parquet", index=False)
     except ImportError:  # pyarrow (or fastparquet) not installed: CSV only
-        parquet.unlink(missing_ok=True)  # never leave a stale table beside the new one
+        (out / "table.parquet").unlink(missing_ok=True)  # never leave a stale table beside it
         parquet = None
     wall_s = time.perf_counter() - t0
     result = SweepResult(out, out / "table.csv", parquet, ran, skipped, failed, wall_s)

@@ -31,7 +31,7 @@ def export_run(
     layers: Sequence[str] | None = None,
     steps: Sequence[int] | None = None,
     tag: str | None = None,
-    key: str = "acts",
+    key: str | None = None,
     image_shape: Sequence[int] | None = None,
     **options: Any,
 ) -> list[Path]:
@@ -51,7 +51,9 @@ def export_run(
         ``tensorboard``, None writes the raw activations (the projector computes its own views) and
         a method writes the aligned coordinates. Not allowed for ``npz``.
     layers, steps, key
-        As in `embed_run`.
+        As in `embed_run`: by default every per-sample array of every layer, named ``layer``
+        (its ``acts``) or ``layer:key`` (``acts.0``, ``acts.hidden``, ``inputs`` ...); arrays
+        that cannot be exported are skipped with a one-line `UserWarning` each.
     tag : str, optional
         Name prefix of the files and projector entries (default: the run folder's stem).
     image_shape : sequence of int, optional

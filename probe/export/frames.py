@@ -3,7 +3,7 @@
 `embed_run` embeds chosen layers and steps of a run into one tidy table
 (`probe.analysis.embed.embed`), `write_table` writes it to parquet or CSV with the `Embedding`
 records as a JSON sidecar and `save_acts` writes raw activations to .npz (`probe.export.formats`
-picks one by name). `select_steps`, `select_layers`, `layer_frames` and `probe_labels` read what
+picks one by name). `select_steps`, `select_arrays`, `layer_frames` and `probe_labels` read what
 they need from a run.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from probe.analysis.embed import Embedding, embed
-from probe.errors import ConfigError, StepNotFoundError
+from probe.errors import ConfigError, InvalidArrayError, StepNotFoundError
 from probe.store import Run, open_run
 
 __all__ = [
@@ -28,12 +29,14 @@ __all__ = [
     "layer_frames",
     "probe_labels",
     "save_acts",
-    "select_layers",
+    "select_arrays",
     "select_steps",
     "write_table",
 ]
 
 PathLike = str | os.PathLike[str]
+#: Snapshot arrays of a layer that hold one row per probe sample: outputs and inputs.
+_ACTIVATIONS = ("acts", "inputs")
 
 
 def select_steps(run: Run, steps: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
@@ -52,29 +55,75 @@ def select_steps(run: Run, steps: Sequence[int] | None = None) -> npt.NDArray[np
     return np.unique([run.steps[run.snapshot_index(s)] for s in steps]).astype(np.int64)
 
 
-def select_layers(run: Run, layers: Sequence[str] | None = None) -> list[str]:
-    """Return ``layers`` without repeats (None: every recorded layer), each checked to exist.
+def select_arrays(
+    run: Run, names: Sequence[str] | None = None, *, key: str | None = None
+) -> list[str]:
+    """Return the per-sample arrays named by ``names``, as ``layer`` or ``layer:key`` names.
+
+    Parameters
+    ----------
+    run : Run
+    names : sequence of str, optional
+        Entries ``layer`` (every recorded output and input array of the layer: ``acts``,
+        ``acts.0``, ``acts.hidden``, ``inputs``, ``inputs.0`` ..., see `Run.keys`) or
+        ``layer:key`` (one array). Default: every layer.
+    key : str, optional
+        For bare ``layer`` entries, only this array (``acts``, ``acts.0`` ...).
+
+    Returns
+    -------
+    list of str
+        Array names without repeats, in run order: ``layer`` for a layer's ``acts`` (the names
+        of earlier versions), ``layer:key`` for the others.
 
     Raises
     ------
     ConfigError
-        ``layers`` is empty.
+        ``names`` is empty, or no per-sample array remains (the reasons are listed).
     LayerNotInRunError
-        A layer the run did not record (the message lists the closest names).
+        An unknown layer or key (the message lists the closest names).
+
+    Warns
+    -----
+    UserWarning
+        One line per array left out: a batch-less array (no ``sample`` dimension, e.g. a
+        position table computed inside the forward) has no row per probe sample to export.
     """
-    chosen = list(dict.fromkeys(run.layers if layers is None else layers))
-    if not chosen:
+    entries = list(dict.fromkeys(run.layers if names is None else names))
+    if not entries:
         msg = f"layers must name at least one recorded layer; got none. Recorded: {run.layers}."
         raise ConfigError(msg)
-    for layer in chosen:
-        run.keys(layer)  # raises LayerNotInRunError with the closest names
-    return chosen
+    chosen, skipped = [], []
+    for entry in entries:
+        layer, named = run.split_name(entry)
+        if named is not None:
+            keys = [named]
+        elif key is not None:
+            keys = [key]
+        else:
+            keys = [k for k in run.keys(layer) if k.split(".")[0] in _ACTIVATIONS]
+        for k in keys:
+            name = layer if k == "acts" else f"{layer}:{k}"
+            dims = run.dims(layer, k)
+            if "sample" in dims:
+                chosen.append(name)
+                continue
+            note = (
+                f"skipped {name!r}: a batch-less array (dims {dims}, no 'sample'), the same for "
+                "every probe sample, has no row per sample to export."
+            )
+            skipped.append(note)
+            warnings.warn(note, UserWarning, stacklevel=2)
+    if not chosen:
+        msg = f"no per-sample array to export among {entries}; " + " ".join(skipped)
+        raise ConfigError(msg)
+    return list(dict.fromkeys(chosen))
 
 
 def layer_frames(
     run: Run, layer: str, steps: Iterable[int], *, key: str = "acts"
 ) -> npt.NDArray[Any]:
-    """Return a layer's activations at ``steps``, of shape (n_steps, n_samples, ...)."""
+    """Return a layer's (or ``layer:key`` array's) activations at ``steps``: (n_steps, ...)."""
     return np.stack([run.acts(layer, int(s), key=key) for s in steps])
 
 
@@ -92,7 +141,7 @@ def embed_run(
     layers: Sequence[str] | None = None,
     steps: Sequence[int] | None = None,
     *,
-    key: str = "acts",
+    key: str | None = None,
     run_name: str | None = None,
     **options: Any,
 ) -> tuple[pd.DataFrame, list[Embedding]]:
@@ -103,11 +152,13 @@ def embed_run(
     run : Run or path
         A run (`probe.open_run`) or its folder.
     layers : sequence of str, optional
-        Recorded layers (default: all). Each layer gets its own projection.
+        Entries ``layer`` or ``layer:key`` (default: every per-sample array of every layer;
+        see `select_arrays`). Each array gets its own projection, and its name (``layer`` for
+        ``acts``, else ``layer:key``) in the ``layer`` column.
     steps : sequence of int, optional
         Steps with a snapshot, negative values counting from the end (default: all).
-    key : str
-        Which element of each layer's output (see `Run.keys`).
+    key : str, optional
+        For bare ``layer`` entries, only this element of the output (see `Run.keys`).
     run_name : str, optional
         Value of the ``run`` column (default: the run's path).
     **options
@@ -125,23 +176,39 @@ def embed_run(
     Raises
     ------
     ConfigError, LayerNotInRunError, StepNotFoundError
-        See `select_layers`, `select_steps` and `probe.analysis.embed.embed`.
+        See `select_arrays`, `select_steps` and `probe.analysis.embed.embed`.
+    InvalidArrayError
+        No chosen array can be embedded.
+
+    Warns
+    -----
+    UserWarning
+        One line per array left out (see `select_arrays`; an array `probe.analysis.embed.embed`
+        rejects, e.g. fewer samples or features than it needs).
     """
     run = _as_run(run)
-    chosen, names = select_steps(run, steps), select_layers(run, layers)
-    tables, embeddings = [], []
+    chosen, names = select_steps(run, steps), select_arrays(run, layers, key=key)
+    tables, embeddings, skipped = [], [], []
     for layer in names:
-        table, emb = embed(
-            layer_frames(run, layer, chosen, key=key),
-            chosen,
-            sample_ids=run.sample_ids,
-            labels=probe_labels(run),
-            run=str(run.path) if run_name is None else run_name,
-            layer=layer,
-            **options,
-        )
+        try:
+            table, emb = embed(
+                layer_frames(run, layer, chosen),
+                chosen.tolist(),
+                sample_ids=run.sample_ids,
+                labels=probe_labels(run),
+                run=str(run.path) if run_name is None else run_name,
+                layer=layer,
+                **options,
+            )
+        except InvalidArrayError as err:  # too few samples or features, constant ...
+            skipped.append(f"skipped {layer!r}: {err}")
+            warnings.warn(skipped[-1], UserWarning, stacklevel=2)
+            continue
         tables.append(table)
         embeddings.append(emb)
+    if not tables:
+        msg = "no array of the run could be embedded: " + " ".join(skipped)
+        raise InvalidArrayError(msg)
     return pd.concat(tables, ignore_index=True), embeddings
 
 
@@ -199,7 +266,7 @@ def save_acts(
     *,
     layers: Sequence[str] | None = None,
     steps: Sequence[int] | None = None,
-    key: str = "acts",
+    key: str | None = None,
 ) -> Path:
     """Write raw activations of chosen layers and steps to one ``.npz`` file.
 
@@ -215,19 +282,20 @@ def save_acts(
     -------
     Path
         The file, holding ``steps`` (n_steps,), ``sample_id`` (n_samples,), ``targets``
-        (n_samples, ...) when recorded, and ``acts/<layer>`` of shape (n_steps, n_samples, ...)
-        per layer in the stored dtype. Read with ``np.load(path)``.
+        (n_samples, ...) when recorded, and ``acts/<name>`` of shape (n_steps, n_samples, ...)
+        per array in the stored dtype (``<name>`` as in `select_arrays`: ``layer`` or
+        ``layer:key``). Read with ``np.load(path)``.
 
     Raises
     ------
     ConfigError, LayerNotInRunError, StepNotFoundError
-        See `select_layers` and `select_steps`.
+        See `select_arrays` and `select_steps`.
     """
     run = _as_run(run)
     path = Path(path)
     path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-    chosen, names = select_steps(run, steps), select_layers(run, layers)
-    arrays = {f"acts/{layer}": layer_frames(run, layer, chosen, key=key) for layer in names}
+    chosen, names = select_steps(run, steps), select_arrays(run, layers, key=key)
+    arrays: dict[str, Any] = {f"acts/{n}": layer_frames(run, n, chosen) for n in names}
     arrays.update(steps=chosen, sample_id=run.sample_ids)
     if run.targets is not None:
         arrays["targets"] = run.targets

@@ -28,7 +28,7 @@ from probe.errors import (
     ProjectorConfigError,
     ShapeMismatchError,
 )
-from probe.export.frames import layer_frames, probe_labels, select_layers, select_steps
+from probe.export.frames import layer_frames, probe_labels, select_arrays, select_steps
 from probe.store import Run, open_run
 from probe.validation import as_float_array
 
@@ -279,7 +279,7 @@ def export_projector(
     steps: Sequence[int] | None = None,
     method: str | None = None,
     tag: str | None = None,
-    key: str = "acts",
+    key: str | None = None,
     image_shape: Sequence[int] | None = None,
     **options: Any,
 ) -> list[Path]:
@@ -330,7 +330,7 @@ def export_projector(
         msg = f"embedding options {sorted(options)} need a method; got method=None."
         raise ConfigError(msg)
     tag = run.path.stem if tag is None else tag
-    chosen, names = select_steps(run, steps), select_layers(run, layers)
+    chosen, names = select_steps(run, steps), select_arrays(run, layers, key=key)
     labels = probe_labels(run)
     metadata = pd.DataFrame(
         {"sample_id": run.sample_ids, "label": "" if labels is None else labels}
@@ -338,12 +338,14 @@ def export_projector(
     sprite = _run_sprite(run, image_shape)
     written: list[Path] = []
     for layer in names:
-        frames = layer_frames(run, layer, chosen, key=key)
+        frames = layer_frames(run, layer, chosen)
         if method is None:
             tensors = {f"{tag}/{layer}/step_{s}": X for s, X in zip(chosen, frames, strict=True)}
             written += write_projector(logdir, tensors, metadata, sprite=sprite)
             continue
-        table, emb = embed(frames, chosen, method=method, run=str(run.path), layer=layer, **options)
+        table, emb = embed(
+            frames, chosen.tolist(), method=method, run=str(run.path), layer=layer, **options
+        )
         coords = table[["x", "y", "z"][: emb.n_components]].to_numpy()
         coords = coords.reshape(len(chosen), len(metadata), emb.n_components)
         tensors = {

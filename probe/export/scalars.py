@@ -55,8 +55,10 @@ def to_tensorboard(
     from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
     frame = summaries(run, layers=layers, key=key)
-    own = not isinstance(logdir, SummaryWriter)
-    writer = SummaryWriter(log_dir=os.fspath(logdir)) if own else logdir
+    if isinstance(logdir, SummaryWriter):
+        writer, own = logdir, False
+    else:
+        writer, own = SummaryWriter(log_dir=os.fspath(logdir)), True
     try:
         for row in frame.itertuples(index=False):
             for name in SUMMARY_NAMES:

@@ -6,7 +6,7 @@ Re-exported by `probe.models.gdln`, which adds the routing network of §3.3.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -117,6 +117,10 @@ class GatedDLN(nn.Module):
             h[v] = _gated(ng.get(v), hv)
         return {v: h[v] for v in self.output_nodes_}
 
+    def edge_weight(self, edge: str) -> torch.Tensor:
+        """Return the weight of ``edge``, of shape (size of its target, size of its source)."""
+        return cast(nn.Linear, self.edges[edge]).weight  # ModuleDict items are typed Module
+
     def path_map(self, path: Sequence[str]) -> torch.Tensor:
         """Return ``W_p``, the ordered product of the edge weights along ``path``.
 
@@ -149,9 +153,9 @@ class GatedDLN(nn.Module):
                     f"{e2!r} starts at {self.edge_ends[e2][0]!r}."
                 )
                 raise ModelConfigError(msg)
-        w = self.edges[path[0]].weight
+        w = self.edge_weight(path[0])
         for e in path[1:]:
-            w = self.edges[e].weight @ w
+            w = self.edge_weight(e) @ w
         return w
 
     def _inputs(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -148,6 +148,7 @@ class RoutingNetwork(GatedDLN):
         edges |= {f"out_{j}": ("b", f"y{j}") for j in range(M)}
         super().__init__(nodes, edges)
         self.M, self.d_in, self.d_hidden, self.d_out, self.gate = M, d_in, d_hidden, d_out, gate
+        self.G: torch.Tensor
         self.register_buffer("G", G)
 
     @property
@@ -178,7 +179,7 @@ class RoutingNetwork(GatedDLN):
                 f"got {list(pairs)}."
             )
             raise GateError(msg)
-        dtype = self.edges["h"].weight.dtype
+        dtype = self.edge_weight("h").dtype
         onehot = F.one_hot(idx, self.M).to(dtype)  # (P, 2, M)
         gates = {f"x{i}": onehot[:, 0, i] for i in range(self.M)}
         return gates | {f"y{j}": onehot[:, 1, j] for j in range(self.M)}
@@ -278,8 +279,8 @@ class RoutingNetwork(GatedDLN):
 @torch.no_grad()
 def orthogonal_init_(net: GatedDLN, gain: float, generator: torch.Generator | None = None) -> None:
     """Set every edge weight with ``torch.nn.init.orthogonal_(W, gain)`` (the authors' init)."""
-    for linear in net.edges.values():
-        nn.init.orthogonal_(linear.weight, gain=gain, generator=generator)
+    for edge in net.edges:
+        nn.init.orthogonal_(net.edge_weight(edge), gain=gain, generator=generator)
 
 
 @torch.no_grad()
@@ -317,7 +318,7 @@ def decoupled_init_(
             f"got {net.d_in}, {net.d_out}."
         )
         raise ModelConfigError(msg)
-    dtype = net.edges["h"].weight.dtype
+    dtype = net.edge_weight("h").dtype
     U, _, Vh = torch.linalg.svd(Y.T.to(torch.float64), full_matrices=True)
     Ra, Rb = (
         nn.init.orthogonal_(
@@ -326,10 +327,10 @@ def decoupled_init_(
         for _ in range(2)
     )
     for i in range(net.M):
-        net.edges[f"in_{i}"].weight.copy_((b0 * Ra[:, : net.d_in] @ Vh).to(dtype))
-    net.edges["h"].weight.copy_((b0 * Rb @ Ra.T).to(dtype))
+        net.edge_weight(f"in_{i}").copy_((b0 * Ra[:, : net.d_in] @ Vh).to(dtype))
+    net.edge_weight("h").copy_((b0 * Rb @ Ra.T).to(dtype))
     for j in range(net.M):
-        net.edges[f"out_{j}"].weight.copy_((b0 * U @ Rb[:, : net.d_out].T).to(dtype))
+        net.edge_weight(f"out_{j}").copy_((b0 * U @ Rb[:, : net.d_out].T).to(dtype))
 
 
 def routing_network(

@@ -8,6 +8,7 @@ and `plot_processing_curves` (the mean curve over t at every epoch, one panel pe
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def plot_trajectory(
         sizes = 12.0 + 60.0 * (g["epoch"].to_numpy(dtype=float) - epochs.min()) / span
         xm, ym = g[f"{x}_mean"], g[f"{y}_mean"]
         (line,) = ax.plot(xm, ym, "-", lw=1.0, label=str(group))
-        bars = {"fmt": "none", "ecolor": line.get_color(), "alpha": 0.4, "lw": 0.8}
+        bars: dict[str, Any] = {"fmt": "none", "ecolor": line.get_color(), "alpha": 0.4, "lw": 0.8}
         ax.errorbar(xm, ym, xerr=g[f"{x}_se"], yerr=g[f"{y}_se"], **bars)
         ax.scatter(xm, ym, s=sizes, color=line.get_color(), zorder=3)
     if kind == "processing":
@@ -99,7 +100,7 @@ def plot_trajectory(
     return _save(fig, path)
 
 
-def _ribbon(ax: Axes, table: pd.DataFrame, metric: str, **style: object) -> None:
+def _ribbon(ax: Axes, table: pd.DataFrame, metric: str, **style: Any) -> None:
     """Draw mean ± SE over runs of ``metric`` against epoch."""
     g = table.groupby("epoch")[metric]
     mean, n = g.mean(), g.size()

@@ -28,7 +28,7 @@ import probe.report.alignment_section  # noqa: F401
 # isort: on
 from probe.analysis.embed import METHODS
 from probe.errors import ConfigError, ProbeError
-from probe.export.frames import select_layers
+from probe.export.frames import select_arrays
 from probe.report.section import SECTIONS, Absent, ReportContext, Section
 from probe.store import Run, open_run
 from probe.store.format import format_info
@@ -64,7 +64,10 @@ def build_report(
     run : Run or path
         An opened run (`probe.open_run`) or its folder.
     layers : sequence of str, optional
-        Layers to analyse (default: every recorded layer).
+        Entries ``layer`` or ``layer:key`` to analyse (default: every per-sample array of every
+        layer, keyed outputs and inputs included, named as in
+        `probe.export.frames.select_arrays`). Arrays that cannot be analysed (batch-less) are
+        listed in the header as not analysed.
     max_steps : int
         Most snapshots used by per-step analyses (cluster geometry, CKA between steps); at most
         8 of them are drawn as embedding frames. Curves over every snapshot use all of them.
@@ -103,8 +106,11 @@ def build_report(
         msg = f"method must be one of {METHODS}; got {method!r}."
         raise ConfigError(msg)
     steps = _pick(np.asarray(run.steps, np.int64), max_steps)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        names = select_arrays(run, layers)
     ctx = ReportContext(
-        layers=select_layers(run, layers),
+        layers=names,
         steps=steps,
         frame_steps=_pick(steps, 8),
         method=method,
@@ -115,7 +121,7 @@ def build_report(
     for sec in (bar := tqdm(chosen, desc="report", unit="section", disable=not progress)):
         bar.set_postfix_str(sec.key)
         parts.append((sec, *_run_section(sec, run, ctx)))
-    return _document(run, ctx, parts)
+    return _document(run, ctx, parts, [str(w.message) for w in skipped])
 
 
 def write_report(run: Run | PathLike, path: PathLike, **options: Any) -> Path:
@@ -179,7 +185,7 @@ def _steps_text(steps: Sequence[int]) -> str:
     return ", ".join(s) if len(s) <= 12 else ", ".join([*s[:6], "...", *s[-4:]])
 
 
-def _header(run: Run, ctx: ReportContext) -> str:
+def _header(run: Run, ctx: ReportContext, skipped: Sequence[str]) -> str:
     info = run.info()
     config = run.attrs.get("config") or {}
     rows = [
@@ -189,6 +195,7 @@ def _header(run: Run, ctx: ReportContext) -> str:
         ("snapshots", f"{info['n_snapshots']} at steps {_steps_text(info['steps'])}"),
         ("analysed steps", _steps_text(ctx.steps.tolist()) or "none"),
         ("layers", ", ".join(ctx.layers) + f" (recorded: {', '.join(info['layers'])})"),
+        ("not analysed", " ".join(skipped) or "none"),
         ("metrics", f"{info['n_metric_records']} records: {', '.join(info['metrics']) or 'none'}"),
         ("config", json.dumps(config, sort_keys=True) if config else "none"),
     ]
@@ -202,19 +209,25 @@ def _header(run: Run, ctx: ReportContext) -> str:
 
 
 def _document(
-    run: Run, ctx: ReportContext, parts: list[tuple[Section, str | Absent, list[str]]]
+    run: Run,
+    ctx: ReportContext,
+    parts: list[tuple[Section, str | Absent, list[str]]],
+    skipped: Sequence[str],
 ) -> str:
     name = html.escape(run_name(run.path))
     toc, body = [], []
     for sec, out, notes in parts:
         key, title = html.escape(sec.key), html.escape(sec.title)
         absent = isinstance(out, Absent)
+        if isinstance(out, Absent):
+            inner = f'<p class="absent">Not included: {html.escape(out.reason)}</p>'
+        else:
+            inner = out
         toc.append(
             f'<li class="{"absent-item" if absent else ""}"><a href="#{key}">{title}</a>'
             + (" (absent)" if absent else "")
             + "</li>"
         )
-        inner = f'<p class="absent">Not included: {html.escape(out.reason)}</p>' if absent else out
         if notes:
             items = "".join(f"<li>{html.escape(n)}</li>" for n in notes[:8])
             inner += f'<ul class="notes">{items}</ul>'
@@ -222,6 +235,6 @@ def _document(
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>probe report: {name}</title><style>{_CSS}</style></head><body>"
-        f"<h1>probe report: {name}</h1>{_header(run, ctx)}"
+        f"<h1>probe report: {name}</h1>{_header(run, ctx, skipped)}"
         f'<h2>Contents</h2><ol class="toc">{"".join(toc)}</ol>{"".join(body)}</body></html>\n'
     )

@@ -66,7 +66,8 @@ class ReportContext:
     Attributes
     ----------
     layers : list of str
-        Layers to analyse, in run order.
+        Arrays to analyse, in run order: ``layer`` for a layer's ``acts``, ``layer:key`` for
+        its other outputs and inputs (`probe.store.Run.acts` reads both).
     steps : ndarray of int64 of shape (n_chosen,)
         Snapshot steps chosen for per-step analyses (at most ``max_steps``, first and last
         included, evenly spaced in snapshot index, so log-spaced schedules stay log-spaced).

@@ -297,7 +297,7 @@ def embedding_section(run: Run, ctx: ReportContext) -> str | Absent:
 @register_section("nfa", "Neural Feature Ansatz: NFM vs AGOP")
 def nfa_section(run: Run, ctx: ReportContext) -> str | Absent:
     """`probe.analysis.features.nfa_over_steps` of every analysed layer with a recorded AGOP."""
-    with_agop = [layer for layer in ctx.layers if "agop" in run.keys(layer)]
+    with_agop = [n for n in ctx.layers if n in run.layers and "agop" in run.keys(n)]
     if not with_agop:
         return Absent(
             f"no AGOP was recorded for the layers {ctx.layers}; the NFA compares each layer's "
@@ -356,9 +356,11 @@ def effective_section(run: Run, ctx: ReportContext) -> str | Absent:
     if why:
         return Absent(why)
     outputs, inputs, targets = run.outputs(), run.probe_inputs, run.targets
+    assert inputs is not None  # checked by _two_point_why
+    assert targets is not None
     fig = new_figure(4.2 * min(4, len(ctx.layers)), 3.2 * -(-len(ctx.layers) // 4))
     axes = fig.subplots(-(-len(ctx.layers) // 4), min(4, len(ctx.layers)), squeeze=False).ravel()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ax, layer in zip(axes, ctx.layers, strict=False):
         tr = effective_fit.two_point_traces(run.acts(layer), outputs, inputs, targets, run.steps)
         for i, v in enumerate(("h", "y", "w")):

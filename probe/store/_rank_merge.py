@@ -24,6 +24,8 @@ Array = npt.NDArray[Any]
 class RunReader(Protocol):
     """What the merge and the summaries read of a run (`probe.store.Run` is one)."""
 
+    def __init__(self, path: Path) -> None: ...  # noqa: D107 - opens the run at path
+
     path: Path
     attrs: dict[str, Any]
     layers: list[str]

@@ -17,7 +17,7 @@ from probe.errors import CorruptRunError, LayerNotInRunError
 from probe.store._rank_merge import RunReader
 
 
-def _members(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
+def _members(run: RunReader) -> Iterator[tuple[str, zarr.Array[Any]]]:
     """Yield (path, array) of one run group: those its writer listed, or (older runs) all."""
     manifest = run.attrs.get(schema.MANIFEST)
     if manifest is not None:  # the committed arrays; a damaged group folder cannot hide one
@@ -34,7 +34,7 @@ def _members(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
             yield path, node
 
 
-def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
+def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array[Any]]]:
     """Yield the run's (path, array); merged runs: the root's probe set, rank 0's other arrays."""
     merge = run.rank_merge
     if merge is None:
@@ -50,7 +50,7 @@ def _arrays(run: RunReader) -> Iterator[tuple[str, zarr.Array]]:
                 yield path, node
 
 
-def _rows(run: RunReader, path: str, node: zarr.Array) -> tuple[int, ...]:
+def _rows(run: RunReader, path: str, node: zarr.Array[Any]) -> tuple[int, ...]:
     """Return the committed shape of ``path`` in the run's (merged) view."""
     if not node.shape:
         return ()
@@ -61,7 +61,7 @@ def _rows(run: RunReader, path: str, node: zarr.Array) -> tuple[int, ...]:
         schema.PROBE: node.shape[0],
     }.get(top, run.n_snapshots)
     rest = list(node.shape[1:])
-    dims = node.metadata.dimension_names or ()
+    dims = getattr(node.metadata, "dimension_names", None) or ()
     if (
         run.rank_merge is not None
         and top in (schema.LAYERS, schema.OUTPUTS)
@@ -144,10 +144,15 @@ def run_to_xarray(run: RunReader) -> Any:
     try:
         import xarray as xr
     except ImportError as err:
-        msg = "Run.to_xarray() needs xarray: pip install xarray dask (or the 'dev' extra)."
+        msg = (
+            "Run.to_xarray() needs xarray: pip install xarray dask, or install the toolkit "
+            "with its extra: pip install 'repgeom-probe[xarray]'."
+        )
         raise ImportError(msg) from err
     try:
-        import dask.array as da
+        import dask.array
+
+        da: Any = dask.array
     except ImportError:
         da = None
     counts = {"snapshot": run.n_snapshots, "record": run.n_metric_records, "row": run.n_stream_rows}
@@ -155,7 +160,7 @@ def run_to_xarray(run: RunReader) -> Any:
     for path, node in _arrays(run):
         if path == f"{schema.SNAPSHOTS}/step":
             continue
-        dims = tuple(node.metadata.dimension_names or ())
+        dims = tuple(getattr(node.metadata, "dimension_names", None) or ())
         if run.rank_merge is not None and not path.startswith(f"{schema.PROBE}/"):
             data = _merged_data(run, path)
             if data is None:
@@ -166,8 +171,9 @@ def run_to_xarray(run: RunReader) -> Any:
             if dims and dims[0] in counts:
                 data = data[: counts[dims[0]]]
         data_vars[path] = (dims, data)
-    if run.rank_merge is not None and run.n_stream_rows:
-        data_vars[f"{schema.STREAM}/rank"] = (("row",), run.rank_merge.stream("stream/step")[3])
+    rows = run.rank_merge.stream("stream/step") if run.rank_merge is not None else None
+    if rows is not None and run.n_stream_rows:
+        data_vars[f"{schema.STREAM}/rank"] = (("row",), rows[3])
     coords = (
         {"snapshot": run.steps, "sample": run.sample_ids}
         if (run.path / "probe/sample_id").is_dir()

@@ -9,6 +9,7 @@ merged (`probe.store._rank_merge`).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +190,7 @@ class Run:
         first = self._merge.first if self._merge is not None else self
         return first.path if first is not None else self.path
 
-    def _array(self, key: str) -> zarr.Array:
+    def _array(self, key: str) -> zarr.Array[Any]:
         """Open the array ``key`` (checked reads), its metadata checked against the manifest.
 
         Raises
@@ -303,13 +304,57 @@ class Run:
             raise StepNotFoundError(msg)
         return int(hits[0])
 
+    def split_name(self, name: str) -> tuple[str, str | None]:
+        """Return the layer and key of an array name ``layer`` or ``layer:key``.
+
+        The key is None for a bare layer. ``layer:key`` names one array of a layer's snapshots
+        (``"attn:acts.0"``, ``"embed:inputs"``); the layer is the longest recorded layer the
+        name starts with, so keys and layers may themselves hold ``:``. Exports and reports
+        name arrays this way,
+        ``layer`` alone for ``acts``.
+
+        Raises
+        ------
+        LayerNotInRunError
+            No recorded layer matches (the message lists the closest names).
+
+        Examples
+        --------
+        >>> run.split_name("attn:acts.0")  # doctest: +SKIP
+        ('attn', 'acts.0')
+        """
+        if name in self.layers:
+            return name, None
+        hits = [layer for layer in self.layers if name.startswith(layer + ":")]
+        if not hits:
+            self._layer_path(name)  # raises with the closest names
+        layer = max(hits, key=len)
+        return layer, name[len(layer) + 1 :]
+
+    def dims(self, layer: str, key: str = "acts") -> tuple[str, ...]:
+        """Return the dimension names of a layer's snapshot array (``layer:key`` names allowed).
+
+        A per-sample array has ``("snapshot", "sample", ...)``; a batch-less one (the same for
+        every sample, e.g. a position table) has no ``"sample"``.
+
+        Raises
+        ------
+        LayerNotInRunError
+            Unknown layer or key.
+        """
+        layer, named = self.split_name(layer)
+        key = self._key(layer, named or key)
+        meta = self._data_path / self._layer_path(layer) / key / "zarr.json"
+        return tuple(json.loads(meta.read_text()).get("dimension_names") or ())
+
     def acts(self, layer: str, step: int | None = None, *, key: str = "acts") -> Array:
         """Return a layer's probe-set activations.
 
         Parameters
         ----------
         layer : str
-            A recorded layer (see `layers`).
+            A recorded layer (see `layers`), or an array name ``layer:key`` (see `split_name`),
+            whose key takes the place of ``key``.
         step : int, optional
             An optimizer step with a snapshot (negative: from the end, -1 = last). None: all.
         key : str
@@ -326,7 +371,9 @@ class Run:
         StepNotFoundError
             No snapshot at ``step``.
         """
-        return self._snapshot_array(f"{self._layer_path(layer)}/{self._key(layer, key)}", step)
+        layer, named = self.split_name(layer)
+        key = self._key(layer, named or key)
+        return self._snapshot_array(f"{self._layer_path(layer)}/{key}", step)
 
     def outputs(self, step: int | None = None, *, key: str = "acts") -> Array:
         """Return the model output on the probe set: (n_samples, ...) or (n_snapshots, ...)."""
@@ -486,7 +533,7 @@ class Run:
         """The merge of a multi-process run's rank groups, or None for a single-process run."""
         return self._merge
 
-    def open_array(self, key: str) -> zarr.Array:
+    def open_array(self, key: str) -> zarr.Array[Any]:
         """Return a fresh read-only handle of the array at store path ``key`` (untrimmed).
 
         Raises

@@ -126,7 +126,7 @@ def verify_run(path: str | os.PathLike[str], *, progress: bool = False) -> Verif
     return report
 
 
-def _arrays(group: Path) -> Iterator[tuple[str, zarr.Array | Exception]]:
+def _arrays(group: Path) -> Iterator[tuple[str, zarr.Array[Any] | Exception]]:
     """Yield (path, array) of one group's arrays (not its rank groups'); unreadable: the error."""
     store = CheckedLocalStore(group)
     for meta in sorted(group.rglob("zarr.json")):
@@ -179,7 +179,7 @@ def _check_group(group: Path, attrs: dict[str, Any], report: VerifyReport) -> No
         )
 
 
-def _committed_rows(name: str, node: zarr.Array, attrs: dict[str, Any]) -> int:
+def _committed_rows(name: str, node: zarr.Array[Any], attrs: dict[str, Any]) -> int:
     top = name.split("/", 1)[0]
     n = {
         schema.SNAPSHOTS: attrs[schema.N_COMMITTED],
@@ -194,7 +194,7 @@ def _committed_rows(name: str, node: zarr.Array, attrs: dict[str, Any]) -> int:
 def _check_array(
     attrs: dict[str, Any],
     name: str,
-    node: zarr.Array | Exception,
+    node: zarr.Array[Any] | Exception,
     report: VerifyReport,
 ) -> None:
     """One array: metadata against the manifest and schema, then every committed chunk."""
@@ -224,12 +224,14 @@ def _check_array(
             f"{label}array {name!r} has {node.shape[0]} rows but {n} are committed"
         )
         return
-    if not any(c.to_dict().get("name") == "crc32c" for c in node.metadata.codecs):
+    if not any(c.to_dict().get("name") == "crc32c" for c in getattr(node.metadata, "codecs", ())):
         report.notes.append(f"{label}array {name!r} has no checksums (written before them)")
     _read_chunks(label, name, node, n, report)
 
 
-def _read_chunks(label: str, name: str, node: zarr.Array, n: int, report: VerifyReport) -> None:
+def _read_chunks(
+    label: str, name: str, node: zarr.Array[Any], n: int, report: VerifyReport
+) -> None:
     """Read rows ``:n`` in whole-chunk blocks; each failing block is one problem."""
     if not node.shape:
         blocks: list[Any] = [()]

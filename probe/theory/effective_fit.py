@@ -271,7 +271,8 @@ def fit_two_point(
         n_evals += 1
         try:
             with np.errstate(all="ignore"):  # rates far off the data drive h to 0: scored inf
-                p = _simulate(traces, *np.exp(log_eta), rtol, method)
+                eta_h, eta_y = np.exp(log_eta)
+                p = _simulate(traces, eta_h, eta_y, rtol, method)
         except (OdeIntegrationError, TheoryInputError):
             return np.inf
         r = np.stack([p.h, p.y, p.w]) - measured

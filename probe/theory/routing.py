@@ -93,7 +93,7 @@ def mode_strengths(Y: npt.ArrayLike) -> F64:
     if arr.ndim != 2:
         msg = f"Y must be 2-D (n_items, d_out); got shape {arr.shape}."
         raise InvalidArrayError(msg)
-    return np.linalg.svd(arr.T, compute_uv=False)
+    return np.linalg.svd(arr.T, compute_uv=False).astype(np.float64, copy=False)
 
 
 def io_strength(b_h: npt.ArrayLike, b0: float, M: int = 7) -> F64:

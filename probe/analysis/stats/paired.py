@@ -6,7 +6,9 @@ difference is ``a - b`` of the values paired by seed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-_STATISTICS = {"median": np.median, "mean": np.mean}
+_STATISTICS: dict[str, Callable[..., Any]] = {"median": np.median, "mean": np.mean}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +66,7 @@ def summarise(df: pd.DataFrame, cfg: SummaryConfig) -> dict[str, Any]:
         "alpha": cfg.alpha,
         "primary_metric": PRIMARY_METRIC,
         "conventions": CONVENTIONS,
-        "config": asdict(cfg),
+        "config": asdict(cast(Any, cfg)),  # every SummaryConfig is a dataclass
         "pretrain": {},
         "tasks": {},
     }

@@ -345,7 +345,8 @@ def run_mnist_clustering(
     layer = f"hidden.{cfg.hidden_layer}"
     steps, matrices, per_net = _analyse(stores, layer, labels, pairs)
     steps.to_csv(out / "steps.csv", index=False)
-    np.savez(out / "matrices.npz", labels=labels, **matrices)
+    arrays: dict[str, Any] = {"labels": labels, **matrices}
+    np.savez(out / "matrices.npz", **arrays)
     by_average = dict(iter(steps.groupby("average")))
     summary: dict[str, Any] = {
         "config": asdict(cfg),

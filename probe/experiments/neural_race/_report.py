@@ -89,13 +89,13 @@ def plot_sweep(
     sigmas = sorted({k[0] for k in traces})
     cmap = colormaps["viridis"]
     for n, sigma in enumerate(sigmas):
-        color = cmap(n / max(1, len(sigmas) - 1))
+        shade = cmap(n / max(1, len(sigmas) - 1))
         for (sg, _seed), tr in traces.items():
             if sg != sigma:
                 continue
-            ax2.plot(tr.steps, np.maximum(tr.untrained_error, _FLOOR), color=color, lw=1.5)
-            ax2.plot(tr.steps, np.maximum(tr.trained_error, _FLOOR), color=color, lw=1.2, ls="--")
-        ax2.plot([], [], color=color, label=f"sigma0={sigma:g}")
+            ax2.plot(tr.steps, np.maximum(tr.untrained_error, _FLOOR), color=shade, lw=1.5)
+            ax2.plot(tr.steps, np.maximum(tr.trained_error, _FLOOR), color=shade, lw=1.2, ls="--")
+        ax2.plot([], [], color=shade, label=f"sigma0={sigma:g}")
     ax2.plot([], [], color="k", label="untrained")
     ax2.plot([], [], color="k", ls="--", label="trained")
     ax2.axhline(zero_error, color="0.4", ls=":", lw=1)

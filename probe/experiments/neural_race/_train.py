@@ -228,6 +228,7 @@ def race_traces(store: str | Path) -> RaceTraces:
     m = run.metrics().dropna(subset=["loss"])
     cfg = run.attrs["config"]
     G = RoutingNetwork(gate=cfg["gate"]).G.numpy()
+    assert run.targets is not None  # the experiment records its targets
     trained, untrained = path_errors(run.outputs(), run.targets, G)
     return RaceTraces(
         run.steps.astype(np.int64),

@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +70,7 @@ def _loss_at(tr: RaceTraces, step: int) -> float:
     return float(tr.loss[hit[0]]) if hit.size else math.nan
 
 
-def _rows(seed: int, tr: RaceTraces, s: np.ndarray, b0: float, tau: float) -> list[dict]:
+def _rows(seed: int, tr: RaceTraces, s: np.ndarray, b0: float, tau: float) -> list[dict[str, Any]]:
     bh = final_hidden_strength(s, b0)
     theory = {"in": io_strength(bh, b0), "h": bh, "out": io_strength(bh, b0)}
     t_half = half_time(s, b0, tau)

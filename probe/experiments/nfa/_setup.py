@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -73,7 +73,7 @@ def chain(model: nn.Module) -> list[nn.Module]:
         return [m for pair in zip(model.layers, model.acts, strict=True) for m in pair] + [
             model.head
         ]
-    return list(model)
+    return list(cast(nn.Sequential, model))
 
 
 @dataclass
@@ -107,6 +107,7 @@ def make_setup(cfg: SetupConfig, seed: int, width: int, depth: int) -> Setup:
     if cfg.init == "rich":
         with torch.no_grad():
             for lin in chain(model)[:-1:2]:
+                assert isinstance(lin, nn.Linear)  # chain alternates Linear, activation
                 lin.weight.normal_(0.0, (0.01 / lin.in_features) ** 0.5)
 
     @torch.no_grad()

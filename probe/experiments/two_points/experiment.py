@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -176,6 +177,8 @@ def fit_layers(store: Path, layers: list[str] | None = None) -> dict[str, TwoPoi
     """Fit the effective theory to every recorded layer of a two-point run store."""
     run = open_run(store)
     outputs, inputs, targets = run.outputs(), run.probe_inputs, run.targets
+    assert inputs is not None  # the experiment records both
+    assert targets is not None
     fits = {}
     for layer in layers or run.layers:
         traces = two_point_traces(run.acts(layer), outputs, inputs, targets, run.steps)
@@ -189,7 +192,7 @@ def _crossing(t: np.ndarray, v: np.ndarray, level: float) -> float:
     return float(t[hit[0]]) if hit.size else math.nan
 
 
-def _rows(seed: int, fits: dict[str, TwoPointFit], cfg: TwoPointsConfig) -> list[dict]:
+def _rows(seed: int, fits: dict[str, TwoPointFit], cfg: TwoPointsConfig) -> list[dict[str, Any]]:
     rows = []
     for layer, f in fits.items():
         tr = f.prediction

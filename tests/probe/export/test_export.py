@@ -18,7 +18,7 @@ from probe.export.frames import (
     embed_run,
     probe_labels,
     save_acts,
-    select_layers,
+    select_arrays,
     select_steps,
     write_table,
 )
@@ -132,11 +132,11 @@ def test_cli_export(run_path, tmp_path, capsys):
 def test_selection_and_export_errors(run_path, tmp_path):
     run = probe.open_run(run_path)
     np.testing.assert_array_equal(select_steps(run, [12, 0, -1]), [0, 12])
-    assert select_layers(run, ["2", "2"]) == ["2"] and probe_labels(run).shape == (30,)
+    assert select_arrays(run, ["2", "2"]) == ["2"] and probe_labels(run).shape == (30,)
     with pytest.raises(ConfigError, match="layers must name at least one recorded layer"):
-        select_layers(run, [])
+        select_arrays(run, [])
     with pytest.raises(LayerNotInRunError, match="No layer '1' in this run"):
-        select_layers(run, ["1"])
+        select_arrays(run, ["1"])
     with pytest.raises(StepNotFoundError, match="no snapshot at step 6"):
         select_steps(run, [6])
     with pytest.raises(ConfigError, match=r"fmt must be one of \['parquet', 'csv', 'npz'"):

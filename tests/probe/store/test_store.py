@@ -210,7 +210,7 @@ def test_to_xarray_without_xarray_names_the_install(run_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "xarray", None)
-    with pytest.raises(ImportError, match="needs xarray: pip install xarray dask"):
+    with pytest.raises(ImportError, match=r"needs xarray: .*pip install 'repgeom-probe\[xarray\]'"):
         probe.open_run(run_path).to_xarray()
 
 
