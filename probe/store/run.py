@@ -310,8 +310,7 @@ class Run:
         The key is None for a bare layer. ``layer:key`` names one array of a layer's snapshots
         (``"attn:acts.0"``, ``"embed:inputs"``); the layer is the longest recorded layer the
         name starts with, so keys and layers may themselves hold ``:``. Exports and reports
-        name arrays this way,
-        ``layer`` alone for ``acts``.
+        name arrays this way, ``layer`` alone for ``acts``.
 
         Raises
         ------
@@ -320,8 +319,15 @@ class Run:
 
         Examples
         --------
-        >>> run.split_name("attn:acts.0")  # doctest: +SKIP
-        ('attn', 'acts.0')
+        >>> import os, tempfile, torch
+        >>> from torch import nn
+        >>> from hooks import Recorder
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+        >>> Recorder(net, layers="0", store=path, probe=torch.randn(8, 4)).close()
+        >>> run = open_run(path)
+        >>> run.split_name("0:acts"), run.split_name("0")
+        (('0', 'acts'), ('0', None))
         """
         if name in self.layers:
             return name, None
