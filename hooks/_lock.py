@@ -50,8 +50,6 @@ def _open_dir(path: Path) -> int:
 
 def _flock(fd: int, blocking: bool) -> bool:
     """Lock ``fd`` exclusively; return False when another process holds it (non-blocking)."""
-    if fcntl is None:
-        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except OSError as err:
@@ -74,7 +72,7 @@ class WriterLock:
     Use `acquire`; `release` (idempotent) or process exit frees it.
     """
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
         self._fd: int | None = fd
 
@@ -94,6 +92,8 @@ class WriterLock:
         StoreLockedError
             Another live process writes this run.
         """
+        if fcntl is None:  # no flock here (Windows): nothing to hold, a second writer goes unseen
+            return cls(path, None)
         fd = _open_dir(path)
         if _flock(fd, blocking=False):
             return cls(path, fd)
@@ -128,6 +128,9 @@ def creating(parent: Path) -> Iterator[None]:
     A blocking lock on the parent folder, held for milliseconds: two processes that start a
     Recorder on the same path at the same instant take turns instead of racing on the rename.
     """
+    if fcntl is None:
+        yield
+        return
     fd = _open_dir(parent)
     try:
         _flock(fd, blocking=True)

@@ -158,3 +158,33 @@ def test_each_rank_group_has_its_own_writer_lock(tmp_path, tiny_mlp, probe_xy):
         rec.close()
     run = probe.open_run(path)
     assert run.world_size == 2 and run.steps.tolist() == [0, 1]
+
+
+def test_without_flock_the_lock_is_a_no_op(tmp_path, monkeypatch):
+    """Windows has no flock: the run is written as before, a second writer is not refused."""
+    import hooks._lock as lock_module
+
+    monkeypatch.setattr(lock_module, "fcntl", None)
+    a, b = WriterLock.acquire(tmp_path), WriterLock.acquire(tmp_path)
+    assert not a.held and not b.held
+    with lock_module.creating(tmp_path):
+        pass
+
+
+def test_a_file_system_without_locks_warns(tmp_path, monkeypatch):
+    import errno
+
+    import hooks._lock as lock_module
+
+    class NoLocks:
+        LOCK_EX, LOCK_NB = 2, 4
+
+        @staticmethod
+        def flock(fd, op):
+            raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock_module, "fcntl", NoLocks)
+    with pytest.warns(UserWarning, match="does not support locks .* would not be refused"):
+        lock = WriterLock.acquire(tmp_path)
+    assert lock.held
+    lock.release()
