@@ -353,7 +353,11 @@ class Recorder:
         # A fresh run snapshots its initial state when due; a resumed one does not, because the
         # model it is handed (e.g. from a checkpoint) need not be the state at the last step.
         if self.probe_ is not None and not resumed and self._due(self.step_):
-            self.snapshot()
+            try:
+                self.snapshot()
+            except BaseException:  # no Recorder to close: do not leave the run locked
+                self._close_quietly()
+                raise
 
     # ------------------------------------------------------------------ public API
     @property

@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 import probe
 from hooks import Recorder
@@ -188,3 +189,24 @@ def test_a_file_system_without_locks_warns(tmp_path, monkeypatch):
         lock = WriterLock.acquire(tmp_path)
     assert lock.held
     lock.release()
+
+
+def test_a_failed_first_snapshot_frees_the_lock(tmp_path):
+    """The construction's own snapshot fails: the caller has no Recorder to close."""
+    from torch import nn
+
+    class BigBatchesFail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.shape[0] > 5:  # the small measuring forwards pass, the snapshot does not
+                msg = "out of memory (simulated)"
+                raise RuntimeError(msg)
+            return self.lin(x)
+
+    path = tmp_path / "r.zarr"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        Recorder(BigBatchesFail(), layers="lin", store=path, probe=torch.randn(10, 4), every=1)
+    WriterLock.acquire(path).release()  # nobody holds it
