@@ -80,7 +80,9 @@ class RunAppender:
         self.n_stream_rows: int = attrs.get(schema.N_STREAM_ROWS, 0)
         self.last_step: int | None = last_snapshot_step(root)
         self.nonfinite: dict[str, list[list[int]]] = dict(attrs.get("nonfinite", {}))
-        self.manifest: dict[str, str] = dict(attrs.get(schema.MANIFEST, {}))
+        # A run written before manifests existed gets none: a partial one would hide its arrays.
+        manifest = attrs.get(schema.MANIFEST)
+        self.manifest: dict[str, str] | None = None if manifest is None else dict(manifest)
         self.absent: dict[str, list[list[int]]] = dict(attrs.get(schema.ABSENT, {}))
         self._arrays: dict[str, zarr.Array[Any]] = {}
         self._new_attrs: dict[str, dict[str, Any]] = {}  # set on arrays when they are created
@@ -153,7 +155,8 @@ class RunAppender:
                     append_many([(arr, fill)])
                     if lead == ("snapshot",):  # metrics and stream rows: NaN means "not logged"
                         self._mark_absent(path, 0, n_rows)
-                self.manifest[path] = schema.metadata_digest(arr.metadata.to_dict())
+                if self.manifest is not None:
+                    self.manifest[path] = schema.metadata_digest(arr.metadata.to_dict())
             self._arrays[path] = arr
         return arr
 
@@ -340,7 +343,8 @@ class RunAppender:
         if updates:
             if self.nonfinite:
                 updates["nonfinite"] = self.nonfinite
-            updates[schema.MANIFEST] = self.manifest
+            if self.manifest is not None:
+                updates[schema.MANIFEST] = self.manifest
             if self.absent:
                 updates[schema.ABSENT] = self.absent
             merged = {**self.root.metadata.attributes, **updates}

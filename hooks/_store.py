@@ -399,6 +399,11 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
         for member, node in root.members(max_depth=None)
         if isinstance(node, zarr.Array) and member.split("/", 1)[0] in counters
     ]
+    manifest = attrs.get(schema.MANIFEST)
+    uncommitted: list[str] = []
+    if manifest is not None:  # arrays a killed writer created but never committed: redo them
+        uncommitted = [m for m, _, _ in arrays if m not in manifest]
+        arrays = [a for a in arrays if a[0] in manifest]
     problem = counters_problem(root, attrs, {m: (n.shape[0], c) for m, n, c in arrays})
     if problem:  # trimming would destroy committed rows for good: refuse instead
         msg = (
@@ -408,6 +413,8 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
         raise StoreCorruptError(msg)
     try:
         _remove_partials(path)
+        for member in uncommitted:
+            shutil.rmtree(path / member)
         for _, node, n in arrays:
             trim(node, n)
         update_attributes(

@@ -14,7 +14,7 @@ from torch import nn
 
 import probe
 from hooks import Recorder
-from hooks.errors import ResumeMismatchError, StoreCorruptError
+from hooks.errors import ResumeMismatchError, StoreCorruptError, WriterError
 from probe.cli import main
 from probe.errors import CorruptRunError, LayerNotInRunError, ProbeError
 from probe.store.verify import verify_run
@@ -258,3 +258,48 @@ def test_random_damage_never_reads_back_wrong(pristine, tmp_path_factory, pick, 
         np.testing.assert_array_equal(
             got[key], want, err_msg=f"{how} of {target.relative_to(path)}: {key} read back wrong"
         )
+
+
+def test_an_array_created_but_never_committed_is_redone_on_resume(tmp_path, monkeypatch):
+    """A crash between a new layer's first rows and their commit: resume must not keep them."""
+    import hooks._appender as appender
+
+    model, path, x = Sometimes(), tmp_path / "r.zarr", torch.randn(10, 4)
+    real = appender.update_attributes
+
+    def crash_on_second_snapshot(group, updates):
+        if updates.get("n_committed") == 2:
+            msg = "killed (simulated)"
+            raise OSError(msg)
+        real(group, updates)
+
+    monkeypatch.setattr(appender, "update_attributes", crash_on_second_snapshot)
+    rec = Recorder(model, layers=["a", "b"], store=path, probe=x, every=1)  # snapshot 0: a only
+    model.on = True
+    rec.step()  # snapshot 1 creates layers/b/acts (one fill row + data), then the commit fails
+    with pytest.raises(WriterError, match="killed"):
+        rec.close()
+    monkeypatch.undo()
+    assert (path / "layers/b/acts").is_dir()  # on disk, but not in the manifest
+    model.on = False
+    with Recorder(model, layers=["a", "b"], store=path, probe=x, every=1, resume=True) as rec:
+        rec.step()  # b does not run
+    run = probe.open_run(path)
+    assert run.n_snapshots == 2 and "layers/b/acts" not in run.info()["arrays"]
+    with pytest.raises(LayerNotInRunError, match="layer 'b' has no array 'acts'"):
+        run.acts("b", 0)
+    assert verify_run(path).ok
+
+
+def test_a_run_written_before_manifests_keeps_listing_its_arrays_after_resume(tmp_path):
+    path = tmp_path / "r.zarr"
+    _record(path, steps=2)
+    root = zarr.open_group(str(path), mode="r+")
+    for key in ("arrays", "commit_digest"):  # as the toolkit before 0.2 wrote it
+        del root.attrs[key]
+    with _record_resume(path) as rec:
+        rec.step(loss=1.0)
+    run = probe.open_run(path)
+    assert "arrays" not in run.attrs  # no partial manifest that would hide the old arrays
+    assert {"layers/0/acts", "layers/2/acts", "snapshots/step"} <= set(run.info()["arrays"])
+    assert run.acts("0").shape[0] == run.n_snapshots == 4
