@@ -9,14 +9,15 @@ gradients and with a forked RNG, so training is undisturbed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
+from torch import nn
 
+from hooks._layouts import Layouts
 from hooks._probe_forward import probe_mode
-
-if TYPE_CHECKING:
-    from hooks._hookset import HookSet
 
 
 def _head(value: Any, b: int, n: int) -> Any:
@@ -26,29 +27,35 @@ def _head(value: Any, b: int, n: int) -> Any:
     return value
 
 
-def discover_layouts(hs: HookSet, args: tuple[Any, ...], kwargs: dict[str, Any], n: int) -> None:
+def discover_layouts(
+    root: nn.Module,
+    layouts: Layouts,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    n: int,
+    shape_only: Callable[[int], AbstractContextManager[None]],
+) -> None:
     """Forward the first 2 and 3 of the ``n`` rows of the root's arguments; learn the layouts.
 
     Tensors of ``n`` rows among ``args`` and ``kwargs`` are cut; everything else is passed as
-    is. A model that fails on the smaller batches leaves the layouts to the recorded forwards
-    themselves (`hooks._layouts.Layouts.resolve`).
+    is. ``shape_only(b)`` puts the hooks in shape-only mode for a batch of ``b`` rows during a
+    forward. A model that fails on the smaller batches leaves the layouts to the recorded
+    forwards themselves (`hooks._layouts.Layouts.resolve`).
     """
     sizes = (2, 3) if n >= 3 else (1, 2) if n == 2 else ()
     if not sizes:
         return
-    saved = (hs._batch, list(hs.layouts.batches))
-    hs._discovering = True
+    saved = list(layouts.batches)
     first = next(a for a in args if isinstance(a, torch.Tensor))
     try:
-        with probe_mode(hs.root, first.device):
+        with probe_mode(root, first.device):
             for b in sizes:
-                hs._batch = b
-                hs.layouts.batches.append(b)
+                layouts.batches.append(b)
                 cut = [_head(a, b, n) for a in args]
-                hs.root(*cut, **{k: _head(v, b, n) for k, v in kwargs.items()})
+                with shape_only(b):
+                    root(*cut, **{k: _head(v, b, n) for k, v in kwargs.items()})
     except Exception:  # noqa: BLE001 - the recorded forwards decide instead
-        hs.layouts.forget_shapes()
+        layouts.forget_shapes()
     finally:
-        hs._discovering = False
-        hs._batch, hs.layouts.batches[:] = saved
-    hs.layouts.learn()
+        layouts.batches[:] = saved
+    layouts.learn()

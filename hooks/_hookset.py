@@ -255,6 +255,15 @@ class HookSet:
 
         return hook
 
+    @contextlib.contextmanager
+    def _shape_only(self, batch: int) -> Iterator[None]:
+        """Let the hooks note only shapes, for a discovery forward of ``batch`` rows."""
+        saved, self._batch, self._discovering = self._batch, batch, True
+        try:
+            yield
+        finally:
+            self._batch, self._discovering = saved, False
+
     def _root_pre_hook(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         self._calls.clear()
         self._in_calls.clear()
@@ -275,7 +284,8 @@ class HookSet:
                 raise StreamShapeError(msg)
         if not self._discovered and first is not None and first.ndim:
             self._discovered = True
-            discover_layouts(self, args, kwargs, int(first.shape[0]))
+            n = int(first.shape[0])
+            discover_layouts(self.root, self.layouts, args, kwargs, n, self._shape_only)
             self._calls.clear()
             self._in_calls.clear()
 
