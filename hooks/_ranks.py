@@ -21,15 +21,10 @@ import zarr
 from hooks import errors, schema
 from hooks._appender import last_snapshot_step
 from hooks._lock import WriterLock
+from hooks._open import open_locked
 from hooks._probe_set import ProbeSet
-from hooks._store import (
-    last_epoch,
-    last_metric_step,
-    mismatch,
-    open_locked,
-    probe_attrs,
-    read_root_attrs,
-)
+from hooks._resume import last_epoch, last_metric_step
+from hooks._run_attrs import mismatch, probe_attrs, read_root_attrs
 from hooks.errors import HooksError, RecorderConfigError, ResumeMismatchError, WriterError
 
 # How long a rank other than 0 polls for rank 0's root when no torch.distributed can sync them.

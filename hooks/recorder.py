@@ -34,9 +34,10 @@ from hooks._options import (
 from hooks._probe_forward import probe_mode
 from hooks._probe_set import ProbeSet, make_probe_set
 from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
+from hooks._run_attrs import read_root_attrs, run_attrs
 from hooks._sizes import measure
 from hooks._steps import as_sample_ids, check_epoch, next_step, validated_metrics
-from hooks._store import check_writable, read_root_attrs, run_attrs, store_path
+from hooks._store import check_writable, store_path
 from hooks._writer_process import make_writer
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError

@@ -126,7 +126,7 @@ def test_a_killed_writer_frees_the_lock_and_the_run_resumes(tmp_path, tiny_mlp, 
 def test_a_full_disk_while_resuming_is_a_typed_error(tmp_path, tiny_mlp, probe_xy, monkeypatch):
     import errno
 
-    import hooks._store as store
+    import hooks._resume as resume
     from hooks.errors import StoreNotWritableError
 
     path = tmp_path / "r.zarr"
@@ -136,7 +136,7 @@ def test_a_full_disk_while_resuming_is_a_typed_error(tmp_path, tiny_mlp, probe_x
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store, "update_attributes", full)
+    monkeypatch.setattr(resume, "update_attributes", full)
     with pytest.raises(StoreNotWritableError, match="resuming the run at .* No space left"):
         _rec(tiny_mlp, probe_xy[0], path, resume=True)
     monkeypatch.undo()
