@@ -22,7 +22,6 @@ import zarr
 
 from hooks import schema
 from probe.errors import (
-    CorruptRunError,
     InvalidArgumentError,
     LayerNotInRunError,
     RunNotFoundError,
@@ -31,7 +30,8 @@ from probe.errors import (
 from probe.store._rank_merge import RankMerge
 from probe.store._run_attrs import read_run_attrs
 from probe.store._run_summary import run_info, run_to_xarray
-from probe.store.checked_store import CheckedLocalStore
+from probe.store.arrays import CheckedGroup
+from probe.store.names import split_array_name
 
 __all__ = ["Run", "StreamRows", "open_run"]
 
@@ -124,9 +124,7 @@ class Run:
         self.n_stream_rows: int = int(self.attrs.get(schema.N_STREAM_ROWS, 0))
         self.layers: list[str] = list(self.attrs["layers"])
         self.world_size = schema.world_size(self.attrs)
-        self._store = CheckedLocalStore(self.path)
-        self._group = zarr.open_group(self._store, mode="r", zarr_format=3)
-        self._check_manifest()
+        self._arrays = CheckedGroup(self.path, self.attrs)
         self._merge = RankMerge(self) if schema.is_multi_rank_root(self.attrs) else None
         if self._merge is not None:
             self.steps, self.epochs = self._merge.steps, self._merge.epochs
@@ -135,32 +133,14 @@ class Run:
             self.n_metric_records = first.n_metric_records if first is not None else 0
             self.n_stream_rows = self._merge.n_stream_rows
         elif self.n_snapshots:
-            self.steps = self._read("snapshots/step", self.n_snapshots).astype(np.int64)
-            self.epochs = self._read("snapshots/epoch", self.n_snapshots).astype(np.int64)
+            self.steps = self._arrays.read("snapshots/step", self.n_snapshots).astype(np.int64)
+            self.epochs = self._arrays.read("snapshots/epoch", self.n_snapshots).astype(np.int64)
         else:
             self.steps = np.zeros(0, np.int64)
             self.epochs = np.zeros(0, np.int64)
-        last = self.attrs.get("last_step")
-        if self._merge is None and self.n_snapshots and last is not None and last != self.steps[-1]:
-            msg = (
-                f"the run at {str(self.path)!r} says its last snapshot is at step {last}, but "
-                f"snapshot {self.n_snapshots - 1} (the last of n_committed={self.n_snapshots}) "
-                f"is at step {int(self.steps[-1])}: its counters were changed after the commit. "
-                f"The run is damaged; run `probe verify {self.path}`."
-            )
-            raise CorruptRunError(msg)
+        if self._merge is None:
+            self._arrays.check_last_step(self.attrs.get("last_step"), self.steps)
         return self
-
-    def _check_manifest(self) -> None:
-        """Raise if an array the writer created is gone (runs written since checksums)."""
-        manifest = self.attrs.get(schema.MANIFEST, {})
-        gone = sorted(p for p in manifest if not (self.path / p / "zarr.json").is_file())
-        if gone:
-            msg = (
-                f"the run at {str(self.path)!r} lacks arrays its writer created: {gone}; "
-                f"the run is damaged. Run `probe verify {self.path}`."
-            )
-            raise CorruptRunError(msg)
 
     def rank(self, rank: int) -> Run:
         """Return one recording process's group as a run of its own (its shard of the probe set).
@@ -190,76 +170,23 @@ class Run:
         first = self._merge.first if self._merge is not None else self
         return first.path if first is not None else self.path
 
-    def _array(self, key: str) -> zarr.Array[Any]:
-        """Open the array ``key`` (checked reads), its metadata checked against the manifest.
-
-        Raises
-        ------
-        CorruptRunError
-            It cannot be opened, or its dtype, byte order, codecs or chunks differ from what
-            the writer created.
-        """
-        try:
-            # A fresh handle each time: an opened zarr.Array never sees later appends.
-            arr = zarr.open_array(self._store, path=key, mode="r", zarr_format=3)
-        except Exception as err:
-            msg = (
-                f"array {key!r} of {str(self.path)!r} cannot be opened ({err}); "
-                "the run is corrupted."
-            )
-            raise CorruptRunError(msg) from err
-        want = self.attrs.get(schema.MANIFEST, {}).get(key)
-        if want is not None and schema.metadata_digest(arr.metadata.to_dict()) != want:
-            msg = (
-                f"the metadata of array {key!r} of {str(self.path)!r} (dtype, byte order, "
-                "codecs, chunks or row shape) differs from what the writer created; its values "
-                f"would be misread. The run is damaged; run `probe verify {self.path}`."
-            )
-            raise CorruptRunError(msg)
-        return arr
-
-    def _read(self, key: str, n: int | None, index: Any = slice(None)) -> Array:
-        if not (self.path / key / "zarr.json").is_file():
-            msg = f"the run has no array {key!r}."
-            raise LayerNotInRunError(msg)
-        arr = self._array(key)
-        if n is not None and arr.shape[0] < n:
-            msg = (
-                f"array {key!r} has {arr.shape[0]} rows but {n} are committed; "
-                "the run's metadata is corrupted."
-            )
-            raise CorruptRunError(msg)
-        try:
-            if isinstance(index, slice):
-                start, stop, _ = index.indices(n if n is not None else arr.shape[0])
-                return np.asarray(arr[start:stop])
-            return np.asarray(arr[index])
-        except CorruptRunError:
-            raise
-        except (ValueError, TypeError, OSError) as err:  # e.g. a chunk of the wrong size
-            msg = (
-                f"array {key!r} of {str(self.path)!r} cannot be read ({err}); the run is "
-                f"damaged. Run `probe verify {self.path}`."
-            )
-            raise CorruptRunError(msg) from err
-
     # ------------------------------------------------------------------ probe set
     @property
     def sample_ids(self) -> npt.NDArray[np.int64]:
         """Dataset indices of the probe samples, of shape (n_samples,)."""
-        return self._read("probe/sample_id", None)
+        return self._arrays.read("probe/sample_id", None)
 
     @property
     def targets(self) -> Array | None:
         """Probe targets of shape (n_samples, ...), or None when none were given."""
         key = "probe/targets"
-        return self._read(key, None) if (self.path / key).is_dir() else None
+        return self._arrays.read(key, None) if (self.path / key).is_dir() else None
 
     @property
     def probe_inputs(self) -> Array | None:
         """Probe inputs of shape (n_samples, ...), or None when too large to have been stored."""
         key = "probe/inputs"
-        return self._read(key, None) if (self.path / key).is_dir() else None
+        return self._arrays.read(key, None) if (self.path / key).is_dir() else None
 
     # ------------------------------------------------------------------ snapshots
     def keys(self, layer: str) -> list[str]:
@@ -305,37 +232,19 @@ class Run:
         return int(hits[0])
 
     def split_name(self, name: str) -> tuple[str, str | None]:
-        """Return the layer and key of an array name ``layer`` or ``layer:key``.
+        """Return the layer and key of an array name ``layer`` or ``layer:key`` (key None: bare).
 
-        The key is None for a bare layer. ``layer:key`` names one array of a layer's snapshots
-        (``"attn:acts.0"``, ``"embed:inputs"``); the layer is the longest recorded layer the
-        name starts with, so keys and layers may themselves hold ``:``. Exports and reports
-        name arrays this way, ``layer`` alone for ``acts``.
+        See `probe.store.names.split_array_name`.
 
         Raises
         ------
         LayerNotInRunError
             No recorded layer matches (the message lists the closest names).
-
-        Examples
-        --------
-        >>> import os, tempfile, torch
-        >>> from torch import nn
-        >>> from hooks import Recorder
-        >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
-        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
-        >>> Recorder(net, layers="0", store=path, probe=torch.randn(8, 4)).close()
-        >>> run = open_run(path)
-        >>> run.split_name("0:acts"), run.split_name("0")
-        (('0', 'acts'), ('0', None))
         """
-        if name in self.layers:
-            return name, None
-        hits = [layer for layer in self.layers if name.startswith(layer + ":")]
-        if not hits:
-            self._layer_path(name)  # raises with the closest names
-        layer = max(hits, key=len)
-        return layer, name[len(layer) + 1 :]
+        found = split_array_name(self.layers, name)
+        if found is None:
+            raise self._no_layer(name)
+        return found
 
     def dims(self, layer: str, key: str = "acts") -> tuple[str, ...]:
         """Return the dimension names of a layer's snapshot array (``layer:key`` names allowed).
@@ -379,11 +288,11 @@ class Run:
         """
         layer, named = self.split_name(layer)
         key = self._key(layer, named or key)
-        return self._snapshot_array(f"{self._layer_path(layer)}/{key}", step)
+        return self.snapshot_array(f"{self._layer_path(layer)}/{key}", step)
 
     def outputs(self, step: int | None = None, *, key: str = "acts") -> Array:
         """Return the model output on the probe set: (n_samples, ...) or (n_snapshots, ...)."""
-        return self._snapshot_array(f"{schema.OUTPUTS}/{key}", step)
+        return self.snapshot_array(f"{schema.OUTPUTS}/{key}", step)
 
     def weights(self, layer: str, step: int | None = None) -> Array:
         """Return a layer's weight as (out, in[*kh*kw]) at ``step``, or stacked over all snapshots.
@@ -400,7 +309,7 @@ class Run:
                 "record with Recorder(..., weights=True)."
             )
             raise LayerNotInRunError(msg)
-        return self._snapshot_array(path, step)
+        return self.snapshot_array(path, step)
 
     def agop(self, layer: str, step: int | None = None) -> Array:
         """Return a layer's AGOP w.r.t. its input: (in, in) at ``step``, or (n_snapshots, in, in).
@@ -417,36 +326,21 @@ class Run:
                 "record with Recorder(..., agop=True)."
             )
             raise LayerNotInRunError(msg)
-        return self._snapshot_array(path, step)
-
-    def _snapshot_array(self, path: str, step: int | None) -> Array:
-        if self._merge is not None:
-            return self._merge.snapshot_array(
-                path, None if step is None else self.snapshot_index(step)
-            )
-        if step is None:
-            return self._read(path, self.n_snapshots)
-        i = self.snapshot_index(step)
-        for start, stop in self.attrs.get(schema.ABSENT, {}).get(path, ()):
-            if start <= i < stop:
-                msg = (
-                    f"{path!r} was not recorded at step {int(self.steps[i])} (the module did not "
-                    "run in that snapshot's forward, or was first recorded later); its row there "
-                    "holds fill values. Run.info()['absent_rows'] lists such rows."
-                )
-                raise LayerNotInRunError(msg)
-        return self._read(path, self.n_snapshots, i)
+        return self.snapshot_array(path, step)
 
     def _layer_path(self, layer: str) -> str:
         if layer not in self.layers:
-            close = difflib.get_close_matches(layer, self.layers, n=3, cutoff=0.4)
-            msg = (
-                f"No layer {layer!r} in this run; "
-                f"closest: {', '.join(map(repr, close)) or 'none'}. "
-                f"Recorded layers: {self.layers}."
-            )
-            raise LayerNotInRunError(msg)
+            raise self._no_layer(layer)
         return schema.layer_group(layer)
+
+    def _no_layer(self, layer: str) -> LayerNotInRunError:
+        close = difflib.get_close_matches(layer, self.layers, n=3, cutoff=0.4)
+        msg = (
+            f"No layer {layer!r} in this run; "
+            f"closest: {', '.join(map(repr, close)) or 'none'}. "
+            f"Recorded layers: {self.layers}."
+        )
+        return LayerNotInRunError(msg)
 
     def _key(self, layer: str, key: str) -> str:
         if not (self._data_path / schema.layer_group(layer) / key).is_dir():
@@ -474,7 +368,7 @@ class Run:
             table = pd.DataFrame({"step": np.zeros(0, np.int64), "epoch": np.zeros(0, np.int64)})
         else:
             names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
-            cols = {name: self._read(f"{schema.METRICS}/{name}", n) for name in names}
+            cols = {name: self._arrays.read(f"{schema.METRICS}/{name}", n) for name in names}
             first = ["step", "epoch"]
             table = pd.DataFrame({k: cols[k] for k in first + [c for c in names if c not in first]})
         if all_ranks:
@@ -497,9 +391,10 @@ class Run:
             cols = self._merge.stream(path)
         elif (self.path / path).is_dir():
             n = self.n_stream_rows
-            step, ids = self._read("stream/step", n), self._read("stream/sample_id", n)
+            step = self._arrays.read("stream/step", n)
+            ids = self._arrays.read("stream/sample_id", n)
             rank = np.full(step.shape, self.attrs.get(schema.RANK, 0), np.int64)
-            cols = (self._read(path, n), step, ids, rank)
+            cols = (self._arrays.read(path, n), step, ids, rank)
         if cols is None:
             msg = f"layer {layer!r} has no stream {key!r}; record it inside Recorder.watch()."
             raise LayerNotInRunError(msg)
@@ -532,7 +427,7 @@ class Run:
     @property
     def group(self) -> zarr.Group:
         """The run's root zarr group, opened read-only (arrays are not trimmed to the commits)."""
-        return self._group
+        return self._arrays.group
 
     @property
     def rank_merge(self) -> RankMerge | None:
@@ -547,20 +442,13 @@ class Run:
         CorruptRunError
             The array cannot be opened.
         """
-        return self._array(key)
+        return self._arrays.open(key)
 
     def read_array(self, key: str, n: int | None = None, index: Any = slice(None)) -> Array:
-        """Return rows ``index`` of the array at store path ``key``, of its first ``n`` rows.
+        """Return rows ``index`` of the array ``key`` of its first ``n`` rows (None: all).
 
-        Parameters
-        ----------
-        key : str
-            Store path of the array, e.g. ``"probe/index"`` or ``"layers/fc1/acts"``.
-        n : int, optional
-            Committed rows: the array is trimmed to them (None: all rows, for arrays that are
-            written once).
-        index : slice or int or array of int
-            Rows to read.
+        ``key`` is a store path (``"probe/index"``, ``"layers/fc1/acts"``), ``n`` the committed
+        rows; see `probe.store.arrays.CheckedGroup.read`.
 
         Raises
         ------
@@ -569,7 +457,7 @@ class Run:
         CorruptRunError
             The array has fewer than ``n`` rows or cannot be opened.
         """
-        return self._read(key, n, index)
+        return self._arrays.read(key, n, index)
 
     def snapshot_array(self, path: str, step: int | None = None) -> Array:
         """Return the snapshot array at store path ``path`` at ``step`` (None: all snapshots).
@@ -583,7 +471,22 @@ class Run:
         StepNotFoundError
             No snapshot at ``step``.
         """
-        return self._snapshot_array(path, step)
+        if self._merge is not None:
+            return self._merge.snapshot_array(
+                path, None if step is None else self.snapshot_index(step)
+            )
+        if step is None:
+            return self._arrays.read(path, self.n_snapshots)
+        i = self.snapshot_index(step)
+        for start, stop in self.attrs.get(schema.ABSENT, {}).get(path, ()):
+            if start <= i < stop:
+                msg = (
+                    f"{path!r} was not recorded at step {int(self.steps[i])} (the module did not "
+                    "run in that snapshot's forward, or was first recorded later); its row there "
+                    "holds fill values. Run.info()['absent_rows'] lists such rows."
+                )
+                raise LayerNotInRunError(msg)
+        return self._arrays.read(path, self.n_snapshots, i)
 
     def __repr__(self) -> str:
         return (

@@ -58,7 +58,7 @@ def check_store(store, x):
         n = run.n_snapshots
         rng = np.random.default_rng(n)
         picks = np.unique(np.r_[0, np.arange(max(0, n - 8), n), rng.integers(0, n, 8)])
-        assert run._array("layers/lin/acts").shape[1:] == (2000, 64)
+        assert run.open_array("layers/lin/acts").shape[1:] == (2000, 64)
         for k in picks:
             np.testing.assert_array_equal(run.acts("lin", int(steps[k])), x * steps[k])
             np.testing.assert_array_equal(run.outputs(int(steps[k])), x * steps[k])
