@@ -18,7 +18,9 @@ import numpy as np
 from torch import nn
 
 from hooks._extras import _WEIGHTED
+from hooks._run_attrs import read_root_attrs
 from hooks._sizes import ArraySize, format_bytes
+from hooks._store import check_writable
 from hooks.errors import StoreTooLargeError
 
 __all__ = ["WARN_BYTES", "Estimate", "check_estimate", "estimate_run", "planned_snapshots"]
@@ -157,3 +159,49 @@ def check_estimate(estimate: Estimate, *, check_space: bool) -> None:
             f"meant: {fixes}."
         )
         warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def preflight(
+    sizes: list[ArraySize],
+    *,
+    n_samples: int,
+    world_size: int,
+    weights: dict[str, nn.Module],
+    agop: dict[str, nn.Module],
+    every: object,
+    max_steps: int | None,
+    final_snapshot: bool,
+    resume: bool,
+    path: Path,
+    check_space: bool,
+) -> Estimate:
+    """Estimate the run before training starts and compare it with the free space.
+
+    ``sizes`` come from one measuring forward (`hooks._sizes.measure`); a resumed run counts
+    only the snapshots after its last step.
+
+    Raises
+    ------
+    StoreNotWritableError
+        The store's folder cannot be written (told as such, not as a full disk).
+    StoreTooLargeError
+        The planned run does not fit in the free space (and ``check_space``).
+    """
+    check_writable(path.parent)
+    start = (read_root_attrs(path) or {}).get("last_step") if resume else None
+    estimate = estimate_run(
+        sizes,
+        n_samples=n_samples,
+        world_size=world_size,
+        weights=weights,
+        agop=agop,
+        snapshots=planned_snapshots(
+            every,
+            max_steps,
+            final_snapshot=final_snapshot,
+            start=0 if start is None else int(start) + 1,
+        ),
+        path=path,
+    )
+    check_estimate(estimate, check_space=check_space)
+    return estimate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import BloscCodec, ZstdCodec
 
+from hooks._checks import check_int
 from hooks.errors import RecorderConfigError
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -109,6 +111,20 @@ def parse_device(device: object) -> torch.device:
     return dev
 
 
+def model_device(root: torch.nn.Module, device: object) -> torch.device:
+    """Return where probe batches go: ``device`` (checked), else the model's first parameter's.
+
+    Raises
+    ------
+    RecorderConfigError
+        ``device`` is not a device this machine has (see `parse_device`).
+    """
+    if device is not None:
+        return parse_device(device)
+    param = next(root.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def check_store_arg(store: object) -> None:
     """Raise unless ``store`` is a non-empty str or path-like (the run store's folder).
 
@@ -143,3 +159,35 @@ def check_flags(**flags: object) -> None:
             "'store', overwrite=True deletes it first. Pass only one of them."
         )
         raise RecorderConfigError(msg)
+
+
+def check_settings(
+    *,
+    batch_size: object,
+    max_queue_bytes: object,
+    seed: object,
+    store_probe_inputs: object,
+    config: object,
+    max_steps: object,
+) -> tuple[int, int, int | None, int | None]:
+    """Check the Recorder's plain settings; return batch_size, max_queue_bytes, seed, max_steps.
+
+    Raises
+    ------
+    RecorderConfigError
+        A setting is not an int in its range (a bool is not an int), or ``config`` is not a
+        mapping.
+    """
+    batch = check_int(batch_size, "'batch_size'")
+    budget = check_int(
+        max_queue_bytes, "'max_queue_bytes'", hint="It is a byte budget, e.g. 256 << 20."
+    )
+    if seed is not None:
+        seed = check_int(seed, "'seed'", minimum=0, hint="It is saved in the run's attrs.")
+    check_int(store_probe_inputs, "'store_probe_inputs'", minimum=0, hint="It is in bytes.")
+    if config is not None and not isinstance(config, Mapping):
+        msg = f"'config' must be a mapping (e.g. a dict of settings) or None; got {config!r}."
+        raise RecorderConfigError(msg)
+    if max_steps is not None:
+        max_steps = check_int(max_steps, "'max_steps'", minimum=0, hint="It is a step count.")
+    return batch, budget, seed, max_steps

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from hooks.errors import ProbeInputError
+from hooks.errors import ProbeInputError, RecorderConfigError
 
 
 @dataclass
@@ -165,3 +165,30 @@ def make_probe_set(probe: object, sample_id: object, param_dtype: torch.dtype | 
         msg = "sample ids must be unique (they index the source dataset); got duplicates."
         raise ProbeInputError(msg)
     return ProbeSet(inputs=x, targets=y, sample_id=ids)
+
+
+def probe_sets(
+    root: torch.nn.Module, probe: object, sample_id: object, every: object, ranks: Any
+) -> tuple[ProbeSet | None, ProbeSet | None]:
+    """Return the full probe set and the part this process records (its shard under DDP).
+
+    ``ranks`` is the process's `hooks._ranks.Ranks`. Float inputs take the dtype of the model's
+    first floating parameter.
+
+    Raises
+    ------
+    ProbeInputError
+        The probe set is malformed (see `make_probe_set`), or smaller than the number of ranks.
+    RecorderConfigError
+        ``every`` schedules snapshots but no probe set is given.
+    """
+    if probe is None:
+        if every is not None:
+            msg = "'every' schedules snapshots of the probe set, so 'probe' must be given too."
+            raise RecorderConfigError(msg)
+        return None, None
+    dtype = next((p.dtype for p in root.parameters() if p.is_floating_point()), None)
+    full = make_probe_set(probe, sample_id, dtype)
+    if ranks.world_size > 1:
+        return full, full.shard(ranks.rank, ranks.world_size)
+    return full, full

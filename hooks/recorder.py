@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
@@ -19,32 +18,31 @@ import torch
 from torch import nn
 
 from hooks._batch_dim import resolve_batch_dims
-from hooks._checks import check_int
-from hooks._estimate import Estimate, check_estimate, estimate_run, planned_snapshots
-from hooks._extras import snapshot_extras
+from hooks._estimate import Estimate, preflight
 from hooks._hookset import HookSet
 from hooks._options import (
     check_flags,
+    check_settings,
     check_store_arg,
+    model_device,
     parse_compressors,
-    parse_device,
     parse_dtype,
     parse_writer,
 )
-from hooks._probe_forward import probe_mode
-from hooks._probe_set import ProbeSet, make_probe_set
-from hooks._ranks import group_specs, open_group, resolve_ranks, resume_point
-from hooks._run_attrs import read_root_attrs, run_attrs
+from hooks._probe_set import probe_sets
+from hooks._ranks import group_specs, resolve_ranks
+from hooks._run_attrs import run_attrs
 from hooks._sizes import measure
+from hooks._snapshot import capture_snapshot
+from hooks._start import start_recording
 from hooks._steps import as_sample_ids, check_epoch, next_step, validated_metrics
-from hooks._store import check_writable, store_path
-from hooks._writer_process import make_writer
+from hooks._store import store_path
 from hooks.agop import agop_layers
 from hooks.errors import RecorderClosedError, RecorderConfigError, WriterError
 from hooks.layers import LayerSelector, resolve_layers, select_recorded, unwrap_model
 from hooks.reduce import resolve_reduce
 from hooks.schedule import Schedule, as_schedule
-from hooks.writer import MetricRecord, Snapshot, StreamBatch
+from hooks.writer import MetricRecord, StreamBatch
 
 __all__ = ["Recorder"]
 
@@ -72,21 +70,17 @@ class Recorder:
         (e.g. `hooks.log_schedule`), or a predicate ``step -> bool``. None: only explicit
         `snapshot`.
     max_steps : int, optional
-        The last step training will reach, for the size estimate: with an int ``every`` it makes
-        the number of snapshots known (a list of steps is counted as given, up to it).
+        The last step training will reach: with an int ``every``, the size estimate's count.
     check_space : bool
-        Refuse to start (`StoreTooLargeError`) when the planned run is larger than the free
-        space of the store's file system. Either way, a run planned over
-        `hooks._estimate.WARN_BYTES` (10 GiB) gives one `UserWarning`.
+        Refuse to start when the planned run exceeds the free space (a run over 10 GiB warns).
     sample_id : array of int, optional
         Dataset indices of the probe samples (default ``arange(n_samples)``).
     weights : bool
         Also record the weight of every selected Linear/Conv layer, as (out, in[*kh*kw]).
     agop : bool, str, type, callable or a list of them
-        Also record, at every snapshot, the AGOP w.r.t. the layer input (`hooks.agop.agop`, on
-        the probe set, eval mode, float32) of every recorded Linear/Conv2d layer (True) or of the
-        selected recorded ones, as ``layers/<name>/agop`` (in, in). Costs one backward pass per
-        model output per probe batch; parameter ``.grad`` and the training RNG are untouched.
+        Also record the AGOP w.r.t. the layer input (`hooks.agop.agop`) of every recorded
+        Linear/Conv2d layer (True) or the selected ones, as ``layers/<name>/agop`` (in, in): one
+        backward pass per model output and probe batch; ``.grad`` and the RNG are untouched.
     dtype : {"float32", "float16"} or torch.dtype
         Storage dtype of floating activations.
     batch_size : int
@@ -94,26 +88,21 @@ class Recorder:
     device : torch.device or str, optional
         Where probe batches are sent (default: the device of the model's first parameter).
     resume : bool
-        Continue an existing run at ``store`` (same layers, probe inputs, dtype, weights and
-        agop); creates it if missing. Rows a killed writer left uncommitted are discarded, once
-        the run's commit counters are checked against its data; the step counter continues
-        from the last recorded step (`step_`; with several processes, the last step any rank
-        recorded), and no snapshot is taken at construction.
+        Continue the run at ``store`` (same layers, probe, dtype, weights, agop), or create it.
+        Uncommitted rows are discarded once the counters are checked against the data; `step_`
+        continues from the last step any rank recorded; no snapshot is taken at construction.
     overwrite : bool
         Replace an existing run at ``store`` (never one that a live process still records).
     final_snapshot : bool
         On a clean exit, snapshot the last step if it is not snapshotted yet.
     compressors : {None, "zstd", "blosc"} or zarr codecs, optional
-        Compression of recorded arrays (default None: raw bytes; dense float data barely
-        compresses).
+        Compression of recorded arrays (None: raw bytes; dense floats barely compress).
     max_queue_bytes : int
         Memory budget of arrays waiting for the writer; beyond it the training thread waits.
     writer : {"thread", "process"}
-        Who writes the store. ``"thread"`` (default): a background thread of this process.
-        ``"process"`` (Linux): a child process fed through shared memory, which shares no
-        GIL with training: use it for CPU-bound training loops, where the thread's GIL
-        hand-offs slow training (`benchmarks/capture_overhead.py`). It costs a process start
-        (about 1 s) and a copy of each snapshot into shared memory.
+        Who writes the store: a background thread (default), or (Linux) a child process fed
+        through shared memory, which shares no GIL with a CPU-bound training loop; it costs a
+        process start and a copy of each snapshot (`benchmarks/capture_overhead.py`).
     config : mapping, optional
         Experiment settings saved as JSON in the run's attrs (``config``).
     seed : int, optional
@@ -121,38 +110,27 @@ class Recorder:
     store_probe_inputs : int
         Save the probe inputs in ``probe/inputs`` when they take at most this many bytes.
     rank, world_size : int, optional
-        This process's rank among ``world_size`` recording processes. Taken from
-        `torch.distributed` when it is initialised, and then every rank must create its
-        Recorder (the ranks synchronise once, here); give them (together) for other launchers,
-        or ``rank=0, world_size=1`` to record from one process of a DDP job alone.
+        This process's rank among the recording processes: from `torch.distributed` when it is
+        initialised (every rank must then create its Recorder), else given together;
+        ``rank=0, world_size=1`` records from one process of a DDP job alone.
     log_all_ranks : bool
-        With several processes, keep the metrics of every rank (each in its own group), not only
-        rank 0's.
+        With several processes, keep every rank's metrics (each in its group), not rank 0's only.
     batch_dim : mapping of layer selector to int or None, optional
-        The batch dimension of the selected layers' outputs, e.g. ``{"encoder.*": 1}`` for a
-        sequence-first encoder, None for an output with no batch dimension. Every recorded
-        array is stored batch first, ``(snapshot, sample, ...)``: the batch dimension is this
-        option, else a rule for ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (``h_n``/``c_n`` at 1),
-        ``nn.MultiheadAttention`` and ``nn.Transformer*`` (from ``batch_first``), else the one
-        dimension that follows the batch size in two small forwards (2 and 3 samples) run
-        once before the first recorded one. An output
-        with no such dimension whose value every probe batch repeats (a position table) is
-        stored once per snapshot, ``(snapshot, ...)``. The module's own layout is kept in the
-        array's attributes (``batch_dim``, ``batch_dim_source``, ``source_shape``).
+        The batch dimension of the selected layers' outputs (``{"encoder.*": 1}``; None: no
+        batch dimension). Every array is stored batch first, ``(snapshot, sample, ...)``: the
+        batch dimension is this option, else a module rule (RNN/LSTM/GRU, MultiheadAttention,
+        Transformer*), else inferred (`hooks._batch_dim`; kept in the array's attributes); an
+        output every probe batch repeats (a position table) is stored once per snapshot.
     inputs : bool, str, type, callable or a list of them
         Also record what the selected recorded layers receive (all of them: True), by the same
         batch rules, as ``layers/<name>/inputs`` (a lone positional tensor) or
         ``inputs.<position>`` and ``inputs.<keyword>``; read them with
         ``Run.acts(layer, key="inputs")``.
     reduce : mapping of layer selector to reduction, optional
-        Store less of the selected layers' per-sample arrays (outputs and inputs), reduced on
-        the hook path after the batch dimension is moved first: ``"mean"`` or
-        ``hooks.TokenMean(mask=...)`` over tokens (dim 1), ``"last"`` or
-        ``hooks.LastToken(mask=...)``, ``hooks.Positions([0, -1])``,
-        ``hooks.RandomProjection(k=64, seed=0)`` of the feature (last) dimension, or a tuple
-        applied left to right, e.g. ``{"h.*": ("mean", hooks.RandomProjection(k=64))}``.
-        Masks are ``(n_samples, tokens)`` over the probe set (snapshots only). The reduction
-        is kept in the array's attributes (``reduce``); see `hooks.reduce`.
+        Store less of the selected layers' arrays, reduced on the hook path once the batch is
+        first: ``"mean"``/``hooks.TokenMean(mask)`` or ``"last"``/``hooks.LastToken(mask)`` over
+        tokens (dim 1), ``hooks.Positions([0, -1])``, ``hooks.RandomProjection(k, seed)`` of
+        the last dimension, or a tuple of them; see `hooks.reduce`.
 
     Attributes
     ----------
@@ -176,14 +154,10 @@ class Recorder:
 
     Notes
     -----
-    Before creating the store, the Recorder forwards three probe samples with its hooks
-    (eval mode, no grad, RNG restored; this forward also learns the batch layouts, and replaces
-    the check that the model accepts the probe inputs) and sums what one snapshot stores:
-    every recorded array in the storage dtype after ``reduce``, the model outputs, and weights
-    and AGOPs when recorded. Times the snapshots planned (a list ``every``, or an int ``every``
-    with ``max_steps``), it is compared with the free space of the store's file system. The
-    estimate is in ``rec.estimate_`` and in the run's root attrs (``estimate``:
-    ``bytes_per_snapshot``, ``snapshots_planned``, ``total``, ``free_bytes``).
+    Before creating the store, the Recorder forwards three probe samples with its hooks (eval
+    mode, no grad, RNG restored; it also learns the batch layouts) and sums what one snapshot
+    stores; times the snapshots planned, this is compared with the free space
+    (`hooks._estimate.preflight`) and kept in ``rec.estimate_`` and the root attr ``estimate``.
 
     The Recorder holds the run's writer lock (an OS lock on its folder) from construction to
     `close`, so a second Recorder on the same store raises `StoreLockedError`; the lock dies
@@ -252,16 +226,14 @@ class Recorder:
         self.dtype = parse_dtype(dtype)
         parse_compressors(compressors)  # fail before anything touches the disk
         writer = parse_writer(writer)
-        self.batch_size = check_int(batch_size, "'batch_size'")
-        max_queue_bytes = check_int(
-            max_queue_bytes, "'max_queue_bytes'", hint="It is a byte budget, e.g. 256 << 20."
+        self.batch_size, max_queue_bytes, seed, max_steps = check_settings(
+            batch_size=batch_size,
+            max_queue_bytes=max_queue_bytes,
+            seed=seed,
+            store_probe_inputs=store_probe_inputs,
+            config=config,
+            max_steps=max_steps,
         )
-        if seed is not None:
-            seed = check_int(seed, "'seed'", minimum=0, hint="It is saved in the run's attrs.")
-        check_int(store_probe_inputs, "'store_probe_inputs'", minimum=0, hint="It is in bytes.")
-        if config is not None and not isinstance(config, Mapping):
-            msg = f"'config' must be a mapping (e.g. a dict of settings) or None; got {config!r}."
-            raise RecorderConfigError(msg)
         check_flags(
             weights=weights,
             resume=resume,
@@ -270,30 +242,13 @@ class Recorder:
             log_all_ranks=log_all_ranks,
             check_space=check_space,
         )
-        if max_steps is not None:
-            max_steps = check_int(max_steps, "'max_steps'", minimum=0, hint="It is a step count.")
         self.ranks_ = resolve_ranks(rank, world_size)
         self.weights = bool(weights) and self.ranks_.rank == 0  # replicated across ranks
         self.agop_layers_ = agop_layers(self.root_, self.layers_, agop, has_probe=probe is not None)
         self.final_snapshot = final_snapshot
         self._log_metrics = self.ranks_.rank == 0 or log_all_ranks
-        params = list(self.root_.parameters())
-        self.device = (
-            parse_device(device)
-            if device is not None
-            else (params[0].device if params else torch.device("cpu"))
-        )
-        param_dtype = next((p.dtype for p in params if p.is_floating_point()), None)
-        full: ProbeSet | None = None
-        if probe is not None:
-            full = make_probe_set(probe, sample_id, param_dtype)
-        elif every is not None:
-            msg = "'every' schedules snapshots of the probe set, so 'probe' must be given too."
-            raise RecorderConfigError(msg)
-        multi = self.ranks_.world_size > 1
-        self.probe_ = full
-        if full is not None and multi:
-            self.probe_ = full.shard(self.ranks_.rank, self.ranks_.world_size)
+        self.device = model_device(self.root_, device)
+        full, self.probe_ = probe_sets(self.root_, probe, sample_id, every, self.ranks_)
         self.path = store_path(store)
         self._closed = False
         self._hooks = HookSet(
@@ -306,23 +261,19 @@ class Recorder:
         )
         self.estimate_: Estimate | None = None
         if full is not None and self.probe_ is not None:
-            check_writable(self.path.parent)  # an unwritable place is told as such, not as full
-            start = (read_root_attrs(self.path) or {}).get("last_step") if resume else None
-            self.estimate_ = estimate_run(
+            self.estimate_ = preflight(
                 measure(self._hooks, self.probe_.inputs, self.device),
                 n_samples=full.n_samples,
                 world_size=self.ranks_.world_size,
                 weights=self.layers_ if weights else {},
                 agop=self.agop_layers_,
-                snapshots=planned_snapshots(
-                    every,
-                    max_steps,
-                    final_snapshot=final_snapshot,
-                    start=0 if start is None else int(start) + 1,
-                ),
+                every=every,
+                max_steps=max_steps,
+                final_snapshot=final_snapshot,
+                resume=resume,
                 path=self.path,
+                check_space=check_space,
             )
-            check_estimate(self.estimate_, check_space=check_space)
         attrs = run_attrs(
             model_class=type(self.root_).__name__,
             layers=list(self.layers_),
@@ -336,23 +287,23 @@ class Recorder:
         )
         root, own = group_specs(attrs, full, self.probe_, self.ranks_, store_probe_inputs)
         own.attrs["weights"] = self.weights
-        group, resumed, self._locks = open_group(
-            self.path, self.ranks_, root, own, resume=resume, overwrite=overwrite
+        started = start_recording(
+            self.path,
+            self.ranks_,
+            root,
+            own,
+            resume=resume,
+            overwrite=overwrite,
+            writer=writer,
+            max_bytes=max_queue_bytes,
+            compressors=parse_compressors(compressors),
         )
-        try:
-            self.step_, self.epoch = (
-                resume_point(self.path, self.ranks_, group) if resumed else (0, 0)
-            )
-            self.writer_ = make_writer(
-                writer, group, max_bytes=max_queue_bytes, compressors=parse_compressors(compressors)
-            )
-        except BaseException:
-            self._release_locks()
-            raise
+        self._locks, self.writer_ = started.locks, started.writer
+        self.step_, self.epoch, resumed = started.step, started.epoch, started.resumed
         self._last_snapshot_step: int | None = self.writer_.last_step
         atexit.register(self._atexit)
-        # A fresh run snapshots its initial state when due; a resumed one does not, because the
-        # model it is handed (e.g. from a checkpoint) need not be the state at the last step.
+        # A resumed run takes no snapshot now: its model (e.g. from a checkpoint) need not be the
+        # state at the last step.
         if self.probe_ is not None and not resumed and self._due(self.step_):
             try:
                 self.snapshot()
@@ -376,10 +327,9 @@ class Recorder:
         epoch : int, optional
             The current epoch (>= 0), saved with metrics and snapshots from now on.
         **metrics : float or 0-d tensor
-            Scalars such as ``loss=loss`` (tensors are converted off the training thread). Each
-            name becomes the array ``metrics/<name>``: 1 to 128 characters, a letter, digit or
-            ``_`` then letters, digits, ``_ . - @`` (``loss``, ``val.loss``, ``acc@1``), not
-            ``__...``, ``step`` or ``epoch`` (`hooks._steps.METRIC_NAME_RULE`).
+            Scalars such as ``loss=loss`` (tensors are converted off the training thread), each
+            stored as ``metrics/<name>``; names follow `hooks._steps.METRIC_NAME_RULE`
+            (``loss``, ``val.loss``, ``acc@1``; not ``step`` or ``epoch``).
 
         Raises
         ------
@@ -438,28 +388,19 @@ class Recorder:
             raise RecorderConfigError(msg)
         if self._last_snapshot_step == self.step_:
             return
-        x = self.probe_.inputs
-        with probe_mode(self.root_, self.device), self._hooks.attached("probe", n_rows=x.shape[0]):
-            for i in range(0, x.shape[0], self.batch_size):
-                batch = x[i : i + self.batch_size]
-                self._hooks.begin_batch(i, batch.shape[0])
-                self.root_(batch.to(self.device, non_blocking=True))
-        ready, arrays = self._hooks.ready(), self._hooks.take()
-        dims = {k: self._hooks.layouts.dims(k, a.ndim) for k, a in arrays.items()}
-        attrs = self._hooks.array_attrs(arrays)
-        more, more_dims = snapshot_extras(  # after the no-grad probe mode: AGOP needs backward
+        snap = capture_snapshot(
             self.root_,
-            self.layers_,
-            self.agop_layers_,
-            x,
-            weights=self.weights,
+            self._hooks,
+            self.probe_.inputs,
+            step=self.step_,
+            epoch=self.epoch,
             batch_size=self.batch_size,
             device=self.device,
+            layers=self.layers_,
+            agop_layers=self.agop_layers_,
+            weights=self.weights,
         )
-        arrays.update(more)
-        dims.update(more_dims)
-        snap = Snapshot(self.step_, self.epoch, time.time(), arrays, dims, ready, attrs)
-        self.writer_.put(snap, sum(a.nbytes for a in arrays.values()))
+        self.writer_.put(snap, sum(a.nbytes for a in snap.arrays.values()))
         self._last_snapshot_step = self.step_
 
     @contextlib.contextmanager
@@ -550,13 +491,9 @@ class Recorder:
         try:
             with contextlib.suppress(WriterError):
                 self.writer_.close()
-        finally:
-            self._release_locks()
-
-    def _release_locks(self) -> None:
-        """Free the run's writer lock: another Recorder may now resume or overwrite it."""
-        for lock in self._locks:
-            lock.release()
+        finally:  # another Recorder may now resume or overwrite the run
+            for lock in self._locks:
+                lock.release()
 
     def _atexit(self) -> None:
         with contextlib.suppress(Exception):

@@ -46,13 +46,13 @@ def test_a_second_writer_is_refused_while_the_first_records(tmp_path, tiny_mlp, 
 
 
 def test_the_lock_is_freed_when_the_construction_fails(tmp_path, tiny_mlp, probe_xy, monkeypatch):
-    import hooks.recorder as recorder
+    import hooks._start as start
 
     def broken(*args, **kwargs):
         msg = "no writer today"
         raise RuntimeError(msg)
 
-    monkeypatch.setattr(recorder, "make_writer", broken)
+    monkeypatch.setattr(start, "make_writer", broken)
     with pytest.raises(RuntimeError, match="no writer today"):
         _rec(tiny_mlp, probe_xy[0], tmp_path / "r.zarr")
     WriterLock.acquire(tmp_path / "r.zarr").release()  # nobody holds it
