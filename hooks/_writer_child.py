@@ -3,19 +3,20 @@
 Started by `hooks._writer_process.ProcessWriter` as ``python -m hooks._writer_child CONFIG``. It
 imports no torch and shares no GIL with training. Messages (`hooks._wire`) name arrays in a shared
 memory arena; each is answered with the run's counters once written, so the sender may reuse its
-arena space, or with the error that stopped the writer. It dies with its parent (Linux
-``PR_SET_PDEATHSIG``; also on end of input), like the writer thread it replaces: the data-first
-commit keeps the store consistent wherever it stops.
+arena space, or with the error that stopped the writer. It dies with the training process (a
+watcher thread on the parent's pidfd; also on end of input), like the writer thread it replaces:
+the data-first commit keeps the store consistent wherever it stops.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import mmap
 import os
+import select
 import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -26,16 +27,27 @@ from hooks import _wire
 from hooks._appender import RunAppender
 from hooks._items import MetricRecord, Snapshot, StreamBatch
 
-_PR_SET_PDEATHSIG = 1
-
 
 def _die_with_parent(parent: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: end of input still stops us
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    """Exit as soon as the process ``parent`` ends, whichever of its threads started us.
+
+    Not ``PR_SET_PDEATHSIG``: Linux sends that when the *thread* that forked us exits, so a
+    Recorder made in a short-lived thread would lose its writer. End of input is no substitute:
+    processes forked from the parent (data-loader workers) may hold the pipe open.
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(parent)  # Linux >= 5.3: readable once the process has ended
+        except (AttributeError, OSError):  # older kernel, or the parent is already gone
+            while os.getppid() == parent:
+                time.sleep(0.2)
+        else:
+            if os.getppid() == parent:  # not reparented: the pidfd names our parent, not a reuse
+                select.select([fd], [], [])
         os._exit(0)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _compressors(spec: list[dict[str, Any]] | None) -> object:

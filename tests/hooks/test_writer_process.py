@@ -259,3 +259,32 @@ def test_the_writer_process_imports_no_torch():
         env=dict(os.environ, PYTHONPATH=str(root)),
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_writer_process_outlives_the_thread_that_started_it(tmp_path, tiny_mlp, probe_xy):
+    """A Recorder made in a short-lived thread keeps its writer (it dies with the process only)."""
+    import threading
+
+    made: list[Recorder] = []
+    t = threading.Thread(
+        target=lambda: made.append(
+            Recorder(
+                tiny_mlp,
+                layers="0",
+                store=tmp_path / "r.zarr",
+                probe=probe_xy[0],
+                every=1,
+                writer="process",
+            )
+        )
+    )
+    t.start()
+    t.join()
+    rec = made[0]
+    time.sleep(0.5)  # time for a signal sent at the thread's exit to land
+    for _ in range(3):
+        rec.step()
+    rec.close()
+    run = probe.open_run(tmp_path / "r.zarr")
+    np.testing.assert_array_equal(run.steps, [0, 1, 2, 3])
+    assert run.info()["state"] == "closed"
