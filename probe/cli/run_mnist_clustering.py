@@ -28,6 +28,8 @@ _HELP = {
     "spike_window": "divergence: the baseline is the median of this many previous batch losses",
     "accuracy_floor": "divergence: a final test accuracy below this (0 disables the test)",
     "include_diverged": "average diverged nets too (they are always listed)",
+    "until_divergence": "the mean r per snapshot also uses diverged nets' snapshots before "
+    "their first loss spike or non-finite loss",
     "n_bootstrap": "bootstrap resamples of nets for the CI of the mean r",
     "ci_level": "confidence level of the percentile-bootstrap CI",
     "bootstrap_seed": "seed of the bootstrap",

@@ -9,7 +9,7 @@ nets (raw and scaled) with the prediction.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,16 +188,16 @@ def per_net_table(
 
 
 def trajectory_table(
-    per_net: pd.DataFrame, nets: Sequence[int], *, n_resamples: int, level: float, seed: int
+    per_net: pd.DataFrame, chosen: pd.Series, *, n_resamples: int, level: float, seed: int
 ) -> pd.DataFrame:
-    """Return the mean of each r over ``nets`` with its percentile-bootstrap CI at every step.
+    """Return the mean of each r over the chosen rows with its percentile-bootstrap CI per step.
 
     Parameters
     ----------
     per_net : pandas.DataFrame
         `per_net_table`.
-    nets : sequence of int
-        Nets to average (the kept ones, or all).
+    chosen : pandas.Series of bool
+        Which rows of ``per_net`` enter the mean (e.g. those of the kept nets).
     n_resamples, level, seed : int, float, int
         Bootstrap settings (`probe.analysis.stats.paired.bootstrap_ci`, statistic ``mean``;
         the same seed at every step draws the same resampled sets of nets).
@@ -209,7 +209,6 @@ def trajectory_table(
         ``mean``, ``ci_low``, ``ci_high`` (NaN when no net has a finite r).
     """
     rows = []
-    chosen = per_net["net"].isin(list(nets))
     for step in np.unique(per_net["step"]):  # every step, also when no net is averaged
         part = per_net[chosen & (per_net["step"] == step)]
         for variant in VARIANTS:

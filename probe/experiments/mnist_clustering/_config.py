@@ -15,6 +15,7 @@ ANALYSIS_FIELDS = (
     "spike_window",
     "accuracy_floor",
     "include_diverged",
+    "until_divergence",
     "n_bootstrap",
     "ci_level",
     "bootstrap_seed",
@@ -27,7 +28,7 @@ class MnistClusteringConfig:
 
     The authors train 10 nets for 200 epochs on all 60,000 images; the defaults here are that
     architecture and optimiser with fewer epochs. ``max_train`` keeps the first images only.
-    The last seven fields (`ANALYSIS_FIELDS`) set the divergence rule
+    The last eight fields (`ANALYSIS_FIELDS`) set the divergence rule
     (`probe.analysis.stats.divergence.RULE`) and the bootstrap.
     """
 
@@ -49,6 +50,7 @@ class MnistClusteringConfig:
     spike_window: int = 100
     accuracy_floor: float = 0.9
     include_diverged: bool = False
+    until_divergence: bool = False
     n_bootstrap: int = 2000
     ci_level: float = 0.95
     bootstrap_seed: int = 0

@@ -29,6 +29,8 @@ def _header(summary: dict[str, Any]) -> list[str]:
     n, kept = cfg["n_nets"], len(summary["averaged_nets"])
     diverged = summary["diverged_nets"]
     which = "all nets (include_diverged)" if cfg["include_diverged"] else f"the {kept} kept nets"
+    if cfg.get("until_divergence") and not cfg["include_diverged"]:
+        which += " (mean r per snapshot: plus diverged nets before their first bad loss)"
     listed = f" (nets {', '.join(map(str, diverged))})" if diverged else ""
     return [
         f"{cfg['dataset']} clustering: {n} nets x {cfg['epochs']} epochs on "
@@ -58,8 +60,8 @@ def _final_lines(summary: dict[str, Any]) -> list[str]:
     cfg, ci = summary["config"], summary["final_ci"]
     n = ci["r_all"]["n_nets"]
     lines = [
-        f"r at the last snapshot, mean over {n} nets [{cfg['ci_level']:.0%} percentile-bootstrap "
-        f"CI, {cfg['n_bootstrap']} resamples of nets]:"
+        f"r at the last snapshot, mean over {n} net{'s' * (n != 1)} [{cfg['ci_level']:.0%} "
+        f"percentile-bootstrap CI, {cfg['n_bootstrap']} resamples of nets]:"
     ]
     lines += [f"  {k:22}{_ci(ci[k])}" for k in R_KEYS]
     final, init = summary["final"], summary["initial"]

@@ -81,6 +81,9 @@ CONVENTIONS = {
     "ci": "mean of the per-net r over the averaged nets with a percentile-bootstrap CI "
     "(resampling nets with replacement; ci_level, n_bootstrap, bootstrap_seed), per snapshot",
     "averaged nets": "the nets not flagged as diverged (all nets if include_diverged)",
+    "until_divergence": "if set, the mean r and CI per snapshot also use each diverged net's "
+    "snapshots taken before the weights that gave its first loss spike or non-finite loss "
+    "(step < onset - 1); the averaged matrix still uses the averaged nets only",
     "within/between": "mean measured squared distance over same-class pairs i != j / over "
     "different-class pairs",
     "average": "raw: mean of the averaged nets' squared-distance matrices (the authors' "
@@ -166,6 +169,24 @@ def _net_row(
     }
 
 
+def _healthy_rows(
+    per_net: pd.DataFrame, rows: list[dict[str, Any]], averaged: list[int], *, until: bool
+) -> pd.Series:
+    """Return the rows of `per_net_table` that enter the mean r over nets.
+
+    Those of the averaged nets and, with ``until``, the snapshots of diverged nets taken before
+    the weights that gave their first bad loss.
+    """
+    mask = per_net["net"].isin(averaged)
+    for row in rows if until else []:
+        firsts = (row["first_spike_step"], row["first_nonfinite_step"])
+        events = [s for s in firsts if s is not None]
+        if row["net"] not in averaged and events:
+            # the loss logged at step s comes from the weights after s - 1 updates
+            mask |= (per_net["net"] == row["net"]) & (per_net["step"] < min(events) - 1)
+    return mask
+
+
 def _analyse(
     cfg: MnistClusteringConfig,
     out: Path,
@@ -187,8 +208,13 @@ def _analyse(
     rows = [_net_row(i, cfg, n, f) for i, (n, f) in enumerate(zip(nets, finals, strict=True))]
     diverged = [r["net"] for r in rows if r["diverged"]]
     averaged = [r["net"] for r in rows if cfg.include_diverged or not r["diverged"]]
+    healthy = _healthy_rows(per_net, rows, averaged, until=cfg.until_divergence)
     trajectory = trajectory_table(
-        per_net, averaged, n_resamples=cfg.n_bootstrap, level=cfg.ci_level, seed=cfg.bootstrap_seed
+        per_net,
+        healthy,
+        n_resamples=cfg.n_bootstrap,
+        level=cfg.ci_level,
+        seed=cfg.bootstrap_seed,
     )
     by_average, matrices = averaged_table(dists[averaged], steps, pred, norm, labels)
     matrices.update(predicted=pred, predicted_normalised=norm)

@@ -123,6 +123,7 @@ def test_outputs_agree_with_the_stores_and_the_theory(cli_run):
         assert row["ci_low"] - 1e-12 <= row["mean"] <= row["ci_high"] + 1e-12
 
 
+@pytest.mark.slow
 def test_reanalysis_excludes_a_net_below_the_floor_and_can_include_it(cli_run, tmp_path):
     _, _, out = cli_run
     copy = tmp_path / "copy"
@@ -147,6 +148,7 @@ def test_reanalysis_excludes_a_net_below_the_floor_and_can_include_it(cli_run, t
     assert both["final_ci"]["r_all"]["n_nets"] == 2
 
 
+@pytest.mark.slow
 def test_a_blown_up_net_is_flagged_and_leaves_no_average(tmp_path, cli_run):
     cfg = MnistClusteringConfig(n_nets=1, epochs=2, lr=0.5, accuracy_floor=0.0, **SMALL)
     res = run_mnist_clustering(cfg, tmp_path / "blown", progress=False)
@@ -158,6 +160,15 @@ def test_a_blown_up_net_is_flagged_and_leaves_no_average(tmp_path, cli_run):
         "n_nets": 0, "mean": None, "ci_low": None, "ci_high": None
     }  # fmt: skip
     assert "DIVERGED" in res.report.read_text() and res.trajectory_figure.is_file()
+    # until_divergence: its snapshots before the weights that gave the spike still count
+    cfg = MnistClusteringConfig(until_divergence=True, accuracy_floor=0.0, n_bootstrap=20)
+    again = analyse_mnist_clustering(res.out, cfg)
+    traj = pd.read_csv(again.trajectory_csv)
+    before = traj["step"] < net["first_spike_step"] - 1
+    assert before.any() and (traj["n_nets"] == np.where(before, 1, 0)).all()
+    per_net = pd.read_csv(again.per_net_csv).set_index("step")
+    first = traj[before & (traj["variant"] == "r_between")].iloc[0]
+    assert first["mean"] == first["ci_low"] == per_net.loc[first["step"], "r_between"]
     # its store (14 steps) next to the 7-step nets of cli_run is an unfinished net there
     _, _, out = cli_run
     shutil.copytree(out / "nets", tmp_path / "mixed" / "nets")
