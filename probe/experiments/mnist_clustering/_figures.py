@@ -154,6 +154,8 @@ def plot_trajectory(
                         lw=0, label=f"{cfg['ci_level']:.0%} bootstrap CI")  # fmt: skip
         ax.plot(_x(t["step"]), t["mean"], color="C0", lw=2, marker=".", ms=4, label="mean")
         ax.axhline(0.0, color="k", lw=0.6)
+        ax.axhline(_num(summary["input_pixels"][key]), color="C2", ls=":", lw=1.2,
+                   label="input pixels")  # fmt: skip
         ci = summary["final_ci"][key]
         ax.set_title(f"{_TITLES[key]}\nfinal mean {_num(ci['mean']):.3f} "
                      f"[{_num(ci['ci_low']):.3f}, {_num(ci['ci_high']):.3f}], "

@@ -63,7 +63,8 @@ def _final_lines(summary: dict[str, Any]) -> list[str]:
         f"r at the last snapshot, mean over {n} net{'s' * (n != 1)} [{cfg['ci_level']:.0%} "
         f"percentile-bootstrap CI, {cfg['n_bootstrap']} resamples of nets]:"
     ]
-    lines += [f"  {k:22}{_ci(ci[k])}" for k in R_KEYS]
+    pixels = summary["input_pixels"]
+    lines += [f"  {k:22}{_ci(ci[k]):26} input pixels {_f(pixels[k])}" for k in R_KEYS]
     final, init = summary["final"], summary["initial"]
     raw, scaled = final["raw"], final["scaled"]
     lines += [

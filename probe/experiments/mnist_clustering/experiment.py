@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from probe.analysis.similarity import pairwise_sq_distances
 from probe.analysis.stats.divergence import RULE, check_divergence
 from probe.errors import ConfigError
 from probe.experiments.datasets import MNIST_MEAN, MNIST_STD, load_dataset
@@ -36,6 +37,7 @@ from probe.experiments.mnist_clustering._analysis import (
     VARIANTS,
     NetRecord,
     averaged_table,
+    compare,
     per_net_table,
     read_net,
     trajectory_table,
@@ -84,6 +86,8 @@ CONVENTIONS = {
     "until_divergence": "if set, the mean r and CI per snapshot also use each diverged net's "
     "snapshots taken before the weights that gave its first loss spike or non-finite loss "
     "(step < onset - 1); the averaged matrix still uses the averaged nets only",
+    "input_pixels": "the same comparisons for the squared distances of the probe images' raw "
+    "pixels: what a net that kept the input geometry would score",
     "within/between": "mean measured squared distance over same-class pairs i != j / over "
     "different-class pairs",
     "average": "raw: mean of the averaged nets' squared-distance matrices (the authors' "
@@ -203,6 +207,9 @@ def _analyse(
     pred = predicted_sq_distances(pairs, labels)
     norm = predicted_sq_distances(pairs, labels, normalise=True)
     dists = np.stack([n.dists for n in nets])
+    # reference: the probe images' own pixel geometry against the prediction
+    probe_pixels = raw_pixels(cfg.dataset, x_tr[_probe_order(cfg, y_tr)])
+    pixels = compare(pairwise_sq_distances(probe_pixels), pred, norm, labels)
     per_net = per_net_table(dists, steps, pred, norm, labels)
     finals = per_net[per_net["step"] == steps[-1]].to_dict("records")
     rows = [_net_row(i, cfg, n, f) for i, (n, f) in enumerate(zip(nets, finals, strict=True))]
@@ -246,6 +253,7 @@ def _analyse(
         "test_accuracy_mean": float(np.mean([accs[i] for i in averaged])) if averaged else None,
         "final_ci": {v: {k: _plain(last.loc[v, k]) for k in ("n_nets", "mean", "ci_low", "ci_high")}
                      for v in VARIANTS},
+        "input_pixels": {k: _plain(v) for k, v in pixels.items()},
         "final": {a: _floats(df.iloc[-1]) for a, df in groups.items()},
         "initial": {a: _floats(df.iloc[0]) for a, df in groups.items()},
     }  # fmt: skip
@@ -282,6 +290,11 @@ def _plain(value: Any) -> Any:
 def _floats(row: Any) -> dict[str, Any]:
     items = ((k, v) for k, v in row.items() if k != "average")
     return {k: int(v) if k == "step" else _plain(float(v)) for k, v in items}
+
+
+def _probe_order(cfg: MnistClusteringConfig, y_tr: torch.Tensor) -> npt.NDArray[np.int64]:
+    # the first n_probe training images, stable-sorted by label (as the authors)
+    return np.argsort(y_tr[: cfg.n_probe].numpy(), kind="stable").astype(np.int64)
 
 
 def _train_split(cfg: MnistClusteringConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -331,7 +344,7 @@ def run_mnist_clustering(
     if cfg.n_probe > len(x_tr):
         msg = f"n_probe must be at most the {len(x_tr)} training images; got {cfg.n_probe}."
         raise ConfigError(msg)
-    order = np.argsort(y_tr[: cfg.n_probe].numpy(), kind="stable").astype(np.int64)
+    order = _probe_order(cfg, y_tr)
     probe = (x_tr[order], y_tr[order], order)
     n_steps = cfg.epochs * -(-len(x_tr) // cfg.batch_size)
     stores = [out / "nets" / f"net-{i:02d}" / "run.zarr" for i in range(cfg.n_nets)]

@@ -109,6 +109,9 @@ def test_outputs_agree_with_the_stores_and_the_theory(cli_run):
     np.testing.assert_allclose(mats["predicted"], predicted_sq_distances(pairs, mats["labels"]))
     norm = predicted_sq_distances(pairs, mats["labels"], normalise=True)
     np.testing.assert_allclose(mats["predicted_normalised"], norm)
+    pixels = pairwise_sq_distances(raw_pixels("digits", x_tr[order]))
+    r_pixels = matrix_correlation(pixels, mats["predicted"])
+    assert summary["input_pixels"]["r_all"] == pytest.approx(r_pixels, abs=1e-12)
     # every net's r at every snapshot, and the trajectory as their mean
     per_net = pd.read_csv(out / "per_net_steps.csv")
     for (net, step), row in per_net.set_index(["net", "step"]).iterrows():
