@@ -1,4 +1,6 @@
-"""Statistics over runs: paired comparisons, group tests (OLS, nested F, rank tests), curve stats.
+"""Statistics over runs: paired comparisons, group tests, curve stats, divergence of a run.
+
+Group tests: OLS, nested F, rank tests. Divergence: a stated rule on batch losses and accuracy.
 
 Submodules load on first use.
 """
@@ -7,6 +9,7 @@ from probe._lazy import attach
 
 __all__ = [
     "curve_stats",
+    "divergence",
     "group_stats",
     "paired",
 ]

@@ -1,92 +1,83 @@
-"""Figure and text summary of `probe.experiments.mnist_clustering.experiment`."""
+"""Text summary and Markdown report of `probe.experiments.mnist_clustering.experiment`."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-__all__ = ["format_summary", "plot_clustering"]
+__all__ = ["format_report", "format_summary"]
 
 R_KEYS = ("r_all", "r_between", "r_all_normalised", "r_between_normalised")
+_SHORT = {"r_all": "r_all", "r_between": "r_betw", "r_all_normalised": "r_all_n",
+          "r_between_normalised": "r_betw_n"}  # fmt: skip
 
 
-def _class_ticks(ax: Any, labels: npt.NDArray[Any]) -> None:
-    """Label each class block at its centre and draw white lines at the class boundaries."""
-    classes, starts, counts = np.unique(labels, return_index=True, return_counts=True)
-    centres = starts + counts / 2 - 0.5
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_ticks(centres, [str(c) for c in classes], fontsize=7)
-    for b in starts[1:] - 0.5:
-        ax.axhline(b, color="w", lw=0.4)
-        ax.axvline(b, color="w", lw=0.4)
-
-
-def _r_text(final: dict[str, dict[str, float]], suffix: str) -> str:
-    raw, scaled = final["raw"], final["scaled"]
-    return (
-        f"r all / between: raw mean {raw['r_all' + suffix]:.3f} / "
-        f"{raw['r_between' + suffix]:.3f}\nscaled mean {scaled['r_all' + suffix]:.3f} / "
-        f"{scaled['r_between' + suffix]:.3f}"
+def _f(value: Any, spec: str = ".3f") -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else format(
+        value, spec
     )
 
 
-def plot_clustering(
-    matrices: dict[str, npt.NDArray[np.float64]],
-    labels: npt.NDArray[Any],
-    steps: pd.DataFrame,
-    summary: dict[str, Any],
-    path: str | Path,
-) -> None:
-    """Draw the measured and predicted matrices (probe sorted by label) and r over steps.
+def _ci(entry: dict[str, Any]) -> str:
+    return f"{_f(entry['mean'])} [{_f(entry['ci_low'])}, {_f(entry['ci_high'])}]"
 
-    Parameters
-    ----------
-    matrices : dict of str to ndarray of shape (n, n)
-        ``measured``, ``measured_scaled``, ``predicted``, ``predicted_normalised``.
-    labels : ndarray of shape (n,)
-        Sorted probe labels.
-    steps : pandas.DataFrame
-        One row per (average, step) with the r columns of `R_KEYS`.
-    summary : dict
-        The experiment summary (``config``, ``final``, ``test_accuracy_mean``).
-    path : str or path
-        PNG file to write.
-    """
-    fig = Figure(figsize=(17.0, 3.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 5)
-    n_nets, final = summary["config"]["n_nets"], summary["final"]
-    titles = {
-        "measured": f"measured dist², mean of {n_nets} nets",
-        "measured_scaled": f"measured dist² / its mean, mean of {n_nets} nets",
-        "predicted": "predicted (class-pair sums)\n" + _r_text(final, ""),
-        "predicted_normalised": "predicted / (n_c n_c')\n" + _r_text(final, "_normalised"),
-    }
-    for ax, (key, title) in zip(axes[:4], titles.items(), strict=True):
-        img = ax.imshow(matrices[key], cmap="viridis", interpolation="nearest")
-        fig.colorbar(img, ax=ax, shrink=0.8)
-        _class_ticks(ax, labels)
-        ax.set_title(title, fontsize=7)
-    ax = axes[4]
-    for average, style in (("raw", "-"), ("scaled", "--")):
-        rows = steps[steps["average"] == average]
-        x = np.maximum(rows["step"].to_numpy(), 1)  # step 0 drawn at 1 on the log axis
-        for colour, key in enumerate(R_KEYS):
-            label = f"{key} ({average} mean)"
-            ax.plot(x, rows[key], style, color=f"C{colour}", marker=".", ms=3, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("optimizer step (0 drawn at 1)")
-    ax.set_ylabel("Pearson r vs prediction")
-    ax.set_title(f"mean test accuracy {summary['test_accuracy_mean']:.4f}", fontsize=7)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=5)
-    fig.savefig(path, dpi=130)
+
+def _header(summary: dict[str, Any]) -> list[str]:
+    cfg = summary["config"]
+    n, kept = cfg["n_nets"], len(summary["averaged_nets"])
+    diverged = summary["diverged_nets"]
+    which = "all nets (include_diverged)" if cfg["include_diverged"] else f"the {kept} kept nets"
+    if cfg.get("until_divergence") and not cfg["include_diverged"]:
+        which += " (mean r per snapshot: plus diverged nets before their first bad loss)"
+    listed = f" (nets {', '.join(map(str, diverged))})" if diverged else ""
+    return [
+        f"{cfg['dataset']} clustering: {n} nets x {cfg['epochs']} epochs on "
+        f"{summary['n_train']} images ({summary['n_steps']} steps each), layer "
+        f"hidden.{cfg['hidden_layer']}, prediction from {summary['n_pred_images_used']} raw images",
+        f"divergence rule: {summary['divergence_rule']} (spike_factor {cfg['spike_factor']:g}, "
+        f"window {cfg['spike_window']}, accuracy_floor {cfg['accuracy_floor']:g})",
+        f"diverged: {len(diverged)} of {n} nets{listed}; averages and CIs over {which}",
+    ]
+
+
+def _net_table(summary: dict[str, Any]) -> list[str]:
+    head = f"{'net':>4}{'seed':>6}{'test_acc':>10}{'max_loss':>10}{'max_spike':>11}  {'status':9}"
+    lines = [head + "".join(f"{_SHORT[k]:>9}" for k in R_KEYS)]
+    for row in summary["nets"]:
+        status = "DIVERGED" if row["diverged"] else "kept"
+        lines.append(
+            f"{row['net']:>4}{row['seed']:>6}{_f(row['test_accuracy'], '.4f'):>10}"
+            f"{_f(row['max_loss'], '.3g'):>10}{_f(row['max_spike_ratio'], '.3g'):>11}  "
+            f"{status:9}" + "".join(f"{_f(row[k]):>9}" for k in R_KEYS)
+        )
+    lines += [f"  net {r['net']}: {r['reasons']}" for r in summary["nets"] if r["diverged"]]
+    return lines
+
+
+def _final_lines(summary: dict[str, Any]) -> list[str]:
+    cfg, ci = summary["config"], summary["final_ci"]
+    n = ci["r_all"]["n_nets"]
+    lines = [
+        f"r at the last snapshot, mean over {n} net{'s' * (n != 1)} [{cfg['ci_level']:.0%} "
+        f"percentile-bootstrap CI, {cfg['n_bootstrap']} resamples of nets]:"
+    ]
+    pixels = summary["input_pixels"]
+    lines += [f"  {k:22}{_ci(ci[k]):26} input pixels {_f(pixels[k])}" for k in R_KEYS]
+    final, init = summary["final"], summary["initial"]
+    raw, scaled = final["raw"], final["scaled"]
+    lines += [
+        "r of the net-averaged matrix (init -> final; final of the scaled mean): "
+        + ", ".join(
+            f"{k} {_f(init['raw'][k])} -> {_f(raw[k])} ({_f(scaled[k])})" for k in R_KEYS[:2]
+        ),
+        f"within / between mean dist² (averaged matrix): {_f(raw['within_sq_distance'], '.4g')}"
+        f" / {_f(raw['between_sq_distance'], '.4g')}; between/within "
+        f"{_f(raw['between_over_within'], '.3g')} (at init "
+        f"{_f(init['raw']['between_over_within'], '.3g')})",
+    ]
+    return lines
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -100,28 +91,42 @@ def format_summary(summary: dict[str, Any]) -> str:
     Returns
     -------
     str
+        Settings and divergence rule, one row per net (verdict, reasons, final r), the mean r
+        over the averaged nets with its bootstrap CI, and the net-averaged matrix's r.
     """
-    final, init, cfg = summary["final"], summary["initial"], summary["config"]
-    per_net = summary["per_net_final"]
-    lines = [
-        f"{cfg['dataset']} clustering: {cfg['n_nets']} nets x {cfg['epochs']} epochs on "
-        f"{summary['n_train']} images ({summary['n_steps']} steps each), layer "
-        f"hidden.{cfg['hidden_layer']}, prediction from {summary['n_pred_images_used']} raw images",
-        "test accuracy: " + ", ".join(f"{a:.4f}" for a in summary["test_accuracy"]),
-        f"{'r vs prediction':22}{'init':>7}{'final':>7}{'final, scaled mean':>20}"
-        f"{'per net (mean ± sd)':>22}",
-    ]
-    for key in R_KEYS:
-        vals = np.asarray(per_net[key])
-        lines.append(
-            f"{key:22}{init['raw'][key]:7.3f}{final['raw'][key]:7.3f}"
-            f"{final['scaled'][key]:20.3f}{vals.mean():>15.3f} ± {vals.std():.3f}"
+    return "\n".join(_header(summary) + _net_table(summary) + _final_lines(summary))
+
+
+def format_report(summary: dict[str, Any], trajectory: pd.DataFrame) -> str:
+    """Return the Markdown report: `format_summary`, the trajectory table and the conventions.
+
+    Parameters
+    ----------
+    summary : dict
+        ``MnistClusteringResult.summary``.
+    trajectory : pandas.DataFrame
+        ``trajectory.csv``: mean r and CI per (step, variant).
+
+    Returns
+    -------
+    str
+        Markdown; the trajectory lists every recorded snapshot.
+    """
+    wide = trajectory.pivot(index="step", columns="variant")
+    rows = [
+        f"| {step} | {int(wide.loc[step, ('n_nets', 'r_all')])} | "
+        + " | ".join(
+            _ci({"mean": wide.loc[step, ("mean", k)], "ci_low": wide.loc[step, ("ci_low", k)],
+                 "ci_high": wide.loc[step, ("ci_high", k)]})
+            for k in R_KEYS
         )
-    raw, scaled = final["raw"], final["scaled"]
-    lines.append(
-        f"within / between mean dist²: {raw['within_sq_distance']:.4g} / "
-        f"{raw['between_sq_distance']:.4g}; between/within {raw['between_over_within']:.3g} "
-        f"(scaled mean {scaled['between_over_within']:.3g}, at init "
-        f"{init['raw']['between_over_within']:.3g})"
-    )
-    return "\n".join(lines)
+        + " |"
+        for step in wide.index
+    ]  # fmt: skip
+    conventions = [f"- **{k}**: {v}" for k, v in summary["conventions"].items()]
+    return "\n".join(
+        ["# MNIST clustering against the two-point theory", "", "```", format_summary(summary),
+         "```", "", "## r over training (mean over the averaged nets [bootstrap CI])", "",
+         "| step | nets | " + " | ".join(R_KEYS) + " |", "|---" * (2 + len(R_KEYS)) + "|",
+         *rows, "", "## Conventions", "", *conventions]
+    )  # fmt: skip
