@@ -70,7 +70,7 @@ class HiddenBlock(nn.Module):
 class SkipBlock(HiddenBlock):
     """``phi(linear(x)) + skip``: a residual block whose hook sees the sum."""
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         """Map (n, d_in) and an optional skip (n, d_out) to (n, d_out)."""
         a = self.phi(self.linear(x))
         return a if skip is None else a + skip

@@ -1,4 +1,4 @@
-"""Two-point figures: measured ``h, y, w`` with the fitted ODE, one small panel per setting."""
+"""Two-point figures: measured ``h, y, w`` with the fitted ODE per setting; distance matrices."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from probe.theory.effective import TwoPointTrajectory
 from probe.theory.effective_fit import TwoPointTraces
 
-__all__ = ["FitPanel", "plot_fit_grid"]
+__all__ = ["FitPanel", "plot_distance_matrices", "plot_fit_grid"]
 
 _COLORS = {"h": "tab:blue", "y": "tab:orange", "w": "tab:green"}
 
@@ -65,5 +67,43 @@ def plot_fit_grid(panels: Sequence[FitPanel], path: str | Path, *, ncols: int = 
     axes[0].legend(fontsize=6, loc="best")
     fig.supxlabel("optimizer step", fontsize=9)
     fig.supylabel("squared distance", fontsize=9)
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def plot_distance_matrices(
+    mats: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+    labels: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """Plot predicted and measured distance matrices side by side, one row per setting.
+
+    Parameters
+    ----------
+    mats : dict of str to (ndarray of shape (n, n), ndarray of shape (n, n))
+        Per setting, the predicted and the measured distance matrix.
+    labels : sequence of str
+        The n point labels.
+    path : str or Path
+        PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    fig = Figure(figsize=(5.6, 2.6 * len(mats)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(mats), 2, squeeze=False)
+    for (name, (pred, meas)), (a1, a2) in zip(mats.items(), axes, strict=True):
+        vmax = float(max(pred.max(), meas.max(), 1e-12))
+        for ax, m, what in ((a1, pred, "theory"), (a2, meas, "measured")):
+            im = ax.imshow(m, vmin=0, vmax=vmax, cmap="viridis")
+            ax.set_title(f"{name}: {what}", fontsize=9)
+            ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=45)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            for (r, c), v in np.ndenumerate(m):
+                ax.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=6, color="w")
+        fig.colorbar(im, ax=[a1, a2], shrink=0.8, label="final distance")
     fig.savefig(path, dpi=110)
     return Path(path)

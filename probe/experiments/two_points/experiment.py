@@ -39,6 +39,7 @@ __all__ = [
     "TwoPointsConfig",
     "TwoPointsResult",
     "fit_layers",
+    "torch_threads",
     "run_two_points",
     "train_two_point",
 ]
@@ -71,12 +72,12 @@ def train_two_point(cfg: TwoPointsConfig, seed: int, store: Path, *, progress: b
     ``cfg.layer_indices()`` (the authors' activation list, `probe.models.two_point`) and the
     output.
     """
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         return _train(cfg, seed, store, progress)
 
 
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Run with ``n`` torch intra-op threads, then restore the previous number."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
