@@ -245,6 +245,12 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from probe.cli import run_universality
 
     run_universality.add_run_parser(exp)
+    from probe.cli import run_xor
+
+    run_xor.add_run_parser(exp)
+    from probe.cli import run_mnist_trajectory
+
+    run_mnist_trajectory.add_run_parser(exp)
 
     q = exp.add_parser(
         "two-points",
