@@ -86,7 +86,14 @@ _TWO_POINTS_HELP = {
     "width": "hidden width (None: the row's)",
     "depth": "hidden layers (None: the row's)",
     "epochs": "full-batch SGD steps (None: the row's)",
-    "hooked": "hidden layer of the figure; all layers are recorded and fitted (None: the row's)",
+    "hooked": "hidden layer of the figure, an index into the authors' activation list "
+    "(None: the row's)",
+    "architecture": "override the row's model: MLP, ResNet, CNN or Dropout (None: the row's)",
+    "speedup": "multiply the lr by this and divide the epochs by it (1: the protocol)",
+    "layers": "hidden layers to record and fit: 'all' or comma-separated indices "
+    "(None: the hooked layer only)",
+    "every": "snapshot interval in optimizer steps",
+    "threads": "torch intra-op threads while training (one is fastest for two samples)",
     "dx2": "squared distance of the two inputs",
     "dy2": "squared distance of the two targets",
     "fit": "fit the effective theory per layer",
@@ -235,6 +242,15 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from probe.cli import run_nfa
 
     run_nfa.add_run_parser(exp)
+    from probe.cli import run_universality
+
+    run_universality.add_run_parser(exp)
+    from probe.cli import run_xor
+
+    run_xor.add_run_parser(exp)
+    from probe.cli import run_mnist_trajectory
+
+    run_mnist_trajectory.add_run_parser(exp)
 
     q = exp.add_parser(
         "two-points",

@@ -10,5 +10,6 @@ __all__ = [
     "curves",
     "features",
     "local_metric",
+    "two_point",
 ]
 __getattr__, __dir__ = attach(__name__, __all__)
