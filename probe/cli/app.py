@@ -391,6 +391,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     add_analyze_parser(sub)
     sweep_cli.add_parser(sub)
+    from probe.cli.cka import add_parser as add_cka_parser
+
+    add_cka_parser(sub)
     return parser
 
 

@@ -29,7 +29,7 @@ def connect(
     *,
     workers: int = 2,
     retries: int = 2,
-    dashboard: str | None = ":8787",
+    dashboard: str = ":8787",
 ) -> Iterator[Client]:
     """Yield a dask ``Client``: to ``scheduler`` if given, else to a new local cluster.
 
@@ -44,9 +44,9 @@ def connect(
     retries : int, default 2
         How many times the local cluster's scheduler reschedules a task whose worker died
         (``distributed.scheduler.allowed-failures``); the task is then reported failed with
-        ``KilledWorker``. A running scheduler uses its own setting (default 3).
-    dashboard : str or None, default ":8787"
-        Dashboard address of the local cluster (another port if taken); None: no dashboard.
+        ``KilledWorker``. A running scheduler uses its own settings (docs/distributed.md).
+    dashboard : str, default ":8787"
+        Dashboard address of the local cluster (another port if taken; ":0": any free port).
 
     Yields
     ------
@@ -80,7 +80,13 @@ def connect(
         return
     check_int(workers, "workers", minimum=1)
     check_int(retries, "retries", minimum=0)
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+    # Saturation 1: a worker holds only the tasks it runs, so its death counts against those
+    # alone (the scheduler charges every task assigned to a dead worker).
+    settings = {
+        "distributed.scheduler.allowed-failures": retries,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

@@ -4,15 +4,19 @@
 when given none), shows running/finished/failed counts on a tqdm bar, and returns every
 item's result or the traceback of its failure. A task whose worker died is rescheduled by the
 scheduler up to its ``allowed-failures`` and then fails with ``KilledWorker``; an exception
-raised by the function fails the task at once (it would fail the same way again).
+raised by the function fails the task at once (it would fail the same way again). Only as
+many tasks as the cluster has worker threads are submitted at a time: the scheduler charges a
+dead worker's death to every task assigned to it, so a worker must hold no task it does not
+run, and a worker that joins gets work at the next check.
 """
 
 from __future__ import annotations
 
-import time
+import itertools
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TaskOutcome", "gather_map", "run_tasks"]
 
-#: Seconds between refreshes of the running count (one scheduler call each).
-POLL_S = 0.25
+#: Seconds between checks for new workers while no task settles.
+POLL_S = 0.5
 
 
 @dataclass
@@ -65,14 +69,6 @@ def _format(exc: BaseException, tb: Any) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _running(client: Client, keys: set[Any]) -> int:
-    """Return how many of ``keys`` workers are processing, at most one per worker thread."""
-    processing = client.processing()
-    n = sum(1 for tasks in processing.values() for k in tasks if k in keys)
-    threads = sum(client.nthreads().values())
-    return min(n, threads)
-
-
 def _in_process(
     fn: Callable[..., Any], jobs: Mapping[str, tuple[Any, ...]], bar: _Bar
 ) -> TaskOutcome:
@@ -104,6 +100,37 @@ def _collect(fut: Future[Any], name: str, out: TaskOutcome) -> bool:
     return True
 
 
+def _on_cluster(
+    client: Client, fn: Callable[..., Any], jobs: Mapping[str, tuple[Any, ...]], bar: _Bar
+) -> TaskOutcome:
+    """Keep one task per worker thread in flight until every job settled."""
+    from distributed import wait
+
+    token = uuid.uuid4().hex[:8]  # fresh keys: a rerun never meets a dropped client's tasks
+    todo = iter(enumerate(jobs.items()))
+    flying: dict[Future[Any], str] = {}
+    out = TaskOutcome()
+    try:
+        while True:
+            free = max(1, sum(client.nthreads().values())) - len(flying)
+            for i, (name, args) in itertools.islice(todo, max(free, 0)):
+                key = f"task-{token}-{i}"  # one prefix: one task group in the dashboard
+                flying[client.submit(fn, *args, key=key, pure=False, retries=0)] = name
+            if not flying:
+                return out
+            bar.show(running=len(flying))
+            try:
+                settled = wait(list(flying), timeout=POLL_S, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                continue
+            except CancelledError:  # raised by wait itself in recent versions
+                settled = {f for f in flying if f.cancelled()}
+            for fut in settled:
+                bar.count(failed=_collect(fut, flying.pop(fut), out))
+    finally:
+        client.cancel(list(flying))
+
+
 def run_tasks(
     client: Client | None,
     fn: Callable[..., Any],
@@ -124,7 +151,7 @@ def run_tasks(
     fn : callable
         Importable by the workers (a module-level function), as are its arguments.
     jobs : mapping of str to tuple
-        Item name (shown in the dashboard's task keys) -> positional arguments of ``fn``.
+        Item name -> positional arguments of ``fn``.
     desc, unit : str
         The progress bar's label and unit.
     total, initial : int, optional
@@ -148,30 +175,7 @@ def run_tasks(
     try:
         if client is None:
             return _in_process(fn, jobs, bar)
-        from distributed import as_completed
-
-        token = uuid.uuid4().hex[:8]  # fresh keys: a rerun never meets a dropped client's tasks
-        futures = {
-            client.submit(fn, *args, key=f"{name}-{token}", pure=False, retries=0): name
-            for name, args in jobs.items()
-        }
-        keys = {f.key for f in futures}
-        out = TaskOutcome()
-        done = as_completed(futures)
-        next_poll = 0.0
-        try:
-            while not done.is_empty():
-                for fut in done.next_batch(block=False):
-                    bar.count(failed=_collect(fut, futures[fut], out))
-                    keys.discard(fut.key)
-                if time.monotonic() >= next_poll and keys:
-                    bar.show(running=_running(client, keys))
-                    next_poll = time.monotonic() + 1.0
-                time.sleep(POLL_S)
-        finally:
-            client.cancel([f for f in futures if not f.done()])
-        bar.show(running=0)
-        return out
+        return _on_cluster(client, fn, jobs, bar)
     finally:
         bar.bar.close()
 
