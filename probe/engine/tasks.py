@@ -12,6 +12,7 @@ run, and a worker that joins gets work at the next check.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import traceback
 import uuid
@@ -127,8 +128,15 @@ def _on_cluster(
                 settled = {f for f in flying if f.cancelled()}
             for fut in settled:
                 bar.count(failed=_collect(fut, flying.pop(fut), out))
+    except OSError as err:  # the scheduler's connection closed (distributed's CommClosedError)
+        msg = (
+            f"lost the dask scheduler ({type(err).__name__}: {err}). Finished items are kept: "
+            "restart the scheduler and its workers, then run the same command again to resume."
+        )
+        raise EngineError(msg) from err
     finally:
-        client.cancel(list(flying))
+        with contextlib.suppress(OSError):
+            client.cancel(list(flying))
 
 
 def run_tasks(
@@ -168,7 +176,8 @@ def run_tasks(
     Raises
     ------
     EngineError
-        The scheduler dropped the tasks (it was stopped or lost); finished items stay done.
+        The scheduler dropped the tasks or its connection closed (stopped, restarted or lost);
+        finished items stay done.
     """
     n_total = len(jobs) + initial if total is None else total
     bar = _Bar(n_total, initial, desc, unit, progress)

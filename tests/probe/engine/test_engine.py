@@ -51,6 +51,23 @@ def test_unreachable_scheduler(monkeypatch):
         pass
 
 
+class _LostClient:
+    """A Client whose scheduler connection is gone: every call raises OSError."""
+
+    def nthreads(self):
+        msg = "connection closed"
+        raise OSError(msg)
+
+    def cancel(self, futures):
+        msg = "connection closed"
+        raise OSError(msg)
+
+
+def test_lost_scheduler_connection():
+    with pytest.raises(EngineError, match=r"lost the dask scheduler \(OSError: connection closed"):
+        run_tasks(_LostClient(), operator.pos, {"a": (1,)}, desc="t", progress=False)
+
+
 @pytest.mark.slow
 def test_local_cluster_retries_a_task_whose_worker_dies_then_reports_it():
     with connect(workers=1, retries=1, dashboard=":0") as client:
