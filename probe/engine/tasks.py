@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -111,10 +112,12 @@ def _on_cluster(
     todo = iter(enumerate(jobs.items()))
     flying: dict[Future[Any], str] = {}
     out = TaskOutcome()
+    threads, checked = 1, -POLL_S
     try:
         while True:
-            free = max(1, sum(client.nthreads().values())) - len(flying)
-            for i, (name, args) in itertools.islice(todo, max(free, 0)):
+            if time.monotonic() - checked >= POLL_S:  # one scheduler call per poll, not per task
+                threads, checked = max(1, sum(client.nthreads().values())), time.monotonic()
+            for i, (name, args) in itertools.islice(todo, max(threads - len(flying), 0)):
                 key = f"task-{token}-{i}"  # one prefix: one task group in the dashboard
                 flying[client.submit(fn, *args, key=key, pure=False, retries=0)] = name
             if not flying:
