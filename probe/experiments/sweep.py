@@ -32,7 +32,7 @@ from probe.experiments._sweep_plan import (
     plan_sweep,
 )
 from probe.experiments._sweep_task import ERROR, ROWS, data_problem, execute, is_done
-from probe.validation import check_int
+from probe.validation import check_int, check_positive
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -144,7 +144,8 @@ def run_sweep(
     Raises
     ------
     SweepConfigError
-        The config is invalid (see `plan_sweep`) or ``workers`` is not an int >= 0.
+        The config is invalid (see `plan_sweep`), ``workers`` or ``retries`` is not an int
+        >= 0, or ``lock_wait_s`` is not a number > 0.
     DatasetUnavailableError
         A worker (or this process, with ``workers=0``) lacks MNIST under its data root; the
         message names the worker and the root. Nothing ran.
@@ -165,6 +166,8 @@ def run_sweep(
     processes, so a script that calls `run_sweep` needs an ``if __name__ == "__main__":`` guard.
     """
     check_int(workers, "workers", minimum=0, error=SweepConfigError, hint="0 runs in this process.")
+    check_int(retries, "retries", minimum=0, error=SweepConfigError)
+    check_positive(lock_wait_s, "lock_wait_s", error=SweepConfigError)
     t0 = time.perf_counter()
     plan = plan_sweep(config)
     out = Path(out)
@@ -172,7 +175,8 @@ def run_sweep(
     runs_dir.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(plan.source, indent=1))
     todo = [r for r in plan.runs if not is_done(runs_dir / r.name, r.config)]
-    skipped = [r.name for r in plan.runs if r not in todo]
+    to_run = {r.name for r in todo}
+    skipped = [r.name for r in plan.runs if r.name not in to_run]
     datasets = sorted({str(r.config.get("dataset")) for r in todo})
     local = scheduler is None and workers == 0
     jobs = {

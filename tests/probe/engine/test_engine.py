@@ -13,7 +13,7 @@ from probe.engine import cluster
 from probe.engine.cluster import connect, describe
 from probe.engine.lock import LOCK_NAME, folder_lock
 from probe.engine.tasks import gather_map, run_tasks
-from probe.errors import EngineError
+from probe.errors import ConfigError, EngineError
 
 
 def test_a_second_execution_waits_for_the_lock_then_gives_up_naming_the_holder(tmp_path):
@@ -40,6 +40,13 @@ def test_in_process_tasks_keep_results_and_tracebacks():
     assert out.results == {"half": 0.5}
     assert list(out.failed) == ["zero"] and "ZeroDivisionError" in out.failed["zero"]
     assert gather_map(None, operator.add, [(1, 2), (3, 4)]) == [3, 7]
+
+
+def test_bad_local_cluster_settings():
+    with pytest.raises(ConfigError, match="workers must be an int >= 1.*got 0"), connect(workers=0):
+        pass
+    with pytest.raises(ConfigError, match="retries must be an int >= 0"), connect(retries=-1):
+        pass
 
 
 def test_unreachable_scheduler(monkeypatch):
