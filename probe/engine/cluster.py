@@ -100,7 +100,7 @@ def connect(
 def describe(client: Client) -> str:
     """Return one line naming the scheduler, its workers and the dashboard address."""
     info = client.scheduler_info()
-    n = len(info.get("workers", {}))
+    n = len(client.nthreads())
     link = client.dashboard_link if info.get("services", {}).get("dashboard") else None
     where = f"dashboard {link}" if link else "no dashboard (install bokeh>=3.1 to serve one)"
     return f"dask scheduler {info.get('address', '?')} with {n} workers; {where}"
