@@ -82,7 +82,6 @@ def _in_process(
         except Exception:
             out.failed[name] = traceback.format_exc()
         bar.count(failed=name in out.failed)
-    bar.show(running=0)
     return out
 
 
@@ -185,9 +184,9 @@ def run_tasks(
     n_total = len(jobs) + initial if total is None else total
     bar = _Bar(n_total, initial, desc, unit, progress)
     try:
-        if client is None:
-            return _in_process(fn, jobs, bar)
-        return _on_cluster(client, fn, jobs, bar)
+        out = _in_process(fn, jobs, bar) if client is None else _on_cluster(client, fn, jobs, bar)
+        bar.show(running=0)
+        return out
     finally:
         bar.bar.close()
 
