@@ -39,3 +39,12 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .mypy_cache
+
+# The 750-run study (not part of `make test`; ~15 min on 2 cores): the sweep, then the curve
+# report with the group tests by class pair and by recurrent cell (docs/distributed.md).
+.PHONY: study-750
+STUDY ?= artifacts/study-750
+study-750: $(STAMP)
+	$(VENV)/bin/probe sweep configs/sweep-study-750.toml --out $(STUDY) --workers 2
+	$(VENV)/bin/probe curve-report $(STUDY)/table.parquet --group pair --out $(STUDY)/report-pair
+	$(VENV)/bin/probe curve-report $(STUDY)/table.parquet --group model --out $(STUDY)/report-model

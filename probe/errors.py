@@ -14,6 +14,7 @@ __all__ = [
     "CurveTableError",
     "DatasetUnavailableError",
     "EmptyAccumulatorError",
+    "EngineError",
     "FinetuneConfigError",
     "FinetuneRunsError",
     "GateError",
@@ -201,3 +202,7 @@ class SweepRunError(ProbeError, RuntimeError):
     """One or more runs of a sweep failed; the others were kept (see ``result``)."""
 
     result: Any  # the sweep's `probe.experiments.sweep.SweepResult`
+
+
+class EngineError(ProbeError, RuntimeError):
+    """The task engine (dask.distributed) cannot be reached, was lost, or a task stayed locked."""

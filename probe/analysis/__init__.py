@@ -1,9 +1,9 @@
 """Arrays in, numbers out: the analyses of recorded representations.
 
-similarity (distances, CKA, Procrustes), alignment, clusters and cluster_sweep, collapse,
-dimension, margins, features (NFM vs AGOP), local_metric, curves, readout, smooth, embed,
-summaries, streaming moments and `stats` (paired, group and curve statistics). Submodules load
-on first use.
+similarity (distances, CKA, Procrustes), cross_run (CKA of two runs), alignment, clusters and
+cluster_sweep, collapse, dimension, margins, features (NFM vs AGOP), local_metric, curves,
+readout, smooth, embed, summaries, streaming moments and `stats` (paired, group and curve
+statistics). Submodules load on first use.
 """
 
 from probe._lazy import attach
@@ -13,6 +13,7 @@ __all__ = [
     "cluster_sweep",
     "clusters",
     "collapse",
+    "cross_run",
     "curves",
     "dimension",
     "embed",

@@ -184,7 +184,9 @@ def _cmd_finetune_curves(args: argparse.Namespace) -> int:
 def _cmd_curve_report(args: argparse.Namespace) -> int:
     from probe.report.curve_report import analyse_sweep
 
-    rep = analyse_sweep(args.table, args.out, value=args.value, group=args.group)
+    rep = analyse_sweep(
+        args.table, args.out, value=args.value, group=args.group, scheduler=args.scheduler
+    )
     print(rep.stats.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"written under {rep.out}: {[str(p) for p in rep.figures.values()]}")
     return 0
@@ -389,6 +391,13 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     q.add_argument(
         "--group", default="pair", help="column of the compared groups (default: %(default)s)"
     )
+    q.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running dask scheduler (tcp://host:8786): compute the metrics, "
+        "trajectories and tests as its tasks (default: in this process)",
+    )
     q.set_defaults(func=_cmd_curve_report)
 
     from probe.cli.export import add_parser as add_export_parser
@@ -398,6 +407,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     add_analyze_parser(sub)
     sweep_cli.add_parser(sub)
+    from probe.cli.cka import add_parser as add_cka_parser
+
+    add_cka_parser(sub)
     return parser
 
 

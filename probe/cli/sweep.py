@@ -59,7 +59,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from probe.experiments.sweep import run_sweep
 
     out = args.out or f"artifacts/sweep-{Path(args.config).stem}"
-    res = run_sweep(args.config, out, workers=args.workers, progress=args.progress)
+    res = run_sweep(
+        args.config,
+        out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        retries=args.retries,
+        progress=args.progress,
+    )
     print(f"{len(res.ran)} runs ran and {len(res.skipped)} were already done in {res.wall_s:.1f} s")
     print(f"table: {res.table}" + (f" and {res.parquet}" if res.parquet else ""))
     return 0
@@ -86,7 +93,7 @@ def _cmd_run_seq(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    """Register ``probe sweep CONFIG [--out] [--workers] [--no-progress]`` on ``sub``.
+    """Register ``probe sweep CONFIG [--out] [--workers] [--scheduler] [--retries]`` on ``sub``.
 
     Parameters
     ----------
@@ -96,8 +103,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sweep",
         help="run an experiment over a grid of settings in parallel",
-        description="Run every combination of a sweep config's grid in worker processes "
-        "(resumable: finished runs are skipped) and write one tidy table "
+        description="Run every combination of a sweep config's grid as dask.distributed tasks, "
+        "on worker processes of this machine or on a running cluster (--scheduler), "
+        "resumable (finished runs are skipped), and write one tidy table "
         "(table.csv, table.parquet). Config: JSON or TOML with keys experiment "
         '(e.g. "seq-mnist"), grid (field -> list of values) and base (field -> value).',
     )
@@ -109,7 +117,23 @@ def add_parser(sub: Any) -> None:
         "--workers",
         type=int,
         default=2,
-        help="worker processes, one run and one torch thread each; 0 runs in this process "
+        help="worker processes of the embedded dask LocalCluster, one run and one torch "
+        "thread each; 0 runs in this process without dask (default: %(default)s)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running dask scheduler, e.g. tcp://10.0.0.5:8786; the runs are "
+        "tasks on its workers, --out must be on a file system they share "
+        "(default: an embedded LocalCluster of --workers processes)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="times the embedded cluster reschedules a run whose worker died before "
+        "reporting it failed (a running scheduler uses its allowed-failures) "
         "(default: %(default)s)",
     )
     p.add_argument(

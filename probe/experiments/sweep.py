@@ -1,39 +1,41 @@
-"""Many runs: `run_sweep` trains every combination of a settings grid in worker processes.
+"""Many runs: `run_sweep` trains every combination of a settings grid as dask.distributed tasks.
 
 The config is checked and its runs named by `plan_sweep` (`probe.experiments._sweep_plan`,
-importable from here). Each run writes ``out/runs/<name>/`` (run store, tidy rows, then a
-done-marker), so an interrupted sweep resumes where it stopped; the rows of all finished runs become
-``out/table.csv`` (and ``out/table.parquet``).
+importable from here). Each run is one task (`probe.experiments._sweep_task.execute`) that
+writes ``out/runs/<name>/`` (run store, tidy rows, then a done-marker), so an interrupted sweep
+resumes where it stopped; the rows of all finished runs become ``out/table.csv`` (and
+``out/table.parquet``). The tasks run on an embedded `LocalCluster`, a running scheduler or a
+given ``Client`` (`probe.engine.cluster.connect`; docs/distributed.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import multiprocessing
 import os
+import sys
 import time
-import traceback
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
-from probe.errors import SweepConfigError, SweepRunError
+from probe.engine.cluster import connect, describe
+from probe.engine.tasks import run_tasks
+from probe.errors import DatasetUnavailableError, SweepConfigError, SweepRunError
 from probe.experiments._sweep_plan import (
     EXPERIMENTS,
     SweepPlan,
     SweepRun,
-    as_config,
     format_value,
     plan_sweep,
 )
-from probe.validation import check_int
+from probe.experiments._sweep_task import ERROR, ROWS, data_problem, execute, is_done
+from probe.validation import check_int, check_positive
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = [
     "EXPERIMENTS",
@@ -43,10 +45,6 @@ __all__ = [
     "plan_sweep",
     "run_sweep",
 ]
-
-DONE = "done.json"
-ROWS = "rows.csv"
-ERROR = "error.txt"
 
 
 @dataclass
@@ -62,54 +60,12 @@ class SweepResult:
     wall_s: float = 0.0
 
 
-def _is_done(folder: Path, config: dict[str, Any]) -> bool:
-    """Return whether the run finished with this very config (a changed config runs again)."""
-    try:
-        marker = json.loads((folder / DONE).read_text())
-    except (OSError, ValueError):
-        return False
-    return marker.get("config") == config and (folder / ROWS).is_file()
-
-
-def _execute(experiment: str, run: SweepRun, folder: str) -> tuple[str, str | None]:
-    """Run one combination; return (name, None) or (name, traceback). Never raises."""
-    path = Path(folder)
-    t0 = time.perf_counter()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in (DONE, ERROR):
-            (path / stale).unlink(missing_ok=True)
-        exp = EXPERIMENTS[experiment]
-        exp.run(as_config(exp.config, run.config), path).to_csv(path / ROWS, index=False)
-        marker = {
-            "config": run.config,
-            "wall_s": time.perf_counter() - t0,
-            "finished_unix": time.time(),
-            "pid": os.getpid(),
-        }
-        # Written last and atomically: a run killed before this line counts as not done.
-        (path / f"{DONE}.tmp").write_text(json.dumps(marker, indent=1))
-        os.replace(path / f"{DONE}.tmp", path / DONE)
-        return run.name, None
-    except Exception:
-        text = traceback.format_exc()
-        with contextlib.suppress(OSError):
-            (path / ERROR).write_text(text)
-        return run.name, text
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one core per run: the workers share the machine
-
-
 def _aggregate(plan: SweepPlan, runs_dir: Path) -> pd.DataFrame:
     """Concatenate the rows of every finished run, prefixed by run, grid values and seed."""
     tables = []
     for run in plan.runs:
         folder = runs_dir / run.name
-        if not _is_done(folder, run.config):
+        if not is_done(folder, run.config):
             continue
         rows = pd.read_csv(folder / ROWS)
         lead: dict[str, Any] = {"run": run.name}
@@ -119,11 +75,39 @@ def _aggregate(plan: SweepPlan, runs_dir: Path) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"run": []})
 
 
+def _check_data(client: Client | None, datasets: list[str]) -> None:
+    """Raise when this process (no client) or any worker lacks the runs' data."""
+    if client is None:
+        problems = {"this process": data_problem(datasets)}
+    else:
+        problems = client.run(data_problem, datasets)
+    lacking = {w: p for w, p in problems.items() if p}
+    if lacking:
+        lines = "\n".join(f"  worker {w}: {p}" for w, p in sorted(lacking.items()))
+        msg = f"{len(lacking)} of {len(problems)} workers lack the sweep's data:\n{lines}"
+        raise DatasetUnavailableError(msg)
+
+
+def _write_table(plan: SweepPlan, out: Path) -> Path | None:
+    """Write ``table.csv`` and ``table.parquet``; return the parquet path (None: no pyarrow)."""
+    table = _aggregate(plan, out / "runs")
+    table.to_csv(out / "table.csv", index=False)
+    try:
+        table.to_parquet(out / "table.parquet", index=False)
+    except ImportError:  # pyarrow (or fastparquet) not installed: CSV only
+        (out / "table.parquet").unlink(missing_ok=True)  # never leave a stale table beside it
+        return None
+    return out / "table.parquet"
+
+
 def run_sweep(
     config: str | os.PathLike[str] | Mapping[str, Any],
     out: str | os.PathLike[str] = "artifacts/sweep",
     *,
     workers: int = 2,
+    scheduler: str | Client | None = None,
+    retries: int = 2,
+    lock_wait_s: float = 600.0,
     progress: bool = True,
 ) -> SweepResult:
     """Run every combination of a sweep config, skipping runs that already finished.
@@ -134,11 +118,24 @@ def run_sweep(
         See `plan_sweep`.
     out : str or path
         Sweep folder: ``runs/<name>/`` (``run.zarr``, ``rows.csv``, ``done.json``; ``error.txt``
-        if it failed), ``sweep.json`` (the config), ``table.csv`` and ``table.parquet``.
+        if it failed), ``sweep.json`` (the config), ``table.csv`` and ``table.parquet``. On a
+        cluster, a path every worker sees at the same place (a shared file system).
     workers : int, default 2
-        Worker processes (spawned, one torch thread each); 0 runs in this process.
+        Worker processes of the embedded `LocalCluster` (one run and one torch thread each);
+        0 runs in this process without dask (for debugging). Ignored with ``scheduler``.
+    scheduler : str, Client or None
+        A running dask scheduler's address (``tcp://host:8786``) or a ``distributed.Client``:
+        run the tasks there instead of on an embedded cluster.
+    retries : int, default 2
+        Times the embedded cluster reschedules a run whose worker died; then the run is
+        reported failed (``KilledWorker``). A running scheduler applies its own
+        ``distributed.scheduler.allowed-failures``.
+    lock_wait_s : float, default 600
+        Seconds a run waits for another execution of itself (e.g. left running by a killed
+        client) before it fails; it then finds that execution's result and does not redo it.
     progress : bool
-        Show a tqdm progress bar over runs.
+        Show a tqdm progress bar over runs (running / finished / failed counts) and print
+        the scheduler and dashboard address.
 
     Returns
     -------
@@ -147,7 +144,13 @@ def run_sweep(
     Raises
     ------
     SweepConfigError
-        The config is invalid (see `plan_sweep`) or ``workers`` is not an int >= 0.
+        The config is invalid (see `plan_sweep`), ``workers`` or ``retries`` is not an int
+        >= 0, or ``lock_wait_s`` is not a number > 0.
+    DatasetUnavailableError
+        A worker (or this process, with ``workers=0``) lacks MNIST under its data root; the
+        message names the worker and the root. Nothing ran.
+    EngineError
+        The scheduler cannot be reached, or was lost mid-sweep (finished runs are kept).
     SweepRunError
         Some runs failed; the message names them and the error's ``result`` holds the
         `SweepResult` (``failed``: name -> traceback). The table of the finished runs is
@@ -158,65 +161,48 @@ def run_sweep(
     The table is tidy: one row per (run, epoch, time step t, read-out), columns ``run``, one
     per grid field (lists as '3-8'), ``seed``, then the experiment's rows (for ``seq-mnist``
     see `probe.experiments.seq_mnist.readout_table`). A run is skipped when its ``done.json``
-    holds the same config; with another config it runs again. Worker processes are spawned,
-    so a script that calls `run_sweep` needs an ``if __name__ == "__main__":`` guard.
+    holds the same config; with another config it runs again. Each finished run appears in
+    the table once, however often it was executed. The embedded cluster spawns its worker
+    processes, so a script that calls `run_sweep` needs an ``if __name__ == "__main__":`` guard.
     """
     check_int(workers, "workers", minimum=0, error=SweepConfigError, hint="0 runs in this process.")
+    check_int(retries, "retries", minimum=0, error=SweepConfigError)
+    check_positive(lock_wait_s, "lock_wait_s", error=SweepConfigError)
     t0 = time.perf_counter()
     plan = plan_sweep(config)
     out = Path(out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(plan.source, indent=1))
-    todo = [r for r in plan.runs if not _is_done(runs_dir / r.name, r.config)]
-    skipped = [r.name for r in plan.runs if r not in todo]
-    ran: list[str] = []
-    failed: dict[str, str] = {}
-    bar = tqdm(
-        total=len(plan.runs),
-        initial=len(skipped),
-        desc=f"sweep {plan.experiment}",
-        unit="run",
-        disable=not progress,
-    )
-
-    def record(name: str, error: str | None) -> None:
-        if error is None:
-            ran.append(name)
-        else:
-            failed[name] = error
-        bar.update()
-        bar.set_postfix_str(f"{name}{' FAILED' if error else ''}")
-
-    if workers == 0 or not todo:
-        for r in todo:
-            record(*_execute(plan.experiment, r, str(runs_dir / r.name)))
+    todo = [r for r in plan.runs if not is_done(runs_dir / r.name, r.config)]
+    to_run = {r.name for r in todo}
+    skipped = [r.name for r in plan.runs if r.name not in to_run]
+    datasets = sorted({str(r.config.get("dataset")) for r in todo})
+    local = scheduler is None and workers == 0
+    jobs = {
+        r.name: (plan.experiment, r, str(runs_dir / r.name), None if local else 1, lock_wait_s)
+        for r in todo
+    }
+    bar: dict[str, Any] = {
+        "desc": f"sweep {plan.experiment}",
+        "unit": "run",
+        "total": len(plan.runs),
+        "initial": len(skipped),
+        "progress": progress,
+    }
+    if local or not todo:
+        _check_data(None, datasets)
+        outcome = run_tasks(None, execute, jobs, **bar)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        n = min(workers, len(todo))
-        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker)
-        futures = {
-            pool.submit(_execute, plan.experiment, r, str(runs_dir / r.name)): r.name for r in todo
-        }
-        try:
-            for fut in as_completed(futures):
-                try:
-                    record(*fut.result())
-                except BrokenProcessPool as err:  # a worker was killed (e.g. out of memory)
-                    record(futures[fut], f"worker process died: {err!r}")
-        finally:
-            # Every run has returned (or we were interrupted): cancel what is queued and let
-            # the workers' interpreters tear down (seconds with torch) while we aggregate.
-            pool.shutdown(wait=False, cancel_futures=True)
-    bar.close()
-    table = _aggregate(plan, runs_dir)
-    table.to_csv(out / "table.csv", index=False)
-    parquet: Path | None = out / "table.parquet"
-    try:
-        table.to_parquet(out / "table.parquet", index=False)
-    except ImportError:  # pyarrow (or fastparquet) not installed: CSV only
-        (out / "table.parquet").unlink(missing_ok=True)  # never leave a stale table beside it
-        parquet = None
+        with connect(scheduler, workers=min(workers, len(todo)), retries=retries) as client:
+            if progress:
+                print(describe(client), file=sys.stderr)
+            _check_data(client, datasets)
+            outcome = run_tasks(client, execute, jobs, **bar)
+    ran = [n for n, how in outcome.results.items() if how == "ran"]
+    skipped += [n for n, how in outcome.results.items() if how != "ran"]
+    failed = outcome.failed
+    parquet = _write_table(plan, out)
     wall_s = time.perf_counter() - t0
     result = SweepResult(out, out / "table.csv", parquet, ran, skipped, failed, wall_s)
     if failed:

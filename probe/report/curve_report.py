@@ -3,7 +3,9 @@
 `analyse_sweep` reads a sweep table (one row per run, epoch, time step t and read-out; as
 `probe.experiments.sweep.run_sweep` writes), turns every (run, epoch, read-out) curve over t into
 the four metrics of `probe.analysis.curves`, averages them into trajectories per group, draws them,
-and tests the group effects (docs/features.md §3.3-3.4); `CurveReport` holds what it wrote.
+and tests the group effects (docs/features.md §3.3-3.4); `CurveReport` holds what it wrote. The
+metrics (runs split into batches), trajectories and tests are tasks of the engine
+(`probe.engine`): in this process by default, on a dask cluster with ``scheduler``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +26,18 @@ from probe.analysis.curves import (
     processing_trajectory,
 )
 from probe.analysis.stats.curve_stats import STATS_COLUMNS, group_tests, null_test
+from probe.engine.cluster import connect
+from probe.engine.tasks import gather_map
 from probe.errors import SweepTableError
 from probe.plots.curves import plot_metric_ribbons, plot_processing_curves, plot_trajectory
 
+if TYPE_CHECKING:
+    from distributed import Client
+
 __all__ = ["CurveReport", "analyse_sweep", "read_sweep_table"]
+
+#: Runs per metrics task: 750 runs make 24 tasks.
+RUNS_PER_TASK = 32
 
 
 @dataclass
@@ -144,6 +154,50 @@ def _figures(
     return {f"{readout}_{k}": v for k, v in paths.items()}
 
 
+def _metrics_of(curves: pd.DataFrame, smooth: bool) -> pd.DataFrame:
+    """Return the metrics of every (readout, condition, run, epoch) curve of some runs."""
+    parts = [
+        metrics_table(c, smooth=smooth).assign(readout=r, condition=k)
+        for (r, k), c in curves.groupby(["readout", "condition"], sort=True)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _trajectory_of(curves: pd.DataFrame, kind: str, readout: str, smooth: bool) -> pd.DataFrame:
+    build = developmental_trajectory if kind == "developmental" else processing_trajectory
+    return build(curves, smooth=smooth).assign(readout=readout)
+
+
+def _tests_of(m: pd.DataFrame, readout: str, dv: str, main: str, seed: int) -> list[dict[str, Any]]:
+    """Return the group tests of one read-out's metric (and null vs real with both)."""
+    rows = group_tests(m[m["condition"] == main], readout, dv)
+    if m["condition"].nunique() == 2:
+        rows.append(null_test(m, readout, dv, seed))
+    return rows
+
+
+def _analyse(
+    client: Client | None, df: pd.DataFrame, smooth: bool, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """Return (metrics, trajectories, stats, main condition), computed as tasks of ``client``."""
+    runs = df["run"].unique()
+    batches = [runs[i : i + RUNS_PER_TASK] for i in range(0, len(runs), RUNS_PER_TASK)]
+    parts = [(df[df["run"].isin(b)], smooth) for b in batches]
+    metrics = pd.concat(gather_map(client, _metrics_of, parts), ignore_index=True)
+    metrics = metrics.sort_values(["readout", "condition", "run", "group", "epoch"])
+    metrics = metrics.reset_index(drop=True).merge(
+        df[["run", "seed"]].drop_duplicates(), on="run", how="left"
+    )
+    main = "real" if (df["condition"] == "real").any() else "null"
+    real = df[df["condition"] == main].groupby("readout", sort=True)
+    kinds = [(c, k, str(r), smooth) for r, c in real for k in TRAJECTORIES]
+    traj = pd.concat(gather_map(client, _trajectory_of, kinds), ignore_index=True)
+    by_readout = metrics.groupby("readout", sort=True)
+    tests = [(m, str(r), dv, main, seed) for r, m in by_readout for dv in METRICS]
+    stats = [row for rows in gather_map(client, _tests_of, tests) for row in rows]
+    return metrics, traj, pd.DataFrame(stats).reindex(columns=STATS_COLUMNS), main
+
+
 def analyse_sweep(
     table_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -153,6 +207,7 @@ def analyse_sweep(
     null: str = "shuffle_labels",
     smooth: bool = True,
     seed: int = 0,
+    scheduler: str | Client | None = None,
 ) -> CurveReport:
     """Compute the learning-curve metrics, trajectories, figures and statistics of a sweep.
 
@@ -177,6 +232,10 @@ def analyse_sweep(
         (`probe.analysis.curves.curve_metrics`).
     seed : int
         Seed of the bootstrap CIs of the null-vs-real comparison.
+    scheduler : str, Client or None
+        A running dask scheduler's address or a ``distributed.Client``: compute the metrics
+        (batches of `RUNS_PER_TASK` runs), trajectories and tests as its tasks. None: in this
+        process. The results are the same.
 
     Returns
     -------
@@ -186,6 +245,8 @@ def analyse_sweep(
     ------
     SweepTableError
         The table is missing, not .csv/.parquet, or lacks a required column.
+    EngineError
+        ``scheduler`` cannot be reached.
     CurveTableError, InvalidArrayError
         A curve repeats a ``t`` or holds NaN/Inf (see `probe.analysis.curves.metrics_table`).
 
@@ -205,33 +266,16 @@ def analyse_sweep(
     df = _tidy(read_sweep_table(table_path), value, group, null)
     out = Path(os.fspath(out_dir))
     out.mkdir(parents=True, exist_ok=True)
-    parts = [
-        metrics_table(c, smooth=smooth).assign(readout=r, condition=k)
-        for (r, k), c in df.groupby(["readout", "condition"], sort=True)
-    ]
-    metrics = pd.concat(parts, ignore_index=True).merge(
-        df[["run", "seed"]].drop_duplicates(), on="run", how="left"
-    )
-    main = "real" if (df["condition"] == "real").any() else "null"
-    traj = pd.concat(
-        [
-            build(c, smooth=smooth).assign(readout=r)
-            for r, c in df[df["condition"] == main].groupby("readout", sort=True)
-            for build in (developmental_trajectory, processing_trajectory)
-        ],
-        ignore_index=True,
-    )
+    if scheduler is None:
+        metrics, traj, stats_df, main = _analyse(None, df, smooth, seed)
+    else:
+        with connect(scheduler) as client:
+            metrics, traj, stats_df, main = _analyse(client, df, smooth, seed)
     figures: dict[str, Path] = {}
-    stats: list[dict[str, Any]] = []
     for readout, m in metrics.groupby("readout", sort=True):
         r = str(readout)
         names = (r, value, main)
         figures |= _figures(df[df["readout"] == r], m, traj[traj["readout"] == r], names, out)
-        for dv in METRICS:
-            stats += group_tests(m[m["condition"] == main], r, dv)
-            if m["condition"].nunique() == 2:
-                stats.append(null_test(m, r, dv, seed))
-    stats_df = pd.DataFrame(stats).reindex(columns=STATS_COLUMNS)
     tables = {k: out / f"{k}.csv" for k in ("metrics", "trajectories", "stats")}
     metrics.to_csv(tables["metrics"], index=False)
     traj.to_csv(tables["trajectories"], index=False)

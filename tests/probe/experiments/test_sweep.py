@@ -122,6 +122,10 @@ def test_bad_sweep_config_files(tmp_path, monkeypatch):
 def test_bad_workers(tmp_path):
     with pytest.raises(SweepConfigError, match="workers must be an int >= 0.*got -1"):
         run_sweep(_cfg({"seed": [0]}), tmp_path, workers=-1)
+    with pytest.raises(SweepConfigError, match="retries must be an int >= 0.*got 1.5"):
+        run_sweep(_cfg({"seed": [0]}), tmp_path, retries=1.5)
+    with pytest.raises(SweepConfigError, match="lock_wait_s must be .*got 0"):
+        run_sweep(_cfg({"seed": [0]}), tmp_path, lock_wait_s=0)
 
 
 # --------------------------------------------------------------------------- running
