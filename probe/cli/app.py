@@ -382,6 +382,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     add_analyze_parser(sub)
     sweep_cli.add_parser(sub)
+    from probe.cli.serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
