@@ -88,7 +88,7 @@ class RunCache:
             return self.run
 
     def update(self, budget_s: float = 1.0) -> Run | None:
-        """Refresh, then summarise new snapshots for about ``budget_s`` seconds at most."""
+        """Refresh, then summarise new snapshots for about ``budget_s`` seconds (at least one)."""
         with self.lock:
             run = self.refresh()
             if run is None:
@@ -97,9 +97,12 @@ class RunCache:
                 self.rows, self.n_done, self._prev, self.memo = [], 0, {}, {}
             start = time.perf_counter()
             try:
-                while self.n_done < run.n_snapshots and time.perf_counter() - start < budget_s:
+                # At least one snapshot per call, so any budget makes progress.
+                while self.n_done < run.n_snapshots:
                     self._summarise(run, self.n_done)
                     self.n_done += 1
+                    if time.perf_counter() - start >= budget_s:
+                        break
             except Exception as err:  # noqa: BLE001 - a damaged chunk: show it, keep serving
                 self.error = f"{type(err).__name__}: {err}"
             return run

@@ -86,7 +86,7 @@ def summaries_figure(table: pd.DataFrame, columns: Sequence[str]) -> go.Figure:
                 row=1, col=i,
             )
     fig.update_xaxes(title="step")
-    return _layout(fig, "per-layer summaries", height=340)
+    return _layout(fig, "", height=320)  # the panels' titles say it all
 
 
 def _colour(k: int) -> str:
@@ -112,10 +112,10 @@ def embedding_figure(frame: pd.DataFrame, step: int, layer: str, span: float) ->
     if labels.notna().any():
         for value in sorted(labels.dropna().unique()):
             part = frame[labels == value]
-            fig.add_scattergl(x=part["x"], y=part["y"], mode="markers", name=_label(value),
-                              marker={"size": 5, "opacity": 0.75})
+            fig.add_scatter(x=part["x"], y=part["y"], mode="markers", name=_label(value),
+                            marker={"size": 5, "opacity": 0.75})
     else:
-        fig.add_scattergl(x=frame["x"], y=frame["y"], mode="markers", name="samples")
+        fig.add_scatter(x=frame["x"], y=frame["y"], mode="markers", name="samples")
     lim = [-span, span]
     fig.update_xaxes(range=lim, title="PC 1 (reference step)")
     fig.update_yaxes(range=lim, title="PC 2", scaleanchor="x")
