@@ -10,8 +10,6 @@ import argparse
 import logging
 from typing import Any
 
-from probe.validation import check_int
-
 __all__ = ["add_parser"]
 
 _DESCRIPTION = (
@@ -47,9 +45,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from probe.errors import ConfigError
     from probe.serve import make_app_server
 
-    check_int(args.port, "--port", minimum=0, error=ConfigError, hint="0 picks a free port.")
-    if args.port > 65535:
-        msg = f"--port must be an int in [0, 65535]; got {args.port}."
+    if not 0 <= args.port <= 65535:
+        msg = f"--port must be an int in [0, 65535]; got {args.port}. 0 picks a free port."
         raise ConfigError(msg)
     # One line per request (a page polls every second) would drown the address line.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -4,9 +4,10 @@
 runs, `RunCache` keeps each up to date incrementally and `run_state` says whether it records.
 """
 
-from probe.serve.app import Registry, build_app, make_app_server
+from probe.serve.app import build_app, make_app_server
 from probe.serve.cache import RunCache
 from probe.serve.catalog import Catalog, RunEntry
+from probe.serve.registry import Registry
 from probe.serve.state import run_state
 
 __all__ = [

@@ -2,14 +2,12 @@
 
 Routing, the run list (filtered by the sweep's grid columns) and the compare page live here;
 the run page's callbacks are in `probe.serve.run_page`. Every run is reached through a
-`Registry`, which opens only the runs its `probe.serve.catalog.Catalog` found and keeps one
-`probe.serve.cache.RunCache` per run, so views are computed once and then incrementally.
+`probe.serve.registry.Registry`, so views are computed once per run and then incrementally.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,38 +17,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from probe.errors import ProbeError
 from probe.serve import figures, pages, run_page
 from probe.serve.cache import SUMMARY_COLUMNS, RunCache
-from probe.serve.catalog import Catalog, grid_columns
+from probe.serve.catalog import grid_columns
+from probe.serve.registry import Registry
 
-__all__ = ["Registry", "build_app", "make_app_server"]
-
-
-class Registry:
-    """The runs under one folder and their caches (one `RunCache` per run, made on first use).
-
-    Parameters
-    ----------
-    root : path
-        A run store or a folder of them.
-    """
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.catalog = Catalog(root)
-        self._caches: dict[str, RunCache] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> RunCache:
-        """Return the cache of run ``name``.
-
-        Raises
-        ------
-        RunNotFoundError
-            No run of that name under the root (see `Catalog.resolve`).
-        """
-        entry = self.catalog.resolve(name)
-        with self._lock:
-            if name not in self._caches:
-                self._caches[name] = RunCache(entry)
-            return self._caches[name]
+__all__ = ["build_app", "make_app_server"]
 
 
 def _list_row(cache: RunCache, grid: dict[str, dict[str, str]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ slider follows the newest snapshot while it sits on the last one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dash import Dash, Input, Output, State, html
 from dash.exceptions import PreventUpdate
@@ -16,9 +16,7 @@ from dash.exceptions import PreventUpdate
 from probe.errors import ProbeError
 from probe.serve import figures, pages, views
 from probe.serve.cache import SUMMARY_COLUMNS, RunCache
-
-if TYPE_CHECKING:
-    from probe.serve.app import Registry
+from probe.serve.registry import Registry
 
 __all__ = ["register"]
 
