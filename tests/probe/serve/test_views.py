@@ -57,7 +57,7 @@ def test_geometry_nfa_and_the_two_point_note(sweep):
     assert set(nfa["step"]) == set(cache.run.steps.tolist())
     assert views.two_point_why(cache.run) == "applies to a regression probe of exactly 2 samples"
     fig = figures.nfa_figure(nfa, "0")
-    assert len(fig.data) == 4
+    assert len(fig["data"]) == 4
 
 
 def test_sparkline_is_an_svg_data_uri_and_empty_for_too_few_values():
