@@ -32,24 +32,10 @@ from torch import nn
 
 from hooks import Recorder
 from probe.serve import build_app
+from probe.serve.client import callback
 from probe.serve.run_page import BUDGET_S
 
 LAYERS = ["0", "2", "4", "6", "8"]
-
-
-def _call(client, outputs, inputs, state):
-    ids = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in outputs]
-    body = {
-        "output": f"..{'...'.join(outputs)}.." if len(outputs) > 1 else outputs[0],
-        "outputs": ids if len(ids) > 1 else ids[0],
-        "inputs": [{"id": i, "property": p, "value": v} for (i, p), v in inputs],
-        "changedPropIds": [f"{i}.{p}" for (i, p), _ in inputs[:1]],
-        "state": [{"id": i, "property": p, "value": v} for (i, p), v in state],
-    }
-    r = client.post("/_dash-update-component", json=body)
-    if r.status_code not in (200, 204):
-        raise RuntimeError(r.data[:2000].decode())
-    return None if r.status_code == 204 else json.loads(r.data)["response"]
 
 
 class Page:
@@ -60,7 +46,7 @@ class Page:
         self.layer, self.step, self.max = None, None, None
 
     def poll(self):
-        out = _call(self.client, ["version.data"], [(("tick", "n_intervals"), 1)],
+        out = callback(self.client, ["version.data"], [(("tick", "n_intervals"), 1)],
                     [(("run-name", "data"), self.name), (("version", "data"), self.version)])
         if out is not None:
             self.version = out["version"]["data"]
@@ -68,7 +54,7 @@ class Page:
 
     def redraw(self):
         name = [(("run-name", "data"), self.name)]
-        out = _call(
+        out = callback(
             self.client,
             ["run-info.children", "curves.figure", "summaries.figure", "layer.options",
              "layer.value", "step.max", "step.marks", "step.value"],
@@ -79,10 +65,10 @@ class Page:
         self.layer, self.max = out["layer"]["value"], out["step"]["max"]
         self.step = out["step"]["value"]
         v, layer, step = (("version", "data"), self.version), ("layer", "value"), ("step", "value")
-        _call(self.client, ["embedding.figure"], [(step, self.step), (layer, self.layer)], name)
-        _call(self.client, ["cka-steps.figure"], [v, (layer, self.layer)], name)
-        _call(self.client, ["cka-layers.figure"], [(step, self.step), v], name)
-        _call(self.client, ["nfa.figure", "two-point.figure"], [v], name)
+        callback(self.client, ["embedding.figure"], [(step, self.step), (layer, self.layer)], name)
+        callback(self.client, ["cka-steps.figure"], [v, (layer, self.layer)], name)
+        callback(self.client, ["cka-layers.figure"], [(step, self.step), v], name)
+        callback(self.client, ["nfa.figure", "two-point.figure"], [v], name)
 
 
 def record(path, n_probe, width, snapshots):

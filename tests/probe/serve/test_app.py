@@ -6,21 +6,11 @@ import pytest
 
 from probe.errors import RunNotFoundError
 from probe.serve import build_app
+from probe.serve.client import callback
 
 
 def _call(client, output, inputs, state=()):
-    """POST one Dash callback; return the decoded response (None for 204, no update)."""
-    outputs = [dict(zip(("id", "property"), o.split("."), strict=True)) for o in output]
-    body = {
-        "output": f"..{'...'.join(output)}.." if len(output) > 1 else output[0],
-        "outputs": outputs if len(outputs) > 1 else outputs[0],
-        "inputs": [{"id": i, "property": p, "value": v} for (i, p), v in inputs],
-        "changedPropIds": [f"{i}.{p}" for (i, p), _ in inputs[:1]],
-        "state": [{"id": i, "property": p, "value": v} for (i, p), v in state],
-    }
-    r = client.post("/_dash-update-component", json=body)
-    assert r.status_code in (200, 204), r.data[:500]
-    return None if r.status_code == 204 else json.loads(r.data)["response"]
+    return callback(client, output, inputs, state)
 
 
 def _page(client, path):
@@ -134,3 +124,8 @@ def test_a_malformed_run_shows_an_error_card_and_the_others_are_still_served(tmp
 def test_build_app_needs_a_folder(tmp_path):
     with pytest.raises(RunNotFoundError, match="is not a folder"):
         build_app(tmp_path / "missing")
+
+
+def test_a_callback_that_fails_raises_with_the_servers_answer(client):
+    with pytest.raises(RuntimeError, match=r"callback \['nope.children'\] answered HTTP 500"):
+        callback(client, ["nope.children"], [(("url", "pathname"), "/")])
