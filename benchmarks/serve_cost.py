@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from hooks import Recorder
 from probe.serve import build_app
+from probe.serve.app import limit_blas_threads
 from probe.serve.client import callback
 from probe.serve.run_page import BUDGET_S
 
@@ -102,7 +102,7 @@ def main() -> None:
     if args.quick:
         args.n_probe, args.snapshots, args.new = 500, 20, 2
     torch.set_num_threads(1)
-    threadpool_limits(limits=1)  # as `probe serve` does
+    limit_blas_threads()  # as make_app_server, hence `probe serve`, does
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.zarr"
         t0 = time.perf_counter()

@@ -42,8 +42,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from threadpoolctl import threadpool_limits
-
     from probe.errors import ConfigError
     from probe.serve import make_app_server
 
@@ -52,9 +50,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(msg)
     # One line per request (a page polls every second) would drown the address line.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    # The views are many small matrix products and SVDs: one BLAS thread is fastest for them,
-    # and several contend with the training process on the same cores (100x slower SVDs seen).
-    threadpool_limits(limits=1)
     server = make_app_server(args.path, args.host, args.port)
     print(f"probe serve: {args.path} at http://{args.host}:{server.server_port}/ (Ctrl-C stops)",
           flush=True)

@@ -121,7 +121,11 @@ def run_page(name: str) -> html.Div:
                 style={"width": "320px"},
             ),
             html.Div(
-                [html.Label("step"), dcc.Slider(id="step", min=0, max=0, step=1, value=0)],
+                [
+                    html.Label("step"),
+                    # the slider moves over snapshot positions; its marks show their steps
+                    dcc.Slider(id="step", min=0, max=0, step=1, value=0, allow_direct_input=False),
+                ],
                 id="step-box",
             ),
             html.Div(dcc.Graph(id="embedding"), style=half),

@@ -1,6 +1,7 @@
 """The served app over HTTP (Flask's test client): routes, traversal, error cards, no writes."""
 
 import json
+import os
 
 import pytest
 
@@ -129,3 +130,36 @@ def test_build_app_needs_a_folder(tmp_path):
 def test_a_callback_that_fails_raises_with_the_servers_answer(client):
     with pytest.raises(RuntimeError, match=r"callback \['nope.children'\] answered HTTP 500"):
         callback(client, ["nope.children"], [(("url", "pathname"), "/")])
+
+
+@pytest.mark.parametrize(("metric", "n_points"), [("loss", [4, 6]), ("effective_rank:2", [5, 7])])
+def test_compare_draws_one_line_per_run_of_a_metric_or_a_layers_summary(client, metric, n_points):
+    page = _page(client, "/compare")
+    assert "effective_rank:2" in page and "loss" in page
+    names = ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr", "../outside"]
+    out = _call(
+        client,
+        ["compare-graph.figure"],
+        [(("compare-runs", "value"), names), (("compare-metric", "value"), metric),
+         (("compare-tick", "n_intervals"), 1)],
+    )
+    data = out["compare-graph"]["figure"]["data"]
+    assert [t["name"] for t in data] == names[:2]
+    assert [len(t["y"]) for t in data] == n_points
+
+
+def test_the_server_runs_blas_on_one_thread(sweep, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from probe.serve.app import limit_blas_threads
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    before = threadpool_info()
+    try:
+        limit_blas_threads()
+        assert {p["num_threads"] for p in threadpool_info()} == {1}
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    finally:
+        for pool in before:
+            threadpool_limits(limits=pool["num_threads"], user_api=pool["user_api"])

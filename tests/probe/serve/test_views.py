@@ -64,3 +64,30 @@ def test_sparkline_is_an_svg_data_uri_and_empty_for_too_few_values():
     uri = figures.sparkline([3.0, 2.0, float("nan"), 1.0])
     assert uri.startswith("data:image/svg+xml;base64,")
     assert figures.sparkline([1.0]) == ""
+
+
+def test_the_two_point_fit_applies_to_a_two_sample_regression_probe(tmp_path):
+    import torch
+    from torch import nn
+
+    from hooks import Recorder
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3), torch.tensor([[1.0], [-1.0]])
+    net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    path = tmp_path / "tp.zarr"
+    with Recorder(net, ["1"], path, (x, y), every=1) as rec:
+        for _ in range(8):
+            loss = 0.5 * ((net(x) - y) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rec.step(loss=loss.detach())
+    cache = _cache(path)
+    assert views.two_point_why(cache.run) == ""
+    traces, fit = views.two_point(cache, "1")
+    assert len(traces.t) == cache.run.n_snapshots
+    fig = figures.two_point_figure(traces, fit, "1")
+    assert len(fig["data"]) == (3 if isinstance(fit, str) else 6)
+    assert "two-point fit, 1:" in fig["layout"]["title"]["text"]
