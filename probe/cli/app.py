@@ -410,6 +410,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     from probe.cli.cka import add_parser as add_cka_parser
 
     add_cka_parser(sub)
+    from probe.cli.serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

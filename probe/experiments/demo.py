@@ -118,5 +118,6 @@ def run_demo(out: str | Path, *, dataset: str = "mnist", seeds: int = 6) -> str:
         f"  seq-mnist sweep (4 runs, {sw.wall_s:.0f} s): {sw.table}; curve metrics, "
         f"trajectories and statistics in {cr.out}/",
         f"  neural-race (decoupled b0 = 0.08, {nr.wall_s:.0f} s): {nr.table_csv}, {nr.figure}",
+        f"look at every run in the browser (live while one records): probe serve {out}",
     ]
     return "\n".join(lines)

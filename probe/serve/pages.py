@@ -1,0 +1,160 @@
+"""The pages of the live view as Dash layouts: the run list, one run, compare, error cards.
+
+Layouts only; what fills them is computed by the callbacks of `probe.serve.app` and
+`probe.serve.run_page`. Runs are addressed as ``/run/<name>`` with ``name`` URL-quoted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from dash import dcc, html
+
+__all__ = [
+    "TICK_MS",
+    "compare_page",
+    "error_card",
+    "run_href",
+    "run_page",
+    "runs_page",
+    "runs_table",
+    "shell",
+]
+
+#: How often an open page asks for new commits (a new snapshot shows within about 2 ticks).
+TICK_MS = 1000
+
+_CARD = {"border": "1px solid #c0392b", "background": "#fdecea", "padding": "8px 12px",
+         "margin": "8px 0", "borderRadius": "4px"}
+_CELL = {"padding": "4px 10px", "borderBottom": "1px solid #ddd", "textAlign": "left"}
+_STATE_COLOUR = {"recording": "#1e8449", "closed": "#555", "stopped without close": "#c0392b"}
+
+
+def run_href(name: str) -> str:
+    """Return the URL path of run ``name``."""
+    return "/run/" + quote(name, safe="")
+
+
+def shell(root: str) -> html.Div:
+    """Return the page frame: the URL, a navigation bar and the routed page."""
+    nav = html.Div(
+        [
+            html.B("probe serve", style={"marginRight": "16px"}),
+            dcc.Link("runs", href="/", style={"marginRight": "12px"}),
+            dcc.Link("compare", href="/compare"),
+            html.Span(root, style={"marginLeft": "16px", "color": "#777"}),
+        ],
+        style={"padding": "8px 0", "borderBottom": "1px solid #ddd"},
+    )
+    return html.Div(
+        [dcc.Location(id="url"), nav, html.Div(id="page")],
+        style={"fontFamily": "sans-serif", "margin": "0 16px"},
+    )
+
+
+def error_card(title: str, text: str) -> html.Div:
+    """Return a red card that says what could not be shown and why."""
+    return html.Div([html.B(title), html.Div(text)], className="error-card", style=_CARD)
+
+
+def runs_page(grid: dict[str, list[str]]) -> html.Div:
+    """Return the run list page with one multi-select filter per grid column."""
+    filters = [
+        html.Div(
+            [html.Label(col), dcc.Dropdown(values, multi=True, id={"filter": col})],
+            style={"width": "220px", "display": "inline-block", "marginRight": "12px"},
+        )
+        for col, values in grid.items()
+    ]
+    return html.Div(
+        [
+            html.H3("runs"),
+            html.Div(filters),
+            html.Div(id="runs-table"),
+            dcc.Interval(id="runs-tick", interval=2 * TICK_MS),
+        ]
+    )
+
+
+def runs_table(rows: list[dict[str, Any]], grid_cols: list[str]) -> html.Table:
+    """Return the run list: one row per run with its state, counts and loss sparkline."""
+    head = ["run", "model", "state", "snapshots", "last step", "loss", *grid_cols]
+    body = []
+    for r in rows:
+        if r.get("error"):
+            state: Any = error_card("cannot be read", r["error"])
+        else:
+            colour = _STATE_COLOUR.get(r["state"], "#555")
+            state = html.Span(r["state"], className="state", style={"color": colour})
+        spark = html.Img(src=r["spark"]) if r.get("spark") else ""
+        cells = [
+            dcc.Link(r["name"], href=run_href(r["name"]), className="run-link"),
+            r.get("model") or "",
+            state,
+            r.get("n_snapshots", ""),
+            r.get("last_step", ""),
+            spark,
+            *[r["grid"].get(c, "") for c in grid_cols],
+        ]
+        body.append(html.Tr([html.Td(c, style=_CELL) for c in cells], className="run-row"))
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h, style=_CELL) for h in head])), html.Tbody(body)],
+        style={"borderCollapse": "collapse"},
+    )
+
+
+def run_page(name: str) -> html.Div:
+    """Return the page of run ``name``; its callbacks fill it and keep it live."""
+    half = {"width": "49%", "display": "inline-block", "verticalAlign": "top"}
+    return html.Div(
+        [
+            dcc.Store(id="run-name", data=name),
+            dcc.Store(id="version"),
+            dcc.Interval(id="tick", interval=TICK_MS),
+            html.H3(name),
+            html.Div(id="run-info"),
+            dcc.Graph(id="curves"),
+            dcc.Graph(id="summaries"),
+            html.Div(
+                [html.Label("layer"), dcc.Dropdown(id="layer", clearable=False)],
+                style={"width": "320px"},
+            ),
+            html.Div(
+                [
+                    html.Label("step"),
+                    # the slider moves over snapshot positions; its marks show their steps
+                    dcc.Slider(id="step", min=0, max=0, step=1, value=0, allow_direct_input=False),
+                ],
+                id="step-box",
+            ),
+            html.Div(dcc.Graph(id="embedding"), style=half),
+            html.Div(dcc.Graph(id="cka-steps"), style=half),
+            html.Div(dcc.Graph(id="cka-layers"), style=half),
+            html.Div(
+                [
+                    html.H4("cluster geometry"),
+                    html.Button("compute at this step", id="geometry-go"),
+                    dcc.Loading(html.Div(id="geometry")),
+                ],
+                style=half,
+            ),
+            dcc.Graph(id="nfa"),
+            dcc.Graph(id="two-point"),
+        ]
+    )
+
+
+def compare_page(names: list[str], metrics: list[str]) -> html.Div:
+    """Return the compare page: choose runs and one metric or one layer's summary."""
+    return html.Div(
+        [
+            html.H3("compare runs"),
+            html.Label("runs"),
+            dcc.Dropdown(names, names[:4], multi=True, id="compare-runs"),
+            html.Label("metric, or a layer's summary (summary:layer)"),
+            dcc.Dropdown(metrics, metrics[0] if metrics else None, id="compare-metric"),
+            dcc.Graph(id="compare-graph"),
+            dcc.Interval(id="compare-tick", interval=2 * TICK_MS),
+        ]
+    )

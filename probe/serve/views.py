@@ -1,0 +1,211 @@
+"""Views of one run computed on demand and memoised in its `probe.serve.cache.RunCache`.
+
+Each function reuses an analysis of `probe.analysis` or `probe.theory` and keeps what it
+computed, so a redraw after a new snapshot computes only what the snapshot adds:
+
+* `embedding_frame`: PCA of a layer fitted once on a reference step (the last one when first
+  asked for) and applied to every step (`probe.analysis.embed.embed`, ``fit="reference"``), so
+  the axes are shared by all steps and motion is change.
+* `cka_steps`: a layer's linear CKA between snapshots (step x step), each pair computed once.
+* `cka_layers`: linear CKA between every pair of layers at one step.
+* `geometry_table`: `probe.analysis.clusters.geometry` of every layer at one step.
+* `nfa_table`: `probe.analysis.features.nfa_over_steps` of a layer with recorded AGOPs.
+* `two_point`: the two-point effective-theory fit (`probe.theory.effective_fit`), where the run
+  is a two-sample regression probe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from probe.analysis import clusters, embed, features, similarity
+from probe.errors import ProbeError
+from probe.serve.cache import RunCache
+from probe.store import Run
+from probe.theory import effective_fit
+
+__all__ = [
+    "MAX_HEATMAP_STEPS",
+    "MAX_POINTS",
+    "cka_layers",
+    "cka_steps",
+    "embedding_frame",
+    "geometry_table",
+    "heatmap_steps",
+    "nfa_layers",
+    "nfa_table",
+    "two_point",
+    "two_point_why",
+]
+
+#: Points drawn per embedding frame (an evenly spaced subset of the probe set).
+MAX_POINTS = 1000
+#: Snapshots in a step x step heatmap (every k-th, and the last).
+MAX_HEATMAP_STEPS = 40
+
+
+def _run(cache: RunCache) -> Run:
+    run = cache.run
+    assert run is not None  # callers draw an error card instead
+    return run
+
+
+def embedding_frame(cache: RunCache, layer: str, step: int) -> pd.DataFrame:
+    """Return the 2-D PCA coordinates of ``layer`` at ``step``: columns ``sample, label, x, y``.
+
+    The projection is fitted on the reference step chosen at the first call for this layer and
+    is reused for every later step, including steps committed later.
+    """
+    run = _run(cache)
+    ref_key = ("embed-ref", layer)
+    if ref_key not in cache.memo:
+        cache.memo[ref_key] = int(run.steps[-1])
+    ref = cache.memo[ref_key]
+    key = ("embed", layer, ref, int(step))
+    if key not in cache.memo:
+        steps = [ref] if step == ref else [ref, int(step)]
+        frames = np.stack([run.acts(layer, s) for s in steps])
+        n = frames.shape[1]
+        keep = np.arange(0, n, -(-n // MAX_POINTS))
+        y = run.targets
+        labels = y if y is not None and y.ndim == 1 else None
+        # covariance_eigh: an eigendecomposition of the (d, d) covariance, ~10x faster than a
+        # full SVD of the (n_samples, d) frame, and it is refitted for every new step.
+        table, _ = embed.embed(
+            frames, steps, labels=labels, reference=ref, layer=layer,
+            settings={"svd_solver": "covariance_eigh"},
+        )
+        table = table[table["step"] == int(step)].iloc[keep]
+        cache.memo[key] = table[["sample_id", "label", "x", "y"]].reset_index(drop=True)
+    return cache.memo[key]
+
+
+def heatmap_steps(steps: npt.NDArray[np.int64]) -> list[int]:
+    """Return at most `MAX_HEATMAP_STEPS` of ``steps``: every k-th, always with the last."""
+    stride = -(-len(steps) // MAX_HEATMAP_STEPS)
+    picked = [int(s) for s in steps[::stride]]
+    if len(steps) and picked[-1] != int(steps[-1]):
+        picked[-1] = int(steps[-1])
+    return picked
+
+
+def cka_steps(cache: RunCache, layer: str) -> tuple[list[int], npt.NDArray[np.float64]]:
+    """Return the heatmap steps and ``M[i, j] = linear_cka(acts at step i, acts at step j)``."""
+    run = _run(cache)
+    steps = heatmap_steps(run.steps)
+    pairs = cache.memo.setdefault(("cka-pairs", layer), {})
+    acts: dict[int, Any] = {}
+
+    def get(s: int) -> Any:
+        if s not in acts:
+            acts[s] = run.acts(layer, s)
+        return acts[s]
+
+    M = np.eye(len(steps))
+    for i, a in enumerate(steps):
+        for j in range(i):
+            b = steps[j]
+            if (b, a) not in pairs:
+                pairs[(b, a)] = _cka_or_nan(get(b), get(a))
+            M[i, j] = M[j, i] = pairs[(b, a)]
+    return steps, M
+
+
+def _cka_or_nan(X: Any, Y: Any) -> float:
+    try:
+        return similarity.linear_cka(X, Y)
+    except ProbeError:  # constant activations (a dead layer): CKA undefined
+        return float("nan")
+
+
+def cka_layers(cache: RunCache, layers: list[str], step: int) -> npt.NDArray[np.float64]:
+    """Return the linear CKA between every pair of ``layers`` at ``step``."""
+    key = ("cka-layers", tuple(layers), int(step))
+    if key not in cache.memo:
+        run = _run(cache)
+        acts = [run.acts(name, step) for name in layers]
+        # Pairwise linear_cka (its feature-space form, O(n d²)) rather than cka_matrix's n x n
+        # Gram matrices, which cost O(n² d) per layer on a 2,000-sample probe set.
+        M = np.eye(len(layers))
+        for i in range(len(layers)):
+            for j in range(i):
+                M[i, j] = M[j, i] = _cka_or_nan(acts[i], acts[j])
+        cache.memo[key] = M
+    return cache.memo[key]
+
+
+def geometry_table(cache: RunCache, layers: list[str], step: int) -> pd.DataFrame:
+    """Return `probe.analysis.clusters.geometry` per layer at ``step`` (one column per layer).
+
+    Seconds per layer (silhouette, kNN and linear-probe accuracies), so the page computes it on
+    request; the run's lock is held only while reading, so live updates go on meanwhile.
+    """
+    key = ("geometry", tuple(layers), int(step))
+    if key not in cache.memo:
+        with cache.lock:
+            run = _run(cache)
+            y = run.targets
+            if y is not None and (y.ndim != 1 or y.dtype.kind not in "biu"):
+                y = None
+            acts = {name: run.acts(name, step) for name in layers} if y is not None else {}
+        columns: dict[str, dict[str, Any]] = {}
+        for name in layers:
+            if y is None:
+                columns[name] = {"note": "needs integer class labels as probe targets"}
+                continue
+            try:
+                columns[name] = clusters.geometry(acts[name], y, sample_size=1000, cv=3)
+            except ProbeError as err:
+                columns[name] = {"note": str(err)}
+        cache.memo[key] = pd.DataFrame(columns)
+    return cache.memo[key]
+
+
+def nfa_layers(cache: RunCache) -> list[str]:
+    """Return the layers for which the run recorded weights and AGOPs."""
+    run = _run(cache)
+    return [name for name in run.layers if {"agop", "weight"} <= set(run.keys(name))]
+
+
+def nfa_table(cache: RunCache, layer: str) -> pd.DataFrame:
+    """Return `probe.analysis.features.nfa_over_steps` of ``layer`` (recomputed per new commit)."""
+    run = _run(cache)
+    key = ("nfa", layer, run.n_snapshots)
+    if key not in cache.memo:
+        cache.memo[key] = features.nfa_over_steps(run, layer)
+    return cache.memo[key]
+
+
+def two_point_why(run: Run) -> str:
+    """Return why the two-point fit does not apply to ``run``, or "" when it does."""
+    y = run.targets
+    if run.sample_ids.shape[0] != 2 or y is None or y.dtype.kind != "f":
+        return "applies to a regression probe of exactly 2 samples"
+    if run.probe_inputs is None:
+        return "needs the probe inputs, which the run did not store"
+    if run.n_snapshots < 3:
+        return f"needs at least 3 snapshots; the run has {run.n_snapshots}"
+    return ""
+
+
+def two_point(cache: RunCache, layer: str) -> tuple[Any, Any]:
+    """Return the measured traces and the fit (`TwoPointFit`, or the error text) of ``layer``."""
+    run = _run(cache)
+    key = ("two-point", layer, run.n_snapshots)
+    if key not in cache.memo:
+        inputs, targets = run.probe_inputs, run.targets
+        assert inputs is not None  # checked by two_point_why
+        assert targets is not None
+        tr = effective_fit.two_point_traces(
+            run.acts(layer), run.outputs(), inputs, targets, run.steps
+        )
+        try:
+            fit: Any = effective_fit.fit_two_point(tr)
+        except ProbeError as err:
+            fit = f"not fitted: {err}"
+        cache.memo[key] = (tr, fit)
+    return cache.memo[key]

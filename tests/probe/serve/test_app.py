@@ -1,0 +1,165 @@
+"""The served app over HTTP (Flask's test client): routes, traversal, error cards, no writes."""
+
+import json
+import os
+
+import pytest
+
+from probe.errors import RunNotFoundError
+from probe.serve import build_app
+from probe.serve.client import callback
+
+
+def _call(client, output, inputs, state=()):
+    return callback(client, output, inputs, state)
+
+
+def _page(client, path):
+    return json.dumps(_call(client, ["page.children"], [(("url", "pathname"), path)]))
+
+
+@pytest.fixture
+def client(sweep):
+    return build_app(sweep).server.test_client()
+
+
+def test_the_routes_render_the_run_list_a_run_and_compare(client):
+    assert client.get("/").status_code == 200
+    assert "runs-table" in _page(client, "/")
+    assert "run-name" in _page(client, "/run/runs%2Flr%3D0.1%2Frun.zarr")
+    assert "compare-runs" in _page(client, "/compare")
+    assert "no such page" in _page(client, "/nowhere")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/run/..%2F..%2F..%2Fetc%2Fpasswd", "/run/%2Fetc%2Fpasswd", "/run/runs%2F..%2F..", "/run/"],
+)
+def test_run_urls_outside_the_folder_get_an_error_card(client, path):
+    page = _page(client, path)
+    assert "error-card" in page and "no run" in page and "root:" not in page
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/_dash-component-suites/dash/../../../../../../etc/passwd",
+        "/_dash-component-suites/dash/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/assets/../../../../etc/passwd",
+        "/assets/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    ],
+)
+def test_static_routes_do_not_serve_files_outside_the_package(client, url):
+    r = client.get(url)
+    assert b"root:" not in r.data
+
+
+def test_run_callbacks_refuse_names_outside_the_folder(client):
+    out = _call(
+        client,
+        ["version.data"],
+        [(("tick", "n_intervals"), 1)],
+        [(("run-name", "data"), "../../etc"), (("version", "data"), None)],
+    )
+    assert out is None  # no update: the route shows the error card
+
+
+def _runs_table(client, filters=None):
+    """POST the run list's callback with ``filters`` ({column: [values]}); return its text."""
+    filters = filters or {}
+    body = {
+        "output": "runs-table.children",
+        "outputs": {"id": "runs-table", "property": "children"},
+        "inputs": [
+            {"id": "runs-tick", "property": "n_intervals", "value": 1},
+            [{"id": {"filter": c}, "property": "value", "value": v} for c, v in filters.items()],
+        ],
+        "state": [[{"id": {"filter": c}, "property": "id", "value": {"filter": c}}
+                   for c in filters]],
+        "changedPropIds": ["runs-tick.n_intervals"],
+    }
+    r = client.post("/_dash-update-component", json=body)
+    assert r.status_code == 200, r.data[:500]
+    return r.data.decode()
+
+
+def test_the_run_list_shows_every_run_and_filters_by_grid_column(client):
+    every = _runs_table(client)
+    assert "lr=0.1" in every and "lr=0.2" in every and "closed" in every
+    assert every.count("base64,PHN2Zy") == 2  # the loss sparklines: "<svg" in base64
+    only = _runs_table(client, {"lr": ["0.2"]})
+    assert "lr=0.2" in only and "lr=0.1/run.zarr" not in only
+
+
+def test_a_malformed_run_shows_an_error_card_and_the_others_are_still_served(tmp_path, record):
+    record(tmp_path / "good.zarr", 2)
+    record(tmp_path / "bad.zarr", 2)
+    meta = tmp_path / "bad.zarr" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["n_committed"] = "three"
+    meta.write_text(json.dumps(doc))
+    client = build_app(tmp_path).server.test_client()
+    table = _runs_table(client)
+    assert "error-card" in table and "cannot be read" in table and "good.zarr" in table
+    version = _call(
+        client, ["version.data"], [(("tick", "n_intervals"), 1)],
+        [(("run-name", "data"), "bad.zarr"), (("version", "data"), None)],
+    )
+    assert "n_committed" in json.dumps(version)
+    info = _call(
+        client,
+        ["run-info.children", "curves.figure", "summaries.figure", "layer.options", "layer.value",
+         "step.max", "step.marks", "step.value"],
+        [(("version", "data"), version["version"]["data"])],
+        [(("run-name", "data"), "bad.zarr"), (("layer", "value"), None), (("step", "value"), None),
+         (("step", "max"), None)],
+    )
+    assert "this run cannot be read" in json.dumps(info)
+    good = _call(
+        client, ["version.data"], [(("tick", "n_intervals"), 1)],
+        [(("run-name", "data"), "good.zarr"), (("version", "data"), None)],
+    )
+    assert good["version"]["data"][:3] == [3, 2, 3]
+
+
+def test_build_app_needs_a_folder(tmp_path):
+    with pytest.raises(RunNotFoundError, match="is not a folder"):
+        build_app(tmp_path / "missing")
+
+
+def test_a_callback_that_fails_raises_with_the_servers_answer(client):
+    with pytest.raises(RuntimeError, match=r"callback \['nope.children'\] answered HTTP 500"):
+        callback(client, ["nope.children"], [(("url", "pathname"), "/")])
+
+
+@pytest.mark.parametrize(("metric", "n_points"), [("loss", [4, 6]), ("effective_rank:2", [5, 7])])
+def test_compare_draws_one_line_per_run_of_a_metric_or_a_layers_summary(client, metric, n_points):
+    page = _page(client, "/compare")
+    assert "effective_rank:2" in page and "loss" in page
+    names = ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr", "../outside"]
+    out = _call(
+        client,
+        ["compare-graph.figure"],
+        [(("compare-runs", "value"), names), (("compare-metric", "value"), metric),
+         (("compare-tick", "n_intervals"), 1)],
+    )
+    data = out["compare-graph"]["figure"]["data"]
+    assert [t["name"] for t in data] == names[:2]
+    assert [len(t["y"]) for t in data] == n_points
+
+
+def test_the_server_runs_blas_on_one_thread(sweep, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from probe.serve.app import limit_blas_threads
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    before = threadpool_info()
+    try:
+        limit_blas_threads()
+        assert {p["num_threads"] for p in threadpool_info()} == {1}
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    finally:
+        for pool in before:
+            threadpool_limits(limits=pool["num_threads"], user_api=pool["user_api"])

@@ -1,0 +1,132 @@
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probe.analysis.summaries import summaries
+from probe.serve.cache import RunCache
+from probe.serve.catalog import RunEntry
+
+
+def _entry(path):
+    return RunEntry(path.name, path)
+
+
+def _tree_digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_summaries_match_probe_analysis_summaries(sweep):
+    path = sweep / "runs" / "lr=0.2" / "run.zarr"
+    cache = RunCache(_entry(path))
+    cache.update(budget_s=60)
+    got = cache.summaries().rename(columns={"class_separation": "centroid_separation"})
+    want = summaries(path)
+    cols = ["layer", "step", "cka_prev", "effective_rank", "centroid_separation"]
+    got = got[cols].sort_values(["layer", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want[cols], check_dtype=False)
+    assert cache.state == "closed" and cache.n_done == 7 and cache.error is None
+
+
+def test_only_new_snapshots_are_summarised_as_a_recorder_appends(tmp_path, record, monkeypatch):
+    path = tmp_path / "r.zarr"
+    rec = record(path, 3, close=False)
+    rec.flush()
+    try:
+        cache = RunCache(_entry(path))
+        cache.update(budget_s=60)
+        n_first = cache.n_done
+        assert cache.state == "recording" and n_first >= 1
+        seen = []
+        original = cache._summarise
+        monkeypatch.setattr(cache, "_summarise", lambda run, i: (seen.append(i), original(run, i)))
+        rec.snapshot()
+        rec.flush()
+    finally:
+        rec.close()
+    cache.update(budget_s=60)
+    assert seen == list(range(n_first, cache.run.n_snapshots))
+    assert cache.state == "closed"
+    assert len(cache.summaries()) == 2 * cache.run.n_snapshots
+
+
+def test_a_budget_of_zero_summarises_one_snapshot_per_update(sweep):
+    cache = RunCache(_entry(sweep / "runs" / "lr=0.2" / "run.zarr"))
+    cache.update(budget_s=0.0)
+    assert cache.n_done == 1 and len(cache.summaries()) == 2
+    cache.update(budget_s=0.0)
+    assert cache.n_done == 2
+
+
+def test_reading_never_writes_to_the_store(sweep):
+    path = sweep / "runs" / "lr=0.1" / "run.zarr"
+    before = _tree_digest(path)
+    cache = RunCache(_entry(path))
+    cache.update(budget_s=60)
+    cache.metrics()
+    assert _tree_digest(path) == before
+
+
+def test_a_malformed_store_becomes_an_error_and_recovers_when_fixed(tmp_path, record):
+    path = tmp_path / "r.zarr"
+    record(path, 2)
+    meta = path / "zarr.json"
+    good = meta.read_text()
+    meta.write_text(good[: len(good) // 2])  # a partly written root: not JSON
+    cache = RunCache(_entry(path))
+    assert cache.update() is None and cache.run is None
+    assert cache.error.startswith("CorruptRunError") or "Error" in cache.error
+    assert cache.version()[-1] == cache.error
+    meta.write_text(good)
+    assert cache.update() is not None and cache.error is None
+
+
+def test_a_damaged_chunk_is_reported_and_the_run_still_shown(tmp_path, record):
+    path = tmp_path / "r.zarr"
+    record(path, 3)
+    chunk = sorted((path / "layers" / "2" / "acts").glob("c.*"))[-1]
+    chunk.write_bytes(b"\0" * 7)
+    cache = RunCache(_entry(path))
+    cache.update(budget_s=60)
+    assert "CorruptRunError" in cache.error and "layers/2/acts" in cache.error
+    assert cache.run is not None and cache.n_done < cache.run.n_snapshots
+
+
+def test_a_multi_process_run_is_summarised_over_the_merged_probe_set(tmp_path, record):
+    path = tmp_path / "ddp.zarr"
+    for rank in (0, 1):
+        record(path, 2, rank=rank, world_size=2)
+    cache = RunCache(_entry(path))
+    cache.update(budget_s=60)
+    assert cache.state == "closed" and cache.run.world_size == 2
+    assert cache.n_done == cache.run.n_snapshots == 3
+    assert np.isfinite(cache.summaries()["effective_rank"]).all()
+
+
+def test_a_process_writer_is_read_while_it_records(tmp_path, record):
+    path = tmp_path / "p.zarr"
+    rec = record(path, 2, close=False, writer="process")
+    try:
+        cache = RunCache(_entry(path))
+        cache.update(budget_s=60)
+        assert cache.state == "recording"
+    finally:
+        rec.close()
+    cache.update(budget_s=60)
+    assert cache.state == "closed" and cache.n_done == 3
+    assert json.loads((path / "zarr.json").read_text())["attributes"]["closed_utc"]
+
+
+@pytest.mark.parametrize("budget", [0.0])
+def test_version_changes_only_with_new_work(sweep, budget):
+    cache = RunCache(_entry(sweep / "runs" / "lr=0.1" / "run.zarr"))
+    cache.update(budget_s=60)
+    v = cache.version()
+    cache.update(budget_s=budget)
+    assert cache.version() == v

@@ -1,0 +1,54 @@
+import os
+
+import pytest
+
+from probe.errors import RunNotFoundError
+from probe.serve.catalog import Catalog, grid_columns
+
+
+def test_finds_the_runs_of_a_sweep_by_relative_name_with_their_grid(sweep):
+    cat = Catalog(sweep)
+    names = [e.name for e in cat.runs()]
+    assert names == ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr"]
+    assert grid_columns(cat.runs()) == {
+        "lr": {"runs/lr=0.1/run.zarr": "0.1", "runs/lr=0.2/run.zarr": "0.2"}
+    }
+    assert cat.resolve("runs/lr=0.2/run.zarr").path == sweep / "runs" / "lr=0.2" / "run.zarr"
+
+
+def test_a_run_store_itself_is_served_as_one_run_named_dot(sweep):
+    cat = Catalog(sweep / "runs" / "lr=0.1" / "run.zarr")
+    assert [e.name for e in cat.runs()] == ["."]
+    assert grid_columns(cat.runs()) == {}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../lr=0.2/run.zarr", "runs/../runs/lr=0.1/run.zarr", "/etc/passwd", "..", "runs/lr=0.1"],
+)
+def test_names_outside_the_catalog_are_refused(sweep, name):
+    with pytest.raises(RunNotFoundError, match="no run .* under .*the run list at / shows"):
+        Catalog(sweep).resolve(name)
+
+
+def test_a_symlink_leaving_the_served_folder_is_not_followed(tmp_path, sweep):
+    root = tmp_path / "served"
+    root.mkdir()
+    os.symlink(sweep / "runs", root / "elsewhere")
+    assert Catalog(root).runs() == []
+    with pytest.raises(RunNotFoundError, match="no run 'elsewhere/lr=0.1/run.zarr'"):
+        Catalog(root).resolve("elsewhere/lr=0.1/run.zarr")
+
+
+def test_a_file_is_not_a_folder_of_runs(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(RunNotFoundError, match="needs a run store or a folder of them"):
+        Catalog(tmp_path / "f.txt")
+
+
+def test_a_folder_that_is_not_a_run_is_skipped_and_runs_deeper_than_the_limit_too(tmp_path, record):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "zarr.json").write_text('{"attributes": {"schema": "other"}}')
+    record(tmp_path / "a" / "b" / "c" / "d" / "run.zarr", 1)  # depth 5 > MAX_DEPTH
+    record(tmp_path / "x" / "run.zarr", 1)
+    assert [e.name for e in Catalog(tmp_path).runs()] == ["x/run.zarr"]

@@ -1,0 +1,58 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from probe.cli.app import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 8050)" in out and "(default: 127.0.0.1)" in out
+
+
+@pytest.mark.parametrize("port", ["-1", "70000"])
+def test_a_bad_port_is_a_one_line_error(port, tmp_path, capsys):
+    assert main(["serve", str(tmp_path), "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("probe serve: error: --port must be an int") and err.count("\n") == 1
+
+
+def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    assert "needs a run store or a folder of them" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_prints_its_loopback_address_and_answers_there(sweep):
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probe", "serve", str(sweep), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"probe serve: {sweep} at http://127.0.0.1:")
+        url = line.split(" at ")[1].split()[0]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    assert r.status == 200 and b"probe serve" in r.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
