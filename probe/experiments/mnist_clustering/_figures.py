@@ -69,7 +69,7 @@ def plot_clustering(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 5)
     k, n = len(summary["averaged_nets"]), summary["config"]["n_nets"]
-    which = f"mean of {k} of {n} nets ({summary['n_diverged']} diverged"
+    which = f"mean of {k} of {n} nets\n({summary['n_diverged']} diverged"
     which += ", included)" if summary["config"]["include_diverged"] else ", excluded)"
     final = summary["final"]["raw"]
     titles = {
