@@ -85,7 +85,14 @@ def embedding_frame(cache: RunCache, layer: str, step: int) -> pd.DataFrame:
 
 
 def heatmap_steps(steps: npt.NDArray[np.int64]) -> list[int]:
-    """Return at most `MAX_HEATMAP_STEPS` of ``steps``: every k-th, always with the last."""
+    """Return at most `MAX_HEATMAP_STEPS` of ``steps``: every k-th, always with the last.
+
+    Examples
+    --------
+    >>> picked = heatmap_steps(np.arange(0, 1000, 10))
+    >>> len(picked), picked[:3], picked[-1]
+    (34, [0, 30, 60], 990)
+    """
     stride = -(-len(steps) // MAX_HEATMAP_STEPS)
     picked = [int(s) for s in steps[::stride]]
     if len(steps) and picked[-1] != int(steps[-1]):
