@@ -82,7 +82,7 @@ def test_a_malformed_store_becomes_an_error_and_recovers_when_fixed(tmp_path, re
     cache = RunCache(_entry(path))
     assert cache.update() is None and cache.run is None
     assert cache.error.startswith("CorruptRunError") or "Error" in cache.error
-    assert cache.version()[-1] == cache.error
+    assert cache.version()[-2] == cache.error
     meta.write_text(good)
     assert cache.update() is not None and cache.error is None
 
