@@ -80,6 +80,7 @@ def test_a_run_page_shows_layers_last_step_and_the_slider_moves_the_embedding(
     browser.get(url)
     assert wait_for(lambda: text(browser, "last-step") == "6")
     assert text(browser, "run-layers") == "0, 2"
+    browser.find_element("id", "tab-geometry").click()
     title, xs = wait_for(lambda: embedding_xs(browser))
     assert title == "2 at step 6"
     from selenium.webdriver.common.keys import Keys
