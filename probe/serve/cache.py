@@ -72,6 +72,8 @@ class RunCache:
         self._prev: dict[str, npt.NDArray[Any]] = {}
         self._metrics: tuple[int, pd.DataFrame] | None = None
         self.memo: dict[tuple[Any, ...], Any] = {}  # views computed on demand (probe.serve.views)
+        self.pending: set[tuple[str, ...]] = set()  # views that computed part of their work
+        self.n_updates = 0
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> Run | None:
@@ -91,10 +93,12 @@ class RunCache:
         """Refresh, then summarise new snapshots for about ``budget_s`` seconds (at least one)."""
         with self.lock:
             run = self.refresh()
+            self.n_updates += 1
             if run is None:
                 return None
             if run.n_snapshots < self.n_done:  # rewritten from scratch (overwrite=True)
                 self.rows, self.n_done, self._prev, self.memo = [], 0, {}, {}
+                self.pending = set()
             start = time.perf_counter()
             try:
                 # At least one snapshot per call, so any budget makes progress.
@@ -153,10 +157,15 @@ class RunCache:
             return self._metrics[1]
 
     def version(self) -> list[Any]:
-        """Return what changes when the view must redraw: counts, state and error."""
+        """Return what changes when the view must redraw: counts, state, error, pending work.
+
+        While a view has work left (`pending`), every update gives a new version, so the page
+        redraws and the view continues.
+        """
         run = self.run
         counts = [0, 0] if run is None else [run.n_snapshots, run.n_metric_records]
-        return [*counts, self.n_done, self.state, self.error]
+        busy = self.n_updates if self.pending else 0
+        return [*counts, self.n_done, self.state, self.error, busy]
 
 
 def _per_sample(run: Run, layer: str) -> bool:

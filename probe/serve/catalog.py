@@ -133,6 +133,13 @@ def grid_columns(entries: list[RunEntry]) -> dict[str, dict[str, str]]:
     """Return the settings that differ between runs: ``{column: {run name: value text}}``.
 
     A sweep's runs share every setting but its grid's, so these are the grid's columns.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> runs = [RunEntry(f"r{i}", Path("."), {"lr": v, "width": 8}) for i, v in enumerate([0.1, 1])]
+    >>> grid_columns(runs)
+    {'lr': {'r0': '0.1', 'r1': '1'}}
     """
     flat = {e.name: _flat(e.config) for e in entries}
     keys = sorted({k for f in flat.values() for k in f})

@@ -189,7 +189,13 @@ def lines_figure(series: dict[str, tuple[Any, Any]], title: str, ylabel: str) ->
 
 
 def sparkline(values: Sequence[float], width: int = 120, height: int = 24) -> str:
-    """Return an SVG data URI of a line through ``values`` (empty when fewer than 2 finite)."""
+    """Return an SVG data URI of a line through ``values`` (empty when fewer than 2 finite).
+
+    Examples
+    --------
+    >>> sparkline([3.0, 2.0, 1.0])[:26], sparkline([1.0])
+    ('data:image/svg+xml;base64,', '')
+    """
     v = np.asarray([x for x in values if math.isfinite(x)], float)
     if v.size < 2:
         return ""

@@ -106,7 +106,6 @@ def runs_table(rows: list[dict[str, Any]], grid_cols: list[str]) -> html.Table:
 
 def run_page(name: str) -> html.Div:
     """Return the page of run ``name``; its callbacks fill it and keep it live."""
-    half = {"width": "49%", "display": "inline-block", "verticalAlign": "top"}
     return html.Div(
         [
             dcc.Store(id="run-name", data=name),
@@ -114,35 +113,54 @@ def run_page(name: str) -> html.Div:
             dcc.Interval(id="tick", interval=TICK_MS),
             html.H3(name),
             html.Div(id="run-info"),
-            dcc.Graph(id="curves"),
-            dcc.Graph(id="summaries"),
-            html.Div(
-                [html.Label("layer"), dcc.Dropdown(id="layer", clearable=False)],
-                style={"width": "320px"},
-            ),
-            html.Div(
+            # Tabs mount only the chosen tab's graphs: a browser draws 2-4 graphs when the page
+            # opens instead of 8 (the first drawing, not the server, delayed the first updates).
+            dcc.Tabs(
                 [
-                    html.Label("step"),
-                    # the slider moves over snapshot positions; its marks show their steps
-                    dcc.Slider(id="step", min=0, max=0, step=1, value=0, allow_direct_input=False),
+                    dcc.Tab(
+                        [dcc.Graph(id="curves"), dcc.Graph(id="summaries")],
+                        label="learning", value="learning",
+                    ),
+                    dcc.Tab(_geometry_tab(), label="geometry", value="geometry", id="tab-geometry"),
+                    dcc.Tab(
+                        [dcc.Graph(id="nfa"), dcc.Graph(id="two-point")],
+                        label="NFM vs AGOP, two-point fit", value="theory",
+                    ),
                 ],
-                id="step-box",
+                value="learning",
             ),
-            html.Div(dcc.Graph(id="embedding"), style=half),
-            html.Div(dcc.Graph(id="cka-steps"), style=half),
-            html.Div(dcc.Graph(id="cka-layers"), style=half),
-            html.Div(
-                [
-                    html.H4("cluster geometry"),
-                    html.Button("compute at this step", id="geometry-go"),
-                    dcc.Loading(html.Div(id="geometry")),
-                ],
-                style=half,
-            ),
-            dcc.Graph(id="nfa"),
-            dcc.Graph(id="two-point"),
         ]
     )
+
+
+def _geometry_tab() -> list[Any]:
+    """Return the layer picker, step slider, embedding, CKA heatmaps and geometry table."""
+    half = {"width": "49%", "display": "inline-block", "verticalAlign": "top"}
+    return [
+        html.Div(
+            [html.Label("layer"), dcc.Dropdown(id="layer", clearable=False)],
+            style={"width": "320px"},
+        ),
+        html.Div(
+            [
+                html.Label("step"),
+                # the slider moves over snapshot positions; its marks show their steps
+                dcc.Slider(id="step", min=0, max=0, step=1, value=0, allow_direct_input=False),
+            ],
+            id="step-box",
+        ),
+        html.Div(dcc.Graph(id="embedding"), style=half),
+        html.Div(dcc.Graph(id="cka-steps"), style=half),
+        html.Div(dcc.Graph(id="cka-layers"), style=half),
+        html.Div(
+            [
+                html.H4("cluster geometry"),
+                html.Button("compute at this step", id="geometry-go"),
+                dcc.Loading(html.Div(id="geometry")),
+            ],
+            style=half,
+        ),
+    ]
 
 
 def compare_page(names: list[str], metrics: list[str]) -> html.Div:

@@ -21,7 +21,7 @@ from probe.serve.registry import Registry
 __all__ = ["register"]
 
 #: Seconds of summary computation per poll: a long run's page appears at once and fills in.
-BUDGET_S = 0.8
+BUDGET_S = 0.5
 
 
 def _info(cache: RunCache) -> Any:

@@ -16,6 +16,7 @@ computed, so a redraw after a new snapshot computes only what the snapshot adds:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from probe.store import Run
 from probe.theory import effective_fit
 
 __all__ = [
+    "HEATMAP_BUDGET_S",
     "MAX_HEATMAP_STEPS",
     "MAX_POINTS",
     "cka_layers",
@@ -46,6 +48,8 @@ __all__ = [
 MAX_POINTS = 1000
 #: Snapshots in a step x step heatmap (every k-th, and the last).
 MAX_HEATMAP_STEPS = 40
+#: Seconds of CKA pairs per heatmap redraw; the rest follow at the next polls.
+HEATMAP_BUDGET_S = 0.5
 
 
 def _run(cache: RunCache) -> Run:
@@ -85,16 +89,36 @@ def embedding_frame(cache: RunCache, layer: str, step: int) -> pd.DataFrame:
 
 
 def heatmap_steps(steps: npt.NDArray[np.int64]) -> list[int]:
-    """Return at most `MAX_HEATMAP_STEPS` of ``steps``: every k-th, always with the last."""
-    stride = -(-len(steps) // MAX_HEATMAP_STEPS)
+    """Return at most `MAX_HEATMAP_STEPS` of ``steps``: every k-th, the last pick being the last.
+
+    ``k`` is a power of two, so as snapshots arrive the picked steps stay the same until ``k``
+    doubles, and then the new picks are a subset of the old: their CKA pairs are computed
+    already and only the newest step's row is new.
+
+    Examples
+    --------
+    >>> picked = heatmap_steps(np.arange(0, 1000, 10))
+    >>> len(picked), picked[:3], picked[-1]
+    (25, [0, 40, 80], 990)
+    """
+    stride = 1
+    while len(steps) > stride * MAX_HEATMAP_STEPS:
+        stride *= 2
     picked = [int(s) for s in steps[::stride]]
     if len(steps) and picked[-1] != int(steps[-1]):
         picked[-1] = int(steps[-1])
     return picked
 
 
-def cka_steps(cache: RunCache, layer: str) -> tuple[list[int], npt.NDArray[np.float64]]:
-    """Return the heatmap steps and ``M[i, j] = linear_cka(acts at step i, acts at step j)``."""
+def cka_steps(
+    cache: RunCache, layer: str, budget_s: float = HEATMAP_BUDGET_S
+) -> tuple[list[int], npt.NDArray[np.float64]]:
+    """Return the heatmap steps and ``M[i, j] = linear_cka(acts at step i, acts at step j)``.
+
+    Pairs not computed yet are NaN: each call computes new pairs for about ``budget_s``
+    seconds, the newest step's first, and marks the heatmap pending in ``cache.pending`` until
+    it is complete, so the page's next poll redraws it (a long run's first view stays fast).
+    """
     run = _run(cache)
     steps = heatmap_steps(run.steps)
     pairs = cache.memo.setdefault(("cka-pairs", layer), {})
@@ -105,13 +129,20 @@ def cka_steps(cache: RunCache, layer: str) -> tuple[list[int], npt.NDArray[np.fl
             acts[s] = run.acts(layer, s)
         return acts[s]
 
+    start, computed, complete = time.perf_counter(), 0, True
     M = np.eye(len(steps))
-    for i, a in enumerate(steps):
+    for i in reversed(range(len(steps))):
         for j in range(i):
-            b = steps[j]
+            a, b = steps[i], steps[j]
             if (b, a) not in pairs:
+                if computed and time.perf_counter() - start > budget_s:
+                    complete = False
+                    M[i, j] = M[j, i] = np.nan
+                    continue
                 pairs[(b, a)] = _cka_or_nan(get(b), get(a))
+                computed += 1
             M[i, j] = M[j, i] = pairs[(b, a)]
+    (cache.pending.discard if complete else cache.pending.add)(("cka-steps", layer))
     return steps, M
 
 

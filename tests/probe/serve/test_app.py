@@ -163,3 +163,30 @@ def test_the_server_runs_blas_on_one_thread(sweep, monkeypatch):
     finally:
         for pool in before:
             threadpool_limits(limits=pool["num_threads"], user_api=pool["user_api"])
+
+
+def test_serving_every_view_leaves_the_store_unchanged_and_uses_no_pickle(sweep, client):
+    import hashlib
+    from pathlib import Path
+
+    def digest():
+        h = hashlib.sha256()
+        for p in sorted(sweep.rglob("*")):
+            if p.is_file():
+                h.update(str(p).encode() + p.read_bytes() + str(p.stat().st_mtime_ns).encode())
+        return h.hexdigest()
+
+    before = digest()
+    name = [(("run-name", "data"), "runs/lr=0.1/run.zarr")]
+    version = _call(client, ["version.data"], [(("tick", "n_intervals"), 1)],
+                    name + [(("version", "data"), None)])["version"]["data"]
+    v, step, layer = (("version", "data"), version), ("step", "value"), ("layer", "value")
+    _call(client, ["embedding.figure"], [(step, 2), (layer, "2")], name)
+    _call(client, ["cka-steps.figure"], [v, (layer, "2")], name)
+    _call(client, ["cka-layers.figure"], [(step, 2), v], name)
+    _call(client, ["geometry.children"], [(("geometry-go", "n_clicks"), 1)], [(step, 2)] + name)
+    _call(client, ["nfa.figure", "two-point.figure"], [v], name)
+    _runs_table(client)
+    assert digest() == before
+    sources = Path(__file__).resolve().parents[3] / "probe" / "serve"
+    assert not any("pickle" in p.read_text() for p in sources.glob("*.py"))

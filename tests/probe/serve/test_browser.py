@@ -80,6 +80,7 @@ def test_a_run_page_shows_layers_last_step_and_the_slider_moves_the_embedding(
     browser.get(url)
     assert wait_for(lambda: text(browser, "last-step") == "6")
     assert text(browser, "run-layers") == "0, 2"
+    browser.find_element("id", "tab-geometry").click()
     title, xs = wait_for(lambda: embedding_xs(browser))
     assert title == "2 at step 6"
     from selenium.webdriver.common.keys import Keys
@@ -110,14 +111,16 @@ def test_a_recorder_in_another_process_shows_live_and_then_stopped(tmp_path, ser
     threading.Thread(target=read, daemon=True).start()
     try:
         wait_for(lambda: 1 in commits, timeout=120)
+        opened = time.time()
         browser.get(serve(tmp_path).url + "/run/live.zarr")
         first = int(wait_for(lambda: (t := text(browser, "last-step")) and t.isdigit() and t))
+        print(f"\npage open -> first step shown: {time.time() - opened:.2f} s")
         latency = {}
         for k in range(first + 1, 9):  # the commits made while the page is open
             wait_for(lambda k=k: k in commits, timeout=60)
             seen = wait_for(lambda k=k: int(text(browser, "last-step")) >= k and time.time())
             latency[k] = round(seen - commits[k], 2)
-        print(f"\nlive update latency (commit -> page shows the step), s: {latency}")
+        print(f"live update latency (commit -> page shows the step), s: {latency}")
         assert latency  # at least one commit was watched arriving
         assert "state: recording" in text(browser, "run-state")
     finally:

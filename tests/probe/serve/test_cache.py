@@ -82,7 +82,7 @@ def test_a_malformed_store_becomes_an_error_and_recovers_when_fixed(tmp_path, re
     cache = RunCache(_entry(path))
     assert cache.update() is None and cache.run is None
     assert cache.error.startswith("CorruptRunError") or "Error" in cache.error
-    assert cache.version()[-1] == cache.error
+    assert cache.version()[-2] == cache.error
     meta.write_text(good)
     assert cache.update() is not None and cache.error is None
 
@@ -130,3 +130,31 @@ def test_version_changes_only_with_new_work(sweep, budget):
     v = cache.version()
     cache.update(budget_s=budget)
     assert cache.version() == v
+
+
+def test_ranks_appending_are_seen_as_they_commit(tmp_path, record):
+    path = tmp_path / "ddp.zarr"
+    rank0 = record(path, 2, close=False, rank=0, world_size=2)
+    rank1 = record(path, 2, close=False, rank=1, world_size=2)
+    try:
+        for rec in (rank0, rank1):
+            rec.flush()
+        cache = RunCache(_entry(path))
+        cache.update(budget_s=60)
+        n0 = cache.run.n_snapshots
+        assert cache.state == "recording" and n0 == cache.n_done >= 2
+        rank0.step(loss=0.0)
+        rank0.flush()
+        cache.update(budget_s=60)
+        assert cache.run.n_snapshots == n0  # only snapshots committed on every rank are shown
+        rank1.step(loss=0.0)
+        rank1.flush()
+        cache.update(budget_s=60)
+        assert cache.run.n_snapshots == cache.n_done == n0 + 1
+    finally:
+        rank1.close()
+        cache.update(budget_s=60)
+        assert cache.state == "recording"  # rank 0 still writes
+        rank0.close()
+    cache.update(budget_s=60)
+    assert cache.state == "closed" and cache.n_done == cache.run.n_snapshots >= n0 + 1

@@ -56,3 +56,14 @@ def test_serve_prints_its_loopback_address_and_answers_there(sweep):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_the_port_check_raises_a_config_error(tmp_path):
+    import argparse
+
+    from probe.cli.serve import _cmd_serve
+    from probe.errors import ConfigError
+
+    args = argparse.Namespace(path=str(tmp_path), port=65536, host="127.0.0.1")
+    with pytest.raises(ConfigError, match=r"--port must be an int in \[0, 65535\]; got 65536"):
+        _cmd_serve(args)

@@ -25,6 +25,23 @@ def test_cka_heatmaps_equal_linear_cka_of_the_stored_activations(sweep):
     assert np.allclose(np.diag(L), 1)
 
 
+def test_a_step_heatmap_fills_in_over_calls_newest_row_first(sweep):
+    cache = _cache(sweep / "runs" / "lr=0.2" / "run.zarr")
+    steps, M = views.cka_steps(cache, "0", budget_s=0.0)  # one pair per call
+    assert np.isnan(M).sum() == 2 * (21 - 1) and not np.isnan(M[-1, 0])
+    assert cache.pending == {("cka-steps", "0")}
+    v1 = cache.version()
+    cache.update()
+    assert cache.version() != v1  # pending work: the page redraws at the next poll
+    while cache.pending:
+        steps, M = views.cka_steps(cache, "0", budget_s=0.0)
+    assert not np.isnan(M).any()
+    cache.update()
+    v2 = cache.version()
+    cache.update()
+    assert cache.version() == v2
+
+
 def test_heatmap_steps_are_capped_and_keep_the_last():
     picked = views.heatmap_steps(np.arange(0, 1000, 10))
     assert len(picked) <= views.MAX_HEATMAP_STEPS and picked[0] == 0 and picked[-1] == 990
