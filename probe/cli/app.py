@@ -242,15 +242,9 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from probe.cli import run_nfa
 
     run_nfa.add_run_parser(exp)
-    from probe.cli import run_universality
+    from probe.cli import run_two_point
 
-    run_universality.add_run_parser(exp)
-    from probe.cli import run_xor
-
-    run_xor.add_run_parser(exp)
-    from probe.cli import run_mnist_trajectory
-
-    run_mnist_trajectory.add_run_parser(exp)
+    run_two_point.add_run_parsers(exp)
 
     q = exp.add_parser(
         "two-points",
