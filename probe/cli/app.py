@@ -94,6 +94,7 @@ _TWO_POINTS_HELP = {
     "(None: the hooked layer only)",
     "every": "snapshot interval in optimizer steps",
     "threads": "torch intra-op threads while training (one is fastest for two samples)",
+    "fit_starts": "start grid of the fit: authors (1-D, rich-limit rho) or wide (x rho 1e-3..1e3)",
     "dx2": "squared distance of the two inputs",
     "dy2": "squared distance of the two targets",
     "fit": "fit the effective theory per layer",
@@ -256,7 +257,8 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
         q,
         TwoPointsConfig,
         helps=_TWO_POINTS_HELP,
-        choices={"setting": sorted(SETTINGS), "dtype": ["float32", "float64"]},
+        choices={"setting": sorted(SETTINGS), "dtype": ["float32", "float64"]}
+        | {"fit_starts": ["authors", "wide"]},
     )
     q.add_argument(
         "--out", default="artifacts/two-points", help="output folder (default: %(default)s)"
