@@ -94,6 +94,7 @@ _TWO_POINTS_HELP = {
     "(None: the hooked layer only)",
     "every": "snapshot interval in optimizer steps",
     "threads": "torch intra-op threads while training (one is fastest for two samples)",
+    "fit_starts": "start grid of the fit: authors (1-D, rich-limit rho) or wide (x rho 1e-3..1e3)",
     "dx2": "squared distance of the two inputs",
     "dy2": "squared distance of the two targets",
     "fit": "fit the effective theory per layer",
@@ -244,15 +245,9 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from probe.cli import run_nfa
 
     run_nfa.add_run_parser(exp)
-    from probe.cli import run_universality
+    from probe.cli import run_two_point
 
-    run_universality.add_run_parser(exp)
-    from probe.cli import run_xor
-
-    run_xor.add_run_parser(exp)
-    from probe.cli import run_mnist_trajectory
-
-    run_mnist_trajectory.add_run_parser(exp)
+    run_two_point.add_run_parsers(exp)
 
     q = exp.add_parser(
         "two-points",
@@ -264,7 +259,8 @@ def _add_experiments(exp: argparse._SubParsersAction[argparse.ArgumentParser]) -
         q,
         TwoPointsConfig,
         helps=_TWO_POINTS_HELP,
-        choices={"setting": sorted(SETTINGS), "dtype": ["float32", "float64"]},
+        choices={"setting": sorted(SETTINGS), "dtype": ["float32", "float64"]}
+        | {"fit_starts": ["authors", "wide"]},
     )
     q.add_argument(
         "--out", default="artifacts/two-points", help="output folder (default: %(default)s)"

@@ -20,6 +20,8 @@ for how many ``hidden.<i>`` layers a model has.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -27,6 +29,7 @@ from probe.errors import ModelConfigError
 
 __all__ = [
     "ARCHITECTURES",
+    "Dims",
     "NONLINEARITIES",
     "ConvBlock",
     "HiddenBlock",
@@ -48,6 +51,18 @@ NONLINEARITIES: dict[str, type[nn.Module] | None] = {
     "swish": nn.SiLU,
     "none": None,
 }
+Phi = type[nn.Module] | None
+
+
+class Dims(NamedTuple):
+    """Sizes of a two-point network: input, output, hidden width and depth."""
+
+    in_dim: int
+    out_dim: int
+    width: int
+    depth: int
+
+
 #: The authors' CNN: kernel size and channels of every convolution but the last (1 channel).
 CNN_KERNEL, CNN_CHANNELS = 11, 20
 #: The authors' dropout probability.
@@ -79,9 +94,9 @@ class SkipBlock(HiddenBlock):
 class ConvBlock(nn.Module):
     """``phi(conv(x))`` with an unpadded ``Conv1d`` of kernel `CNN_KERNEL`."""
 
-    def __init__(self, c_in: int, c_out: int, phi: nn.Module) -> None:
+    def __init__(self, c_in: int, c_out: int, phi: nn.Module, *, bias: bool = True) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel_size=CNN_KERNEL)
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size=CNN_KERNEL, bias=bias)
         self.phi = phi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,15 +139,15 @@ class TwoPointMLP(nn.Module):
     in_dim, out_dim : int
         Input and output sizes (1 and 1 in the authors' two-point settings).
     width : int
-        Width of every hidden layer.
+        Width of every hidden layer (the CNN: length of the signal its first Linear makes).
     depth : int
-        Number of hidden layers (>= 1).
+        Number of hidden layers (>= 1; the CNN: of 20-channel convolutions).
     nonlinearity : str
         One of `NONLINEARITIES`; ``"none"`` makes a deep linear net.
     gain : float
         Gain of ``torch.nn.init.xavier_normal_`` for every weight (biases start at 0).
     bias : bool, default True
-        Whether the Linear layers have biases.
+        Whether the Linear (and Conv1d) layers have biases.
 
     Raises
     ------
@@ -142,10 +157,9 @@ class TwoPointMLP(nn.Module):
     Notes
     -----
     Weights are drawn from the global torch RNG (seed it first). The readout is ``out``. The
-    other architectures take the same arguments (`two_point_model`).
+    other architectures subclass this one and take the same arguments (`two_point_model`);
+    each builds its own ``hidden`` list and readout in ``_build``.
     """
-
-    block = HiddenBlock
 
     def __init__(
         self,
@@ -160,13 +174,17 @@ class TwoPointMLP(nn.Module):
     ) -> None:
         super().__init__()
         _check(in_dim, out_dim, width, depth, nonlinearity, gain)
-        phi = NONLINEARITIES[nonlinearity]
-        sizes = [in_dim] + [width] * depth
-        self.hidden = nn.ModuleList(
-            self.block(a, b, phi, bias=bias) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-        )
-        self.out = nn.Linear(width, out_dim, bias=bias)
+        dims = Dims(in_dim, out_dim, width, depth)
+        self.hidden, self.out = self._build(dims, NONLINEARITIES[nonlinearity], bias)
         _init(self, gain)
+
+    def _build(self, d: Dims, phi: Phi, bias: bool) -> tuple[nn.ModuleList, nn.Module]:
+        sizes = [d.in_dim] + [d.width] * d.depth
+        blocks = SkipBlock if isinstance(self, TwoPointResNet) else HiddenBlock
+        hidden = nn.ModuleList(
+            blocks(a, b, phi, bias=bias) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        return hidden, nn.Linear(d.width, d.out_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (n, in_dim) to (n, out_dim)."""
@@ -181,8 +199,6 @@ class TwoPointResNet(TwoPointMLP):
     Same parameters as `TwoPointMLP`; ``hidden.<n>`` records ``phi(W_n a_{n-1} + b_n) + a_{n-2}``.
     """
 
-    block = SkipBlock
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (n, in_dim) to (n, out_dim)."""
         acts: list[torch.Tensor] = []
@@ -191,49 +207,31 @@ class TwoPointResNet(TwoPointMLP):
         return self.out(acts[-1])
 
 
-class TwoPointDropout(nn.Module):
+class TwoPointDropout(TwoPointMLP):
     """MLP with ``Dropout(0.1)`` before every Linear (authors' ``Dropout`` model).
 
-    Same parameters as `TwoPointMLP` (no ``bias`` switch). ``hidden`` holds ``2 depth + 1``
-    modules, the authors' activation list: dropout of the input, block 0, dropout, block 1, ...,
-    block ``depth - 1``, dropout; then the readout ``out``. In eval mode (how the recorder and the
-    authors capture) a dropout output equals the block output before it.
+    Same parameters as `TwoPointMLP`. ``hidden`` holds ``2 depth + 1`` modules, the authors'
+    activation list: dropout of the input, block 0, dropout, block 1, ..., block ``depth - 1``,
+    dropout; then the readout ``out``. In eval mode (how the recorder and the authors capture) a
+    dropout output equals the block output before it.
     """
 
-    def __init__(
-        self,
-        in_dim: int = 1,
-        out_dim: int = 1,
-        width: int = 500,
-        depth: int = 10,
-        nonlinearity: str = "leaky_relu",
-        gain: float = 1.0,
-    ) -> None:
-        super().__init__()
-        _check(in_dim, out_dim, width, depth, nonlinearity, gain)
-        phi = NONLINEARITIES[nonlinearity]
-        sizes = [in_dim] + [width] * depth
+    def _build(self, d: Dims, phi: Phi, bias: bool) -> tuple[nn.ModuleList, nn.Module]:
+        sizes = [d.in_dim] + [d.width] * d.depth
         mods: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-            mods += [nn.Dropout(DROPOUT_P), HiddenBlock(a, b, phi, bias=True)]
-        self.hidden = nn.ModuleList([*mods, nn.Dropout(DROPOUT_P)])
-        self.out = nn.Linear(width, out_dim)
-        _init(self, gain)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (n, in_dim) to (n, out_dim)."""
-        for m in self.hidden:
-            x = m(x)
-        return self.out(x)
+            mods += [nn.Dropout(DROPOUT_P), HiddenBlock(a, b, phi, bias=bias)]
+        hidden = nn.ModuleList([*mods, nn.Dropout(DROPOUT_P)])
+        return hidden, nn.Linear(d.width, d.out_dim, bias=bias)
 
 
-class TwoPointCNN(nn.Module):
+class TwoPointCNN(TwoPointMLP):
     """1-D CNN of the authors' ``CNN`` model.
 
-    Same parameters as `TwoPointMLP` (no ``bias`` switch); ``width`` is the length of the signal
-    the first Linear makes, ``depth`` the number of 20-channel convolutions. ``hidden`` holds
-    ``depth + 2`` blocks: ``hidden.0`` (n, 1, width), ``hidden.k`` (n, 20, width - 10 k) for
-    k = 1 .. depth, ``hidden.{depth+1}`` (n, 1, width - 10 (depth + 1)).
+    Same parameters as `TwoPointMLP`; ``width`` is the length of the signal the first Linear
+    makes, ``depth`` the number of 20-channel convolutions. ``hidden`` holds ``depth + 2``
+    blocks: ``hidden.0`` (n, 1, width), ``hidden.k`` (n, 20, width - 10 k) for k = 1 .. depth,
+    ``hidden.{depth+1}`` (n, 1, width - 10 (depth + 1)).
 
     Raises
     ------
@@ -247,39 +245,23 @@ class TwoPointCNN(nn.Module):
     remaining length, so other depths work too.
     """
 
-    def __init__(
-        self,
-        in_dim: int = 1,
-        out_dim: int = 1,
-        width: int = 500,
-        depth: int = 10,
-        nonlinearity: str = "leaky_relu",
-        gain: float = 1.0,
-    ) -> None:
-        super().__init__()
-        _check(in_dim, out_dim, width, depth, nonlinearity, gain)
-        length = width - (CNN_KERNEL - 1) * (depth + 1)
+    def _build(self, d: Dims, phi: Phi, bias: bool) -> tuple[nn.ModuleList, nn.Module]:
+        length = d.width - (CNN_KERNEL - 1) * (d.depth + 1)
         if length < 1:
             msg = (
-                f"width must exceed 10 * (depth + 1) = {10 * (depth + 1)} for the CNN's unpadded "
-                f"convolutions; got width {width}, depth {depth}."
+                f"width must exceed 10 * (depth + 1) = {10 * (d.depth + 1)} for the CNN's "
+                f"unpadded convolutions; got width {d.width}, depth {d.depth}."
             )
             raise ModelConfigError(msg)
-        channels = [1] + [CNN_CHANNELS] * depth + [1]
-        phi = NONLINEARITIES[nonlinearity]
-        blocks: list[nn.Module] = [HiddenBlock(in_dim, width, phi, bias=True)]
+        channels = [1] + [CNN_CHANNELS] * d.depth + [1]
+        blocks: list[nn.Module] = [HiddenBlock(d.in_dim, d.width, phi, bias=bias)]
         for a, b in zip(channels[:-1], channels[1:], strict=True):
-            blocks.append(ConvBlock(a, b, phi() if phi is not None else nn.Identity()))
-        self.hidden = nn.ModuleList(blocks)
-        self.out = nn.Linear(length, out_dim)
-        _init(self, gain)
+            blocks.append(ConvBlock(a, b, phi() if phi is not None else nn.Identity(), bias=bias))
+        return nn.ModuleList(blocks), nn.Linear(length, d.out_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (n, in_dim) to (n, out_dim)."""
-        a = x.unsqueeze(1)
-        for block in self.hidden:
-            a = block(a)
-        return self.out(a).flatten(1)
+        return super().forward(x.unsqueeze(1)).flatten(1)
 
 
 #: The model column of the authors' settings table -> class.

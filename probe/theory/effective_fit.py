@@ -211,6 +211,7 @@ def fit_two_point(
     method: str = "LSODA",
     rtol: float = 1e-8,
     maxiter: int = 400,
+    rho_factors: npt.ArrayLike = (1.0,),
 ) -> TwoPointFit:
     """Fit ``(eta_h, eta_y)`` of the two-point ODEs to measured ``h, y, w`` by least squares.
 
@@ -226,6 +227,11 @@ def fit_two_point(
         Relative tolerance of the integration (absolute tolerance ``rtol * 1e-3``).
     maxiter : int, default 400
         Iterations of the Nelder-Mead refinement.
+    rho_factors : array_like of shape (n_factors,), default (1.0,)
+        Each grid point is also tried with ``eta_h`` multiplied by these factors (> 0). The
+        default is the authors' 1-D start; e.g. ``np.logspace(-3, 3, 7)`` makes it a 2-D start
+        grid, which finds the optimum where the rich-limit guess is far off (a representation
+        distance that shrinks under a large init).
 
     Returns
     -------
@@ -234,8 +240,8 @@ def fit_two_point(
     Raises
     ------
     TheoryInputError
-        ``h`` is not > 0 at the start, ``dx2`` or ``dy2`` is not > 0, or ``grid`` has a
-        non-positive entry.
+        ``h`` is not > 0 at the start, ``dx2`` or ``dy2`` is not > 0, or ``grid`` or
+        ``rho_factors`` has a non-positive entry.
     InvalidArrayError
         Fewer than 3 snapshots.
     OdeIntegrationError
@@ -251,7 +257,8 @@ def fit_two_point(
     analytic gradient. Integration uses LSODA (switches to a stiff BDF method when ``h -> 0``
     makes the system stiff) rather than the authors' Radau: on a 6000-step V1-2 trajectory it
     needs ~240 right-hand-side calls against Radau's ~2200, with the same solution to ``rtol``.
-    Rates at which the solver fails score ``inf``.
+    Rates at which the solver fails score ``inf``. With ``rho_factors`` other than ``(1.0,)``
+    the start grid is 2-D, another deviation (the grid costs ``n_grid * n_factors`` integrations).
     """
     if traces.t.size < 3:
         msg = f"fitting needs at least 3 snapshots; got {traces.t.size}."
@@ -279,8 +286,12 @@ def fit_two_point(
         value = float(np.sum(r * r))
         return value if np.isfinite(value) else np.inf
 
+    factors = as_float_array(rho_factors, "rho_factors")
+    if np.any(factors <= 0):
+        msg = "rho_factors must be > 0; got a non-positive entry."
+        raise TheoryInputError(msg)
     ratio = max(traces.h[-1] ** 2 / (dx2 * dy2), 1e-12)
-    starts = [np.log([ey * ratio, ey]) for ey in g]
+    starts = [np.log([ey * ratio * k, ey]) for ey in g for k in factors]
     scores = [sse(s) for s in starts]
     best = int(np.argmin(scores))
     if not np.isfinite(scores[best]):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from probe.theory.effective_fit import TwoPointFit
 
@@ -60,5 +61,7 @@ def plot_sse_by_layer(table: pd.DataFrame, path: str | Path) -> Path:
     ax2.plot([], [], color="tab:blue", marker="o", label="eta_h")
     ax2.plot([], [], color="tab:orange", marker="s", label="eta_y")
     ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.savefig(path, dpi=120)
     return Path(path)

@@ -12,7 +12,7 @@ from probe.errors import ConfigError, ModelConfigError
 from probe.models.two_point import ARCHITECTURES, NONLINEARITIES, activation_count
 from probe.validation import check_int, check_positive
 
-__all__ = ["SETTINGS", "TwoPointsConfig"]
+__all__ = ["FIT_STARTS", "SETTINGS", "TwoPointsConfig"]
 
 T = TypeVar("T")
 
@@ -43,6 +43,15 @@ SETTINGS: dict[str, tuple[str, str, float, float, int, int, int, int]] = {
 }
 
 
+#: Start grids of the fit (``rho_factors`` of `probe.theory.effective_fit.fit_two_point`):
+#: ``authors``, their 1-D grid tied by the rich-limit rho; ``wide``, that grid times rho factors
+#: 1e-3 .. 1e3 (finds the optimum when the distance shrinks under a large init; 7x the cost).
+FIT_STARTS: dict[str, tuple[float, ...]] = {
+    "authors": (1.0,),
+    "wide": (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3),
+}
+
+
 @dataclass
 class TwoPointsConfig:
     """Settings of the two-points experiment (saved as JSON in every run store's ``config``).
@@ -53,8 +62,9 @@ class TwoPointsConfig:
     the lr and divides the epochs (same gradient-flow time in fewer, larger steps). ``layers``
     says which hidden layers are recorded and fitted: None, only the hooked one; ``"all"``;
     or comma-separated indices (the hooked one is always added); ``every``: snapshot interval
-    in steps; ``threads``: torch intra-op threads while training (a two-sample batch runs fastest
-    on one: more threads spin and, on a busy machine, cost up to 7x the CPU time). Data (§1.5):
+    in steps; ``fit_starts``: the fit's start grid (`FIT_STARTS`); ``threads``: torch intra-op
+    threads while training (a two-sample batch runs fastest on one: more threads spin and, on a
+    busy machine, cost up to 7x the CPU time). Data (§1.5):
     ``x_A = -1``, ``x_B = -1 + sqrt(dx2)``, ``y_A = 0.6``, ``y_B = 0.6 + sqrt(dy2)``; criterion
     ``0.5*F.mse_loss``; full-batch SGD.
     """
@@ -79,6 +89,7 @@ class TwoPointsConfig:
     dy2: float = 0.5
     dtype: str = "float32"
     fit: bool = True
+    fit_starts: str = "authors"
 
     def resolved(self) -> TwoPointsConfig:
         """Return a copy with every None field filled from the setting's row, after checks.
@@ -113,6 +124,9 @@ class TwoPointsConfig:
             raise ConfigError(msg)
         if r.nonlinearity not in NONLINEARITIES:
             msg = f"nonlinearity must be one of {sorted(NONLINEARITIES)}; got {r.nonlinearity!r}."
+            raise ConfigError(msg)
+        if r.fit_starts not in FIT_STARTS:
+            msg = f"fit_starts must be one of {sorted(FIT_STARTS)}; got {r.fit_starts!r}."
             raise ConfigError(msg)
         if r.dtype not in ("float32", "float64"):
             msg = f"dtype must be 'float32' or 'float64'; got {r.dtype!r}."

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from hooks import Recorder
 from probe.errors import OdeIntegrationError, TheoryInputError
 from probe.experiments.two_points._report import plot_fit, plot_sse_by_layer
-from probe.experiments.two_points.config import SETTINGS, TwoPointsConfig
+from probe.experiments.two_points.config import FIT_STARTS, SETTINGS, TwoPointsConfig
 from probe.models.two_point import two_point_model
 from probe.store import open_run
 from probe.theory.effective_fit import TwoPointFit, fit_two_point, two_point_traces
@@ -121,11 +121,12 @@ def _train(cfg: TwoPointsConfig, seed: int, store: Path, progress: bool) -> Path
 
 
 def fit_layers(
-    store: Path, layers: list[str] | None = None
+    store: Path, layers: list[str] | None = None, *, starts: str = "authors"
 ) -> tuple[dict[str, TwoPointFit], dict[str, str]]:
     """Fit the effective theory to the recorded layers of a two-point run store.
 
-    Returns the fits by layer and, by layer, why a fit failed (the ODEs could not be integrated
+    ``starts`` picks the fit's start grid from `FIT_STARTS`. Returns the fits by layer and, by
+    layer, why a fit failed (the ODEs could not be integrated
     at any rate, or ``h`` is 0 at the start: the two points share one representation).
     """
     run = open_run(store)
@@ -136,7 +137,7 @@ def fit_layers(
     for layer in layers or run.layers:
         traces = two_point_traces(run.acts(layer), outputs, inputs, targets, run.steps)
         try:
-            fits[layer] = fit_two_point(traces)
+            fits[layer] = fit_two_point(traces, rho_factors=FIT_STARTS[starts])
         except (OdeIntegrationError, TheoryInputError) as e:
             failed[layer] = str(e)
     return fits, failed
@@ -206,7 +207,7 @@ def run_two_points(
         store = train_two_point(cfg, seed, out / "runs" / f"seed{seed}.zarr", progress=progress)
         runs.append(store)
         if cfg.fit:
-            fits, failed = fit_layers(store)
+            fits, failed = fit_layers(store, starts=cfg.fit_starts)
             rows += _rows(seed, fits, cfg) + _failed_rows(seed, failed)
             hooked = fits.get(f"hidden.{cfg.hooked}")
             if seed == cfg.seed0 and hooked is not None:

@@ -73,6 +73,9 @@ class UniversalityConfig:
         Snapshot interval in steps.
     by_layer : bool
         Record and fit every hidden layer of the ``default`` row (the fit-by-layer curve).
+    fit_starts : {"authors", "wide"}
+        Start grid of the fit: the authors' 1-D grid with the rich-limit rho, or that grid times
+        rho factors 1e-3 .. 1e3 (7x the cost).
     """
 
     rows: str = "all"
@@ -82,6 +85,7 @@ class UniversalityConfig:
     speedup: float = 1.0
     every: int = 1
     by_layer: bool = True
+    fit_starts: str = "authors"
 
     def row_names(self) -> list[str]:
         """Return the rows to run, in the settings table's order.
@@ -225,6 +229,7 @@ def run_universality(
             speedup=cfg.speedup,
             every=cfg.every,
             layers=layers,
+            fit_starts=cfg.fit_starts,
         ).resolved()
         res = run_two_points(tp, out / name, progress=progress)
         seeds = res.table.assign(setting=name)
@@ -277,7 +282,7 @@ def format_table(table: pd.DataFrame, cfg: UniversalityConfig) -> str:
         lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
     return (
         f"# Two-point universality ({cfg.seeds} seeds per row, halve_lr={cfg.halve_lr}, "
-        f"speedup={cfg.speedup}, every={cfg.every})\n\n"
+        f"speedup={cfg.speedup}, every={cfg.every}, fit_starts={cfg.fit_starts})\n\n"
         + "\n".join(lines)
         + "\n\nrho = eta_h / eta_y (the closed form's convention, docs/dynamics.md §1.3); the "
         "column eta_y/eta_h is its inverse. eta per optimizer step. rel_err = max_t |data - ODE| "

@@ -243,8 +243,11 @@ def run_xor(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables, mats = [], {}
+    shared: tuple[float, float] | None = None  # the default row's rates, fitted once
     for name, row in tqdm(rows.items(), desc="xor settings", disable=not progress):
-        eta_h, eta_y = _rates(name, row, cfg, out)
+        if cfg.eta_source == "default":
+            shared = shared or _rates("default", row, cfg, out)
+        eta_h, eta_y = shared or _rates(name, row, cfg, out)
         h0, y0, h_end = _train_xor(row, cfg, out / f"{name}.zarr", progress)
         tab = pair_predictions(h0, y0, XOR_INPUTS, XOR_TARGETS, eta_h, eta_y)
         pairs = zip(tab["i"], tab["j"], strict=True)

@@ -29,9 +29,12 @@ def test_every_row_trains_and_records_only_the_hooked_layer(setting, tmp_path):
     assert run.info()["config"]["architecture"] == SETTINGS[setting][0]
 
 
-@pytest.mark.parametrize("setting", ["skip", "cnn", "dropout"])
-def test_new_architectures_fit(setting, tmp_path):
-    res = run_two_points(tiny(setting, epochs=30, lr=0.05), tmp_path, progress=False)
+@pytest.mark.parametrize(
+    ("setting", "starts"), [("skip", "wide"), ("cnn", "authors"), ("dropout", "authors")]
+)
+def test_new_architectures_fit(setting, starts, tmp_path):
+    cfg = tiny(setting, epochs=30, lr=0.05, fit_starts=starts)
+    res = run_two_points(cfg, tmp_path, progress=False)
     row = res.table.iloc[0]
     assert row["fit_error"] == "" and row["eta_h"] > 0 and row["eta_y"] > 0
     assert 0 <= row["rel_err_h"] < 1 and res.figures[0].is_file()
@@ -71,6 +74,7 @@ def test_torch_threads_restores():
         ({"setting": "cnn", "layers": "12"}, r"comma-separated hidden-layer indices in 0 \.\. 11"),
         ({"layers": "1,x"}, "layers must be 'all' or comma-separated"),
         ({"layers": ""}, "layers must be 'all' or comma-separated"),
+        ({"fit_starts": "random"}, "fit_starts must be one of"),
     ],
 )
 def test_config_errors(kw, match):

@@ -90,6 +90,14 @@ def test_xor_tiny_run(tmp_path):
     assert res.figure.stat().st_size > 10_000
 
 
+def test_xor_default_rates_are_fitted_once(tmp_path):
+    cfg = XorConfig(settings="rich,lazy", eta_source="default", width=8, depth=2, epochs_scale=0.01)
+    res = run_xor(cfg, tmp_path, progress=False)
+    assert res.table["eta_h"].nunique() == 1 and res.table["eta_y"].nunique() == 1
+    assert (tmp_path / "default_two_points").is_dir()
+    assert not (tmp_path / "rich_two_points").exists()
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [

@@ -73,6 +73,19 @@ def test_fit_recovers_known_rates():
     assert fit.h_inf == pytest.approx(final_distance(0.02, 1e-4, 2e-3, 3e-3, 1.0, 0.5), rel=1e-4)
 
 
+def test_wide_starts_find_a_shrinking_distance():
+    """Large init (h falls from 1.36): the rich-limit start misses, a 2-D start grid recovers."""
+    t = np.arange(0, 2001, 20.0)
+    p = simulate_two_point(1.36, 0.004, 0.049, 0.05, 1.6e-4, 1.0, 0.5, t)
+    tr = TwoPointTraces(t, p.h, p.y, p.w, 1.0, 0.5)
+    grid = np.logspace(-6, 2, 25)
+    authors = fit_two_point(tr, grid=grid)
+    wide = fit_two_point(tr, grid=grid, rho_factors=np.logspace(-3, 3, 7))
+    assert wide.eta_h == pytest.approx(0.05, rel=1e-4)
+    assert wide.eta_y == pytest.approx(1.6e-4, rel=1e-4)
+    assert wide.sse < 1e-8 < authors.sse
+
+
 def test_fit_errors(monkeypatch):
     tr = synthetic(n=101)
     short = TwoPointTraces(tr.t[:2], tr.h[:2], tr.y[:2], tr.w[:2], 1.0, 0.5)
@@ -83,6 +96,8 @@ def test_fit_errors(monkeypatch):
         fit_two_point(bad_h)
     with pytest.raises(TheoryInputError, match="grid must hold eta_y values > 0"):
         fit_two_point(tr, grid=[1e-3, 0.0])
+    with pytest.raises(TheoryInputError, match="rho_factors must be > 0"):
+        fit_two_point(tr, rho_factors=[1.0, -2.0])
 
     def fail(*args, **kwargs):
         msg = "solver failed"
