@@ -8,6 +8,7 @@ the run page's callbacks are in `probe.serve.run_page`. Every run is reached thr
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,25 +22,44 @@ from probe.serve.cache import SUMMARY_COLUMNS, RunCache
 from probe.serve.catalog import grid_columns
 from probe.serve.registry import Registry
 
-__all__ = ["build_app", "limit_blas_threads", "make_app_server"]
+__all__ = ["LIST_BUDGET_S", "OPENING", "build_app", "limit_blas_threads", "make_app_server"]
+
+#: Seconds of each run-list poll spent opening runs not opened before.
+LIST_BUDGET_S = 1.0
+#: The state shown for a run the list has not opened yet.
+OPENING = "opening"
 
 
 def _list_row(cache: RunCache, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """Return the run list's row of one run (re-reading only its commit counters)."""
+    """Return the run list's row of one run (re-reading only its commit counters).
+
+    The row is kept until the run's `RunCache.version` changes: a sweep's list polls hundreds
+    of runs, most of them closed, and redrawing their sparklines cost most of each poll.
+    """
     run = cache.refresh()
     name = cache.entry.name
     row: dict[str, Any] = {"name": name, "grid": {c: v.get(name, "") for c, v in grid.items()}}
     if run is None:
         return row | {"error": cache.error}
-    metrics = cache.metrics()
-    loss = next((c for c in ("loss", "train_loss") if c in metrics), None)
-    return row | {
-        "model": run.attrs.get("model_class"),
-        "state": cache.state,
-        "n_snapshots": run.n_snapshots,
-        "last_step": int(run.steps[-1]) if run.n_snapshots else "",
-        "spark": figures.sparkline(metrics[loss].dropna().tolist()) if loss else "",
-    }
+    version = cache.version()
+    kept = cache.memo.get(("list-row",))
+    if kept is None or kept[0] != version:
+        metrics = cache.metrics()
+        loss = next((c for c in ("loss", "train_loss") if c in metrics), None)
+        kept = version, {
+            "model": run.attrs.get("model_class"),
+            "state": cache.state,
+            "n_snapshots": run.n_snapshots,
+            "last_step": int(run.steps[-1]) if run.n_snapshots else "",
+            "spark": figures.sparkline(metrics[loss].dropna().tolist()) if loss else "",
+        }
+        cache.memo[("list-row",)] = kept
+    return row | kept[1]
+
+
+def _opening_row(name: str, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """Return the row of a run not opened yet (the next polls open it)."""
+    return {"name": name, "grid": {c: v.get(name, "") for c, v in grid.items()}, "state": OPENING}
 
 
 def _route(registry: Registry, path: str | None) -> Any:
@@ -127,11 +147,23 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
             return pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
         grid = grid_columns(entries)
         wanted = {i["filter"]: set(v) for i, v in zip(ids, chosen, strict=True) if v}
-        rows = [
-            _list_row(registry.get(e.name), grid)
+        shown = [
+            e
             for e in entries
             if all(grid[c].get(e.name) in vals for c, vals in wanted.items() if c in grid)
         ]
+        # Opening a run costs ~25 ms: a sweep's hundreds of runs are opened a budget per poll
+        # (at least one; listed by name meanwhile), so the list appears at once and fills in.
+        start, rows, opened = time.perf_counter(), [], 0
+        for e in shown:
+            cache = registry.get(e.name)
+            if cache.opened:
+                rows.append(_list_row(cache, grid))
+            elif not opened or time.perf_counter() - start < LIST_BUDGET_S:
+                rows.append(_list_row(cache, grid))
+                opened += 1
+            else:
+                rows.append(_opening_row(e.name, grid))
         return pages.runs_table(rows, list(grid))
 
     @app.callback(

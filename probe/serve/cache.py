@@ -24,7 +24,7 @@ import pandas as pd
 from probe.analysis import dimension, margins, similarity
 from probe.errors import InvalidArrayError, LayerNotInRunError
 from probe.serve.catalog import RunEntry
-from probe.serve.state import run_state
+from probe.serve.state import CLOSED, run_state
 from probe.store import Run, open_run
 
 __all__ = ["SUMMARY_COLUMNS", "RunCache"]
@@ -74,16 +74,39 @@ class RunCache:
         self.memo: dict[tuple[Any, ...], Any] = {}  # views computed on demand (probe.serve.views)
         self.pending: set[tuple[str, ...]] = set()  # views that computed part of their work
         self.n_updates = 0
+        self._closed_stamp: tuple[int, int] | None = None  # root zarr.json when seen closed
+
+    @property
+    def opened(self) -> bool:
+        """Whether the run was opened at least once (successfully or into `error`)."""
+        return self.run is not None or self.error is not None
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.entry.path / "zarr.json").stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> Run | None:
-        """Re-read the commit counters and the writer's state; return the run (None: `error`)."""
+        """Re-read the commit counters and the writer's state; return the run (None: `error`).
+
+        A closed run whose root metadata is unchanged is not re-read: nothing can commit to it
+        without first rewriting those attrs (a resumed writer clears ``closed_utc``, an
+        overwrite replaces the store), and a sweep's list polls hundreds of closed runs.
+        """
         with self.lock:
+            unchanged = self._stamp() == self._closed_stamp
+            if self.run is not None and self.state == CLOSED and unchanged:
+                return self.run
             try:
+                stamp = self._stamp()
                 self.run = open_run(self.entry.path) if self.run is None else self.run.refresh()
                 merge = self.run.rank_merge
                 ranks = [] if merge is None else [r if r is None else r.attrs for r in merge.ranks]
                 self.state = run_state(self.run.attrs, self.run.path, ranks)
+                self._closed_stamp = stamp if self.state == CLOSED else None
                 self.error = None
             except Exception as err:  # noqa: BLE001 - any damage becomes the run's error card
                 self.run, self.error = None, f"{type(err).__name__}: {err}"

@@ -190,3 +190,15 @@ def test_serving_every_view_leaves_the_store_unchanged_and_uses_no_pickle(sweep,
     assert digest() == before
     sources = Path(__file__).resolve().parents[3] / "probe" / "serve"
     assert not any("pickle" in p.read_text() for p in sources.glob("*.py"))
+
+
+def test_a_long_run_list_appears_at_once_and_fills_in_poll_by_poll(sweep, monkeypatch):
+    import probe.serve.app as served
+
+    monkeypatch.setattr(served, "LIST_BUDGET_S", 0.0)  # one new run opened per poll
+    client = build_app(sweep).server.test_client()
+    first = _runs_table(client)
+    assert first.count('"opening"') == 1 and first.count('"closed"') == 1
+    assert "lr=0.2" in first  # listed by name before it is opened
+    second = _runs_table(client)
+    assert second.count('"opening"') == 0 and second.count('"closed"') == 2

@@ -37,7 +37,7 @@ time.sleep(600)  # never closes: the test kills it
 """
 
 
-def wait_for(predicate, timeout=30.0, every=0.05):
+def wait_for(predicate, timeout=60.0, every=0.05):
     """Return predicate()'s first truthy value, polling; fail after ``timeout`` seconds."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:

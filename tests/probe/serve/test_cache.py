@@ -158,3 +158,20 @@ def test_ranks_appending_are_seen_as_they_commit(tmp_path, record):
         rank0.close()
     cache.update(budget_s=60)
     assert cache.state == "closed" and cache.n_done == cache.run.n_snapshots >= n0 + 1
+
+
+def test_a_closed_run_is_not_reread_until_its_metadata_changes(tmp_path, record, monkeypatch):
+    from probe.store import Run
+
+    path = tmp_path / "r.zarr"
+    record(path, 2)
+    cache = RunCache(_entry(path))
+    assert cache.refresh().n_snapshots == 3 and cache.state == "closed"
+    reads = []
+    real = Run.refresh
+    monkeypatch.setattr(Run, "refresh", lambda self: (reads.append(1), real(self))[1])
+    for _ in range(3):
+        assert cache.refresh().n_snapshots == 3
+    assert reads == []
+    record(path, 2, resume=True)  # resuming rewrites the root attrs: the run is read again
+    assert cache.refresh().n_snapshots > 3 and reads

@@ -52,3 +52,21 @@ def test_a_folder_that_is_not_a_run_is_skipped_and_runs_deeper_than_the_limit_to
     record(tmp_path / "a" / "b" / "c" / "d" / "run.zarr", 1)  # depth 5 > MAX_DEPTH
     record(tmp_path / "x" / "run.zarr", 1)
     assert [e.name for e in Catalog(tmp_path).runs()] == ["x/run.zarr"]
+
+
+def test_resolve_walks_again_only_for_a_name_it_has_not_seen(tmp_path, record, monkeypatch):
+    record(tmp_path / "a.zarr", 1)
+    cat = Catalog(tmp_path)
+    walks = []
+    real_walk = cat._walk
+    monkeypatch.setattr(cat, "_walk", lambda *a: (walks.append(a[0]), real_walk(*a))[1])
+    assert [e.name for e in cat.runs()] == ["a.zarr"]
+    n = len(walks)
+    for _ in range(3):  # a sweep's list resolves every run at every poll: no walk for known runs
+        cat.resolve("a.zarr")
+    assert len(walks) == n
+    record(tmp_path / "b.zarr", 1)  # a run that appeared since the last walk is still found
+    assert cat.resolve("b.zarr").path == tmp_path / "b.zarr"
+    assert len(walks) > n
+    with pytest.raises(RunNotFoundError, match="no run 'c.zarr'"):
+        cat.resolve("c.zarr")
