@@ -38,6 +38,9 @@ def test_serve_prints_its_loopback_address_and_answers_there(sweep):
     proc = subprocess.Popen(
         [sys.executable, "-m", "probe", "serve", str(sweep), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # Ctrl-C as from a terminal, whatever this test process's own SIGINT disposition is
+        # (an ignored signal is inherited through exec).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = proc.stdout.readline()
@@ -55,7 +58,13 @@ def test_serve_prints_its_loopback_address_and_answers_there(sweep):
                 time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=60)  # drains the pipes: a full one blocks the server
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"probe serve did not stop within 60 s of Ctrl-C; its stderr:\n{err}")
+    assert proc.returncode == 0, err  # Ctrl-C is how a server is meant to stop
 
 
 def test_the_port_check_raises_a_config_error(tmp_path):
