@@ -31,7 +31,7 @@ from probe.analysis import clusters, dimension, similarity
 from probe.errors import InvalidArrayError
 from probe.store import Run, open_run
 
-__all__ = ["SUMMARY_NAMES", "summaries"]
+__all__ = ["SUMMARY_NAMES", "snapshot_summary", "summaries"]
 
 SUMMARY_NAMES = ("cka_prev", "effective_rank", "centroid_separation")
 
@@ -52,6 +52,29 @@ def _class_labels(run: Run) -> npt.NDArray[Any] | None:
     if y is None or y.ndim != 1 or y.dtype.kind not in "biu":
         return None
     return y
+
+
+def snapshot_summary(
+    acts: npt.NDArray[Any], prev: npt.NDArray[Any] | None, labels: npt.NDArray[Any] | None
+) -> dict[str, float]:
+    """Return `SUMMARY_NAMES` of one layer at one snapshot (NaN where undefined).
+
+    Parameters
+    ----------
+    acts : ndarray, shape (n_samples, ...)
+        The layer's activations at this snapshot.
+    prev : ndarray or None, shape (n_samples, ...)
+        Its activations at the previous snapshot (None at the first: ``cka_prev`` is NaN).
+    labels : ndarray or None, shape (n_samples,)
+        Int class labels (None: ``centroid_separation`` is NaN).
+    """
+    return {
+        "cka_prev": math.nan if prev is None else _or_nan(similarity.linear_cka, prev, acts),
+        "effective_rank": _or_nan(dimension.effective_rank, acts),
+        "centroid_separation": math.nan
+        if labels is None
+        else _or_nan(clusters.centroid_separation, acts, labels),
+    }
 
 
 def summaries(
@@ -102,19 +125,7 @@ def summaries(
         prev = None
         for step in run.steps.tolist():
             acts = run.acts(layer, step, key=key)
-            rows.append(
-                {
-                    "layer": layer,
-                    "step": step,
-                    "cka_prev": math.nan
-                    if prev is None
-                    else _or_nan(similarity.linear_cka, prev, acts),
-                    "effective_rank": _or_nan(dimension.effective_rank, acts),
-                    "centroid_separation": math.nan
-                    if y is None
-                    else _or_nan(clusters.centroid_separation, acts, y),
-                }
-            )
+            rows.append({"layer": layer, "step": step, **snapshot_summary(acts, prev, y)})
             prev = acts
     frame = pd.DataFrame(rows, columns=["layer", "step", *SUMMARY_NAMES])
     return frame.astype({"layer": object, "step": np.int64} | dict.fromkeys(SUMMARY_NAMES, float))

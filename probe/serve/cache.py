@@ -4,25 +4,23 @@
 and computes the per-layer summaries of the snapshots committed since the last call: CKA to the
 previous snapshot (`probe.analysis.similarity.linear_cka`), effective rank
 (`probe.analysis.dimension.effective_rank`) and class separation
-(`probe.analysis.margins.centroid_separation`), the quantities of `probe.analysis.summaries`.
+(`probe.analysis.margins.centroid_separation`): `probe.analysis.summaries.snapshot_summary`.
 Work is bounded per call by a time budget, so a long run's first view appears at once and fills
 in over the next polls. A run that cannot be read keeps its message in `error`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from probe.analysis import dimension, margins, similarity
-from probe.errors import InvalidArrayError, LayerNotInRunError
+from probe.analysis.summaries import SUMMARY_NAMES, snapshot_summary
+from probe.errors import LayerNotInRunError
 from probe.serve.catalog import RunEntry
 from probe.serve.state import CLOSED, run_state
 from probe.store import Run, open_run
@@ -30,14 +28,6 @@ from probe.store import Run, open_run
 __all__ = ["SUMMARY_COLUMNS", "RunCache"]
 
 SUMMARY_COLUMNS = ("cka_prev", "effective_rank", "class_separation")
-
-
-def _or_nan(fn: Callable[..., float], *args: Any) -> float:
-    """Return ``fn(*args)``, or NaN where the quantity is undefined for these activations."""
-    try:
-        return float(fn(*args))
-    except InvalidArrayError:
-        return math.nan
 
 
 class RunCache:
@@ -147,19 +137,10 @@ class RunCache:
         labels = y if y is not None and y.ndim == 1 and y.dtype.kind in "biu" else None
         for layer in self.layers():
             acts = run.acts(layer, step)
-            prev = self._prev.get(layer)
+            row = snapshot_summary(acts, self._prev.get(layer), labels)
             self.rows.append(
-                {
-                    "step": step,
-                    "layer": layer,
-                    "cka_prev": math.nan
-                    if prev is None
-                    else _or_nan(similarity.linear_cka, prev, acts),
-                    "effective_rank": _or_nan(dimension.effective_rank, acts),
-                    "class_separation": math.nan
-                    if labels is None
-                    else _or_nan(margins.centroid_separation, acts, labels),
-                }
+                {"step": step, "layer": layer}
+                | {col: row[name] for col, name in zip(SUMMARY_COLUMNS, SUMMARY_NAMES, strict=True)}
             )
             self._prev[layer] = acts
 
