@@ -44,7 +44,7 @@ class Page:
 
     def __init__(self, client, name):
         self.client, self.name, self.version = client, name, None
-        self.layer, self.step, self.max = None, None, None
+        self.layer, self.step, self.max, self.theory = None, None, None, None
 
     def poll(self):
         out = callback(self.client, ["version.data"], [(("tick", "n_intervals"), 1)],
@@ -58,18 +58,21 @@ class Page:
         out = callback(
             self.client,
             ["run-info.children", "curves.figure", "summaries.figure", "layer.options",
-             "layer.value", "step.max", "step.marks", "step.value"],
+             "layer.value", "step.max", "step.marks", "step.value", "theory-layer.options",
+             "theory-layer.value"],
             [(("version", "data"), self.version)],
             name + [(("layer", "value"), self.layer), (("step", "value"), self.step),
-                    (("step", "max"), self.max)],
+                    (("step", "max"), self.max), (("theory-layer", "value"), self.theory)],
         )
         self.layer, self.max = out["layer"]["value"], out["step"]["max"]
+        self.theory = out["theory-layer"]["value"]
         self.step = out["step"]["value"]
         v, layer, step = (("version", "data"), self.version), ("layer", "value"), ("step", "value")
         callback(self.client, ["embedding.figure"], [(step, self.step), (layer, self.layer)], name)
         callback(self.client, ["cka-steps.figure"], [v, (layer, self.layer)], name)
         callback(self.client, ["cka-layers.figure"], [(step, self.step), v], name)
-        callback(self.client, ["nfa.figure", "two-point.figure"], [v], name)
+        callback(self.client, ["nfa.figure", "two-point.figure"],
+                 [v, (("theory-layer", "value"), self.theory)], name)
 
 
 def record(path, n_probe, width, snapshots):

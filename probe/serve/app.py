@@ -1,6 +1,7 @@
-"""The Dash app of `probe serve`: `build_app(root)` and `serve(root, host, port)`.
+"""The Dash app of `probe serve`: `build_app(root)` and `make_app_server(root, host, port)`.
 
-Routing, the run list (filtered by the sweep's grid columns) and the compare page live here;
+Routing, the run list (`probe.serve.run_list`: paged, filtered by the sweep's grid columns and
+by state) and the compare page live here;
 the run page's callbacks are in `probe.serve.run_page`. Every run is reached through a
 `probe.serve.registry.Registry`, so views are computed once per run and then incrementally.
 """
@@ -8,66 +9,30 @@ the run page's callbacks are in `probe.serve.run_page`. Every run is reached thr
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 from urllib.parse import unquote
 
-from dash import ALL, Dash, Input, Output, State
+from dash import ALL, Dash, Input, Output, State, ctx, no_update
+from dash.exceptions import PreventUpdate
 from threadpoolctl import threadpool_limits
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from probe.errors import ProbeError
 from probe.serve import figures, pages, run_page
-from probe.serve.cache import SUMMARY_COLUMNS, RunCache
+from probe.serve.cache import SUMMARY_COLUMNS
 from probe.serve.catalog import grid_columns
 from probe.serve.registry import Registry
+from probe.serve.run_list import STATES, WALK_EVERY_S, list_page
 
-__all__ = ["LIST_BUDGET_S", "OPENING", "build_app", "limit_blas_threads", "make_app_server"]
-
-#: Seconds of each run-list poll spent opening runs not opened before.
-LIST_BUDGET_S = 1.0
-#: The state shown for a run the list has not opened yet.
-OPENING = "opening"
-
-
-def _list_row(cache: RunCache, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """Return the run list's row of one run (re-reading only its commit counters).
-
-    The row is kept until the run's `RunCache.version` changes: a sweep's list polls hundreds
-    of runs, most of them closed, and redrawing their sparklines cost most of each poll.
-    """
-    run = cache.refresh()
-    name = cache.entry.name
-    row: dict[str, Any] = {"name": name, "grid": {c: v.get(name, "") for c, v in grid.items()}}
-    if run is None:
-        return row | {"error": cache.error}
-    version = cache.version()
-    kept = cache.memo.get(("list-row",))
-    if kept is None or kept[0] != version:
-        metrics = cache.metrics()
-        loss = next((c for c in ("loss", "train_loss") if c in metrics), None)
-        kept = version, {
-            "model": run.attrs.get("model_class"),
-            "state": cache.state,
-            "n_snapshots": run.n_snapshots,
-            "last_step": int(run.steps[-1]) if run.n_snapshots else "",
-            "spark": figures.sparkline(metrics[loss].dropna().tolist()) if loss else "",
-        }
-        cache.memo[("list-row",)] = kept
-    return row | kept[1]
-
-
-def _opening_row(name: str, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """Return the row of a run not opened yet (the next polls open it)."""
-    return {"name": name, "grid": {c: v.get(name, "") for c, v in grid.items()}, "state": OPENING}
+__all__ = ["build_app", "limit_blas_threads", "make_app_server"]
 
 
 def _route(registry: Registry, path: str | None) -> Any:
     """Return the page at URL ``path``."""
     path = path or "/"
     if path == "/":
-        grid = grid_columns(registry.catalog.runs())
-        return pages.runs_page({c: sorted(set(v.values())) for c, v in grid.items()})
+        grid = grid_columns(registry.catalog.runs(max_age_s=WALK_EVERY_S))
+        return pages.runs_page({c: sorted(set(v.values())) for c, v in grid.items()}, [*STATES])
     if path == "/compare":
         return _compare_page(registry)
     if path.startswith("/run/"):
@@ -81,16 +46,24 @@ def _route(registry: Registry, path: str | None) -> Any:
 
 
 def _compare_page(registry: Registry) -> Any:
-    names = [e.name for e in registry.catalog.runs()]
+    names = [e.name for e in registry.catalog.runs(max_age_s=WALK_EVERY_S)]
+    return pages.compare_page(names)
+
+
+def _compare_options(registry: Registry, names: list[str]) -> list[str]:
+    """Return the metrics and layer summaries (``summary:layer``) of the runs ``names``."""
     options: dict[str, None] = {}
     for name in names:
-        cache = registry.get(name)
+        try:
+            cache = registry.get(name)
+        except ProbeError:
+            continue
         if cache.refresh() is not None:
             options.update(dict.fromkeys(c for c in cache.metrics() if c not in ("step", "epoch")))
             options.update(
                 dict.fromkeys(f"{s}:{layer}" for s in SUMMARY_COLUMNS for layer in cache.layers())
             )
-    return pages.compare_page(names, list(options))
+    return list(options)
 
 
 def _compare_series(registry: Registry, names: list[str], metric: str) -> dict[str, Any]:
@@ -137,34 +110,63 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
 
     @app.callback(
         Output("runs-table", "children"),
+        Output("runs-count", "children"),
+        Output("runs-page", "data"),
+        Output("runs-digest", "data"),
         Input("runs-tick", "n_intervals"),
         Input({"filter": ALL}, "value"),
+        Input("runs-state", "value"),
+        Input("runs-prev", "n_clicks"),
+        Input("runs-next", "n_clicks"),
         State({"filter": ALL}, "id"),
+        State("runs-page", "data"),
+        State("runs-digest", "data"),
     )
-    def runs_table(_: Any, chosen: list[Any], ids: list[dict[str, str]]) -> Any:
-        entries = registry.catalog.runs()
-        if not entries:
-            return pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
-        grid = grid_columns(entries)
-        wanted = {i["filter"]: set(v) for i, v in zip(ids, chosen, strict=True) if v}
-        shown = [
-            e
-            for e in entries
-            if all(grid[c].get(e.name) in vals for c, vals in wanted.items() if c in grid)
-        ]
-        # Opening a run costs ~25 ms: a sweep's hundreds of runs are opened a budget per poll
-        # (at least one; listed by name meanwhile), so the list appears at once and fills in.
-        start, rows, opened = time.perf_counter(), [], 0
-        for e in shown:
-            cache = registry.get(e.name)
-            if cache.opened:
-                rows.append(_list_row(cache, grid))
-            elif not opened or time.perf_counter() - start < LIST_BUDGET_S:
-                rows.append(_list_row(cache, grid))
-                opened += 1
-            else:
-                rows.append(_opening_row(e.name, grid))
-        return pages.runs_table(rows, list(grid))
+    def runs_table(
+        _: Any, chosen: list[Any], states: Any, _p: Any, _n: Any,
+        ids: list[dict[str, str]], page: Any, digest: Any,
+    ) -> tuple[Any, ...]:
+        if not registry.catalog.runs(max_age_s=WALK_EVERY_S):
+            card = pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
+            return card, "", 0, None
+        page, trigger = int(page or 0), ctx.triggered_id
+        if trigger in ("runs-prev", "runs-next"):
+            page += 1 if trigger == "runs-next" else -1
+        elif trigger not in (None, "runs-tick"):
+            page = 0  # a filter changed: back to the first page
+        grid_filter = {i["filter"]: set(v) for i, v in zip(ids, chosen, strict=True) if v}
+        shown = list_page(registry, grid_filter, set(states or ()), page)
+        if shown.digest == digest:
+            raise PreventUpdate  # nothing on the page changed: send nothing
+        count = pages.runs_count(
+            shown.start + 1, shown.start + len(shown.rows), shown.n_matching, shown.counts
+        )
+        table = pages.runs_table(shown.rows, shown.grid_cols)
+        return table, count, shown.page, shown.digest
+
+    @app.callback(
+        Output("compare-runs", "options"),
+        Output("compare-metric", "options"),
+        Output("compare-metric", "value"),
+        Input("compare-runs", "value"),
+        Input("compare-tick", "n_intervals"),
+        State("compare-runs", "options"),
+        State("compare-metric", "options"),
+        State("compare-metric", "value"),
+    )
+    def compare_options(
+        names: list[str] | None, _: Any, old_runs: Any, old_metrics: Any, metric: str | None
+    ) -> tuple[Any, ...]:
+        runs = [e.name for e in registry.catalog.runs(max_age_s=WALK_EVERY_S)]
+        metrics = _compare_options(registry, names or [])
+        chosen = metric if metric in metrics else next(
+            (m for m in ("loss", *metrics) if m in metrics), None
+        )
+        return (
+            no_update if runs == old_runs else runs,
+            no_update if metrics == old_metrics else metrics,
+            no_update if chosen == metric else chosen,
+        )
 
     @app.callback(
         Output("compare-graph", "figure"),

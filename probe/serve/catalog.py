@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,14 +77,27 @@ class Catalog:
             )
             raise RunNotFoundError(msg)
         self._known: dict[str, RunEntry] = {}  # the last walk's runs by name
+        self._walked: tuple[float, list[RunEntry]] = (-float("inf"), [])  # (monotonic t, runs)
 
-    def runs(self) -> list[RunEntry]:
-        """Return every run store under the root, sorted by name (found anew at each call)."""
+    def runs(self, max_age_s: float = 0.0) -> list[RunEntry]:
+        """Return every run store under the root, sorted by name (numbers in it by value).
+
+        Parameters
+        ----------
+        max_age_s : float
+            Reuse the last walk's answer when it is younger than this (seconds); 0: walk now.
+            A walk lists every folder (0.1-0.6 s for a 750-run sweep), so pages that poll pass
+            a few seconds: a new run then appears within that time.
+        """
+        when, entries = self._walked
+        if time.monotonic() - when < max_age_s:
+            return list(entries)
         found: list[RunEntry] = []
         self._walk(self.root, 0, found)
-        entries = sorted(found, key=lambda e: e.name)
+        entries = sorted(found, key=lambda e: _natural(e.name))
         self._known = {e.name: e for e in entries}
-        return entries
+        self._walked = (time.monotonic(), entries)
+        return list(entries)
 
     def _walk(self, folder: Path, depth: int, found: list[RunEntry]) -> None:
         attrs = _root_attrs(folder)
@@ -123,14 +138,20 @@ class Catalog:
         raise RunNotFoundError(msg)
 
 
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """Return a sort key of ``name`` that orders the numbers in it by value (seed=2 < seed=10)."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten nested settings to ``a.b`` keys with JSON-text values."""
+    """Flatten nested settings to ``a.b`` keys with text values (JSON text but for strings)."""
     out: dict[str, str] = {}
     for key, value in config.items():
         if isinstance(value, dict):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+            # JSON text (1 and 1.0 stay apart, lists read as lists), but a string as itself
+            out[f"{prefix}{key}"] = value if isinstance(value, str) else json.dumps(value)
     return out
 
 

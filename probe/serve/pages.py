@@ -17,6 +17,7 @@ __all__ = [
     "error_card",
     "run_href",
     "run_page",
+    "runs_count",
     "runs_page",
     "runs_table",
     "shell",
@@ -58,23 +59,50 @@ def error_card(title: str, text: str) -> html.Div:
     return html.Div([html.B(title), html.Div(text)], className="error-card", style=_CARD)
 
 
-def runs_page(grid: dict[str, list[str]]) -> html.Div:
-    """Return the run list page with one multi-select filter per grid column."""
+def runs_page(grid: dict[str, list[str]], states: list[str]) -> html.Div:
+    """Return the run list page: a multi-select filter per grid column and one of states.
+
+    The table shows one page of runs; the pager moves between pages and ``runs-count`` says
+    which runs are shown and how many are in each state.
+    """
+    box = {"width": "220px", "display": "inline-block", "marginRight": "12px"}
     filters = [
-        html.Div(
-            [html.Label(col), dcc.Dropdown(values, multi=True, id={"filter": col})],
-            style={"width": "220px", "display": "inline-block", "marginRight": "12px"},
-        )
+        html.Div([html.Label(col), dcc.Dropdown(values, multi=True, id={"filter": col})], style=box)
         for col, values in grid.items()
     ]
+    state = dcc.Dropdown(states, multi=True, id="runs-state")
+    filters.append(html.Div([html.Label("state"), state], style=box))
+    pager = html.Div(
+        [
+            html.Button("‹ previous", id="runs-prev"),
+            html.Span(id="runs-count", style={"margin": "0 12px"}),
+            html.Button("next ›", id="runs-next"),
+        ],
+        style={"margin": "8px 0"},
+    )
     return html.Div(
         [
             html.H3("runs"),
             html.Div(filters),
+            pager,
             html.Div(id="runs-table"),
+            dcc.Store(id="runs-page", data=0),
+            dcc.Store(id="runs-digest"),
             dcc.Interval(id="runs-tick", interval=2 * TICK_MS),
         ]
     )
+
+
+def runs_count(first: int, last: int, n: int, counts: dict[str, int]) -> str:
+    """Return the pager's text: which runs are shown, and how many are in each state.
+
+    Examples
+    --------
+    >>> runs_count(51, 100, 750, {"recording": 3, "closed": 747, "opening": 0})
+    'runs 51-100 of 750 · 3 recording · 747 closed'
+    """
+    shown = f"runs {first}-{last} of {n}" if n else "no run matches the filters"
+    return " · ".join([shown, *(f"{k} {s}" for s, k in counts.items() if k)])
 
 
 def runs_table(rows: list[dict[str, Any]], grid_cols: list[str]) -> html.Table:
@@ -123,8 +151,18 @@ def run_page(name: str) -> html.Div:
                     ),
                     dcc.Tab(_geometry_tab(), label="geometry", value="geometry", id="tab-geometry"),
                     dcc.Tab(
-                        [dcc.Graph(id="nfa"), dcc.Graph(id="two-point")],
-                        label="NFM vs AGOP, two-point fit", value="theory",
+                        [
+                            html.Div(
+                                [
+                                    html.Label("layer"),
+                                    dcc.Dropdown(id="theory-layer", clearable=False),
+                                ],
+                                style={"width": "320px"},
+                            ),
+                            dcc.Graph(id="nfa"),
+                            dcc.Graph(id="two-point"),
+                        ],
+                        label="NFM vs AGOP, two-point fit", value="theory", id="tab-theory",
                     ),
                 ],
                 value="learning",
@@ -163,15 +201,18 @@ def _geometry_tab() -> list[Any]:
     ]
 
 
-def compare_page(names: list[str], metrics: list[str]) -> html.Div:
-    """Return the compare page: choose runs and one metric or one layer's summary."""
+def compare_page(names: list[str]) -> html.Div:
+    """Return the compare page: choose runs and one metric or one layer's summary.
+
+    The metric list is that of the chosen runs, kept current (with the run list) by a callback.
+    """
     return html.Div(
         [
             html.H3("compare runs"),
             html.Label("runs"),
             dcc.Dropdown(names, names[:4], multi=True, id="compare-runs"),
             html.Label("metric, or a layer's summary (summary:layer)"),
-            dcc.Dropdown(metrics, metrics[0] if metrics else None, id="compare-metric"),
+            dcc.Dropdown([], None, id="compare-metric"),
             dcc.Graph(id="compare-graph"),
             dcc.Interval(id="compare-tick", interval=2 * TICK_MS),
         ]

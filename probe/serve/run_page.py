@@ -85,22 +85,30 @@ def register(app: Dash, registry: Registry) -> None:
         Output("step", "max"),
         Output("step", "marks"),
         Output("step", "value"),
+        Output("theory-layer", "options"),
+        Output("theory-layer", "value"),
         Input("version", "data"),
         State("run-name", "data"),
         State("layer", "value"),
         State("step", "value"),
         State("step", "max"),
+        State("theory-layer", "value"),
     )
-    def overview(_: Any, name: str, layer: Any, value: Any, old_max: Any) -> tuple[Any, ...]:
+    def overview(
+        _: Any, name: str, layer: Any, value: Any, old_max: Any, theory_layer: Any
+    ) -> tuple[Any, ...]:
         cache = cache_of(name)
         with cache.lock:
             run = cache.run
             if run is None:
                 empty = figures.message_figure("")
-                return _info(cache), empty, empty, [], None, 0, {}, 0
+                return _info(cache), empty, empty, [], None, 0, {}, 0, [], None
             layers = cache.layers()
             layer = layer if layer in layers else (layers[-1] if layers else None)
             steps = [int(s) for s in run.steps]
+            theory = _theory_layers(cache)
+            if theory_layer not in theory:
+                theory_layer = theory[0] if theory else None
             return (
                 _info(cache),
                 figures.curves_figure(cache.metrics()),
@@ -108,6 +116,8 @@ def register(app: Dash, registry: Registry) -> None:
                 layers,
                 layer,
                 *_slider(len(steps), steps, value, old_max),
+                theory,
+                theory_layer,
             )
 
     @app.callback(
@@ -185,27 +195,38 @@ def register(app: Dash, registry: Registry) -> None:
         Output("nfa", "figure"),
         Output("two-point", "figure"),
         Input("version", "data"),
+        Input("theory-layer", "value"),
         State("run-name", "data"),
     )
-    def theory(_: Any, name: str) -> Any:
+    def theory(_: Any, layer: Any, name: str) -> Any:
         cache = cache_of(name)
         with cache.lock:
             run = cache.run
-            if run is None or not run.n_snapshots:
+            if run is None or not run.n_snapshots or layer is None:
                 empty = figures.message_figure("no snapshot yet")
                 return empty, empty
             nfa_layers = views.nfa_layers(cache)
-            if nfa_layers:
-                nfa = figures.nfa_figure(views.nfa_table(cache, nfa_layers[0]), nfa_layers[0])
+            if layer in nfa_layers:
+                nfa = figures.nfa_figure(views.nfa_table(cache, layer), layer)
+            elif nfa_layers:
+                text = f"no AGOP of {layer}; recorded for {', '.join(nfa_layers)}"
+                nfa = figures.message_figure(text, "NFM vs AGOP")
             else:
                 nfa = figures.message_figure("the run recorded no AGOP", "NFM vs AGOP")
             why = views.two_point_why(run)
-            layers = cache.layers()
-            if why or not layers:
+            if not why and layer not in cache.layers():
+                why = f"needs per-sample activations of {layer}, which the run did not record"
+            if why:
                 two = figures.message_figure(f"two-point fit: {why}", "two-point effective theory")
             else:
-                two = figures.two_point_figure(*views.two_point(cache, layers[0]), layers[0])
+                two = figures.two_point_figure(*views.two_point(cache, layer), layer)
             return nfa, two
+
+
+def _theory_layers(cache: RunCache) -> list[str]:
+    """Return the layers the theory tab can show: those with AGOPs first, then the others."""
+    nfa = views.nfa_layers(cache)
+    return nfa + [name for name in cache.layers() if name not in nfa]
 
 
 def _table(table: Any) -> Any:

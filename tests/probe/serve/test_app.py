@@ -7,7 +7,7 @@ import pytest
 
 from probe.errors import RunNotFoundError
 from probe.serve import build_app
-from probe.serve.client import callback
+from probe.serve.client import callback, run_list
 
 
 def _call(client, output, inputs, state=()):
@@ -64,31 +64,23 @@ def test_run_callbacks_refuse_names_outside_the_folder(client):
     assert out is None  # no update: the route shows the error card
 
 
-def _runs_table(client, filters=None):
-    """POST the run list's callback with ``filters`` ({column: [values]}); return its text."""
-    filters = filters or {}
-    body = {
-        "output": "runs-table.children",
-        "outputs": {"id": "runs-table", "property": "children"},
-        "inputs": [
-            {"id": "runs-tick", "property": "n_intervals", "value": 1},
-            [{"id": {"filter": c}, "property": "value", "value": v} for c, v in filters.items()],
-        ],
-        "state": [[{"id": {"filter": c}, "property": "id", "value": {"filter": c}}
-                   for c in filters]],
-        "changedPropIds": ["runs-tick.n_intervals"],
-    }
-    r = client.post("/_dash-update-component", json=body)
-    assert r.status_code == 200, r.data[:500]
-    return r.data.decode()
+def _runs_table(client, filters=None, states=None, page=0, changed="runs-tick", digest=None):
+    return run_list(client, filters, states, page, changed, digest)
+
+
+def _text(answer):
+    return json.dumps(answer["runs-table"]["children"])
 
 
 def test_the_run_list_shows_every_run_and_filters_by_grid_column(client):
-    every = _runs_table(client)
+    answer = _runs_table(client)
+    every = _text(answer)
     assert "lr=0.1" in every and "lr=0.2" in every and "closed" in every
     assert every.count("base64,PHN2Zy") == 2  # the loss sparklines: "<svg" in base64
-    only = _runs_table(client, {"lr": ["0.2"]})
+    assert answer["runs-count"]["children"] == "runs 1-2 of 2 · 2 closed"
+    only = _text(_runs_table(client, {"lr": ["0.2"]}))
     assert "lr=0.2" in only and "lr=0.1/run.zarr" not in only
+    assert _runs_table(client, digest=answer["runs-digest"]["data"]) is None  # nothing changed
 
 
 def test_a_malformed_run_shows_an_error_card_and_the_others_are_still_served(tmp_path, record):
@@ -99,7 +91,7 @@ def test_a_malformed_run_shows_an_error_card_and_the_others_are_still_served(tmp
     doc["attributes"]["n_committed"] = "three"
     meta.write_text(json.dumps(doc))
     client = build_app(tmp_path).server.test_client()
-    table = _runs_table(client)
+    table = _text(_runs_table(client))
     assert "error-card" in table and "cannot be read" in table and "good.zarr" in table
     version = _call(
         client, ["version.data"], [(("tick", "n_intervals"), 1)],
@@ -109,10 +101,10 @@ def test_a_malformed_run_shows_an_error_card_and_the_others_are_still_served(tmp
     info = _call(
         client,
         ["run-info.children", "curves.figure", "summaries.figure", "layer.options", "layer.value",
-         "step.max", "step.marks", "step.value"],
+         "step.max", "step.marks", "step.value", "theory-layer.options", "theory-layer.value"],
         [(("version", "data"), version["version"]["data"])],
         [(("run-name", "data"), "bad.zarr"), (("layer", "value"), None), (("step", "value"), None),
-         (("step", "max"), None)],
+         (("step", "max"), None), (("theory-layer", "value"), None)],
     )
     assert "this run cannot be read" in json.dumps(info)
     good = _call(
@@ -134,9 +126,18 @@ def test_a_callback_that_fails_raises_with_the_servers_answer(client):
 
 @pytest.mark.parametrize(("metric", "n_points"), [("loss", [4, 6]), ("effective_rank:2", [5, 7])])
 def test_compare_draws_one_line_per_run_of_a_metric_or_a_layers_summary(client, metric, n_points):
-    page = _page(client, "/compare")
-    assert "effective_rank:2" in page and "loss" in page
+    assert "compare-runs" in _page(client, "/compare")
     names = ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr", "../outside"]
+    options = _call(
+        client,
+        ["compare-runs.options", "compare-metric.options", "compare-metric.value"],
+        [(("compare-runs", "value"), names), (("compare-tick", "n_intervals"), 1)],
+        [(("compare-runs", "options"), None), (("compare-metric", "options"), None),
+         (("compare-metric", "value"), None)],
+    )
+    assert options["compare-runs"]["options"] == names[:2]
+    assert "effective_rank:2" in options["compare-metric"]["options"]
+    assert options["compare-metric"]["value"] == "loss"
     out = _call(
         client,
         ["compare-graph.figure"],
@@ -185,7 +186,7 @@ def test_serving_every_view_leaves_the_store_unchanged_and_uses_no_pickle(sweep,
     _call(client, ["cka-steps.figure"], [v, (layer, "2")], name)
     _call(client, ["cka-layers.figure"], [(step, 2), v], name)
     _call(client, ["geometry.children"], [(("geometry-go", "n_clicks"), 1)], [(step, 2)] + name)
-    _call(client, ["nfa.figure", "two-point.figure"], [v], name)
+    _call(client, ["nfa.figure", "two-point.figure"], [v, (("theory-layer", "value"), "0")], name)
     _runs_table(client)
     assert digest() == before
     sources = Path(__file__).resolve().parents[3] / "probe" / "serve"
@@ -193,12 +194,77 @@ def test_serving_every_view_leaves_the_store_unchanged_and_uses_no_pickle(sweep,
 
 
 def test_a_long_run_list_appears_at_once_and_fills_in_poll_by_poll(sweep, monkeypatch):
-    import probe.serve.app as served
+    import probe.serve.run_list as run_list
 
-    monkeypatch.setattr(served, "LIST_BUDGET_S", 0.0)  # one new run opened per poll
+    monkeypatch.setattr(run_list, "LIST_BUDGET_S", 0.0)  # one new run opened per poll
     client = build_app(sweep).server.test_client()
     first = _runs_table(client)
-    assert first.count('"opening"') == 1 and first.count('"closed"') == 1
-    assert "lr=0.2" in first  # listed by name before it is opened
+    assert _text(first).count('"opening"') == 1 and _text(first).count('"closed"') == 1
+    assert "lr=0.2" in _text(first)  # listed by name before it is opened
+    assert first["runs-count"]["children"] == "runs 1-2 of 2 · 1 closed · 1 opening"
     second = _runs_table(client)
-    assert second.count('"opening"') == 0 and second.count('"closed"') == 2
+    assert _text(second).count('"opening"') == 0 and _text(second).count('"closed"') == 2
+
+
+def test_the_run_list_pages_and_filters_by_state(sweep, record, monkeypatch):
+    import probe.serve.run_list as run_list
+
+    monkeypatch.setattr(run_list, "PAGE_SIZE", 1)
+    client = build_app(sweep).server.test_client()
+    first = _runs_table(client)
+    assert first["runs-count"]["children"] == "runs 1-1 of 2 · 2 closed"
+    assert "lr=0.1" in _text(first) and "lr=0.2" not in _text(first)
+    second = _runs_table(client, page=0, changed="runs-next")
+    assert second["runs-page"]["data"] == 1 and "lr=0.2" in _text(second)
+    assert second["runs-count"]["children"] == "runs 2-2 of 2 · 2 closed"
+    past = _runs_table(client, page=1, changed="runs-next")  # no page 3: stays on the last
+    assert past["runs-page"]["data"] == 1
+    back = _runs_table(client, page=1, changed="runs-prev")
+    assert back["runs-page"]["data"] == 0 and "lr=0.1" in _text(back)
+    refiltered = _runs_table(client, {"lr": ["0.2"]}, page=1, changed="runs-state")
+    assert refiltered["runs-page"]["data"] == 0 and "lr=0.2" in _text(refiltered)
+    none = _runs_table(client, states=["recording"], changed="runs-state")
+    assert none["runs-count"]["children"] == "no run matches the filters · 2 closed"
+    assert "run-row" not in _text(none)
+
+
+def test_the_run_list_counts_recording_runs_and_finds_new_ones(tmp_path, record, monkeypatch):
+    import probe.serve.run_list as run_list
+
+    monkeypatch.setattr(run_list, "WALK_EVERY_S", 0.0)  # look for new runs at every poll
+    record(tmp_path / "done.zarr", 2)
+    client = build_app(tmp_path).server.test_client()
+    assert _runs_table(client)["runs-count"]["children"] == "runs 1-1 of 1 · 1 closed"
+    live = record(tmp_path / "live.zarr", 2, close=False)
+    try:
+        answer = _runs_table(client, states=["recording"], changed="runs-state")
+        assert answer["runs-count"]["children"] == (
+            "runs 1-1 of 1 · 1 recording · 1 closed"
+        )
+        assert "live.zarr" in _text(answer) and "done.zarr" not in _text(answer)
+    finally:
+        live.close()
+
+
+def test_the_theory_tab_shows_the_chosen_layer(client):
+    name = [(("run-name", "data"), "runs/lr=0.1/run.zarr")]
+    version = _call(client, ["version.data"], [(("tick", "n_intervals"), 1)],
+                    name + [(("version", "data"), None)])["version"]["data"]
+    outputs = ["run-info.children", "curves.figure", "summaries.figure", "layer.options",
+               "layer.value", "step.max", "step.marks", "step.value", "theory-layer.options",
+               "theory-layer.value"]
+    state = [(("layer", "value"), None), (("step", "value"), None), (("step", "max"), None),
+             (("theory-layer", "value"), None)]
+    overview = _call(client, outputs, [(("version", "data"), version)], name + state)
+    assert overview["theory-layer"] == {"options": ["0", "2"], "value": "0"}
+    for layer in ("0", "2"):
+        out = _call(client, ["nfa.figure", "two-point.figure"],
+                    [(("version", "data"), version), (("theory-layer", "value"), layer)], name)
+        assert out["nfa"]["figure"]["layout"]["title"]["text"] == f"NFM vs AGOP: {layer}"
+        two = json.dumps(out["two-point"]["figure"])
+        assert "applies to a regression probe of exactly 2 samples" in two
+
+
+def test_a_run_list_poll_that_fails_raises_with_the_servers_answer(client):
+    with pytest.raises(RuntimeError, match="the run list answered HTTP 500"):
+        run_list(client, {"lr": 5})  # a filter's value must be a list

@@ -5,7 +5,9 @@ long after each commit the page shows the new step (printed, not asserted: no ti
 """
 
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +73,39 @@ def test_the_run_list_loads(sweep, serve, browser):
     assert len(rows) == 2
     page = browser.find_element("id", "runs-table").text
     assert "runs/lr=0.1/run.zarr" in page and "closed" in page and "Sequential" in page
+
+
+@pytest.fixture(scope="module")
+def big_sweep(tmp_path_factory, sweep):
+    """A folder of 300 runs (copies of one run, each with its own grid settings)."""
+    root = tmp_path_factory.mktemp("big-sweep")
+    source = sweep / "runs" / "lr=0.2" / "run.zarr"
+    for k in range(300):
+        run = root / "runs" / f"seed={k:03d}" / "run.zarr"
+        shutil.copytree(source, run)
+        meta = json.loads((run / "zarr.json").read_text())
+        meta["attributes"]["config"] = {"lr": [0.1, 0.2, 0.4][k % 3], "seed": k}
+        (run / "zarr.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_a_list_of_300_runs_appears_in_pages_and_fills_in(big_sweep, serve, browser):
+    opened = time.time()
+    browser.get(serve(big_sweep).url + "/")
+    rows = wait_for(lambda: browser.find_elements("css selector", ".run-row"))
+    print(f"\n300 runs: page open -> first rows shown: {time.time() - opened:.2f} s")
+    assert len(rows) == 50  # one page
+    count = wait_for(lambda: (t := text(browser, "runs-count")) and "300 closed" in t and t)
+    print(f"300 runs: page open -> every run read: {time.time() - opened:.2f} s")
+    assert count == "runs 1-50 of 300 · 300 closed"
+    assert "runs/seed=000/run.zarr" in browser.find_element("id", "runs-table").text
+    browser.find_element("id", "runs-next").click()
+    wait_for(lambda: text(browser, "runs-count").startswith("runs 51-100 of 300"))
+    page = wait_for(lambda: (t := browser.find_element("id", "runs-table").text) and
+                    "seed=050" in t and t)
+    assert "seed=000/" not in page and page.count("closed") == 50
+    png = imread(io.BytesIO(browser.get_screenshot_as_png()))[..., :3]
+    assert png.std() > 0.05 and (png.mean(axis=2) < 0.5).mean() > 0.002  # rows drawn
 
 
 def test_a_run_page_shows_layers_last_step_and_the_slider_moves_the_embedding(

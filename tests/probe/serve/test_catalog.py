@@ -70,3 +70,22 @@ def test_resolve_walks_again_only_for_a_name_it_has_not_seen(tmp_path, record, m
     assert len(walks) > n
     with pytest.raises(RunNotFoundError, match="no run 'c.zarr'"):
         cat.resolve("c.zarr")
+
+
+def test_runs_sort_numbers_by_value_and_grid_strings_read_as_written(tmp_path, record):
+    for seed, model in [(10, "gru"), (2, "lstm"), (1, "gru")]:
+        record(tmp_path / f"seed={seed}.zarr", 1, config={"seed": seed, "model": model})
+    cat = Catalog(tmp_path)
+    assert [e.name for e in cat.runs()] == ["seed=1.zarr", "seed=2.zarr", "seed=10.zarr"]
+    assert grid_columns(cat.runs())["model"] == {
+        "seed=1.zarr": "gru", "seed=2.zarr": "lstm", "seed=10.zarr": "gru"
+    }
+
+
+def test_runs_reuses_a_recent_walk_when_asked_and_finds_new_runs_after(tmp_path, record):
+    record(tmp_path / "a.zarr", 1)
+    cat = Catalog(tmp_path)
+    assert len(cat.runs()) == 1
+    record(tmp_path / "b.zarr", 1)
+    assert len(cat.runs(max_age_s=60.0)) == 1  # the walk of a moment ago
+    assert len(cat.runs(max_age_s=0.0)) == 2
