@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from dash import ALL, Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
@@ -24,17 +24,20 @@ from probe.serve.catalog import grid_columns
 from probe.serve.registry import Registry
 from probe.serve.run_list import STATES, WALK_EVERY_S, list_page
 
-__all__ = ["build_app", "limit_blas_threads", "make_app_server"]
+__all__ = ["COMPARE_BUDGET_S", "build_app", "limit_blas_threads", "make_app_server"]
+
+#: Seconds of summary computation per compare redraw, shared by the chosen runs.
+COMPARE_BUDGET_S = 1.0
 
 
-def _route(registry: Registry, path: str | None) -> Any:
-    """Return the page at URL ``path``."""
+def _route(registry: Registry, path: str | None, query: str | None = None) -> Any:
+    """Return the page at URL ``path`` (``query``: its ``?...`` part, e.g. compare's runs)."""
     path = path or "/"
     if path == "/":
         grid = grid_columns(registry.catalog.runs(max_age_s=WALK_EVERY_S))
         return pages.runs_page({c: sorted(set(v.values())) for c, v in grid.items()}, [*STATES])
     if path == "/compare":
-        return _compare_page(registry)
+        return _compare_page(registry, parse_qs((query or "").lstrip("?")).get("run", []))
     if path.startswith("/run/"):
         name = unquote(path[len("/run/") :])
         try:
@@ -45,9 +48,12 @@ def _route(registry: Registry, path: str | None) -> Any:
     return pages.error_card("no such page", f"{path!r}; the run list is at /.")
 
 
-def _compare_page(registry: Registry) -> Any:
+def _compare_page(registry: Registry, chosen: list[str]) -> Any:
+    """Return the compare page with the runs ``chosen`` (unknown names dropped; none: 4 runs)."""
     names = [e.name for e in registry.catalog.runs(max_age_s=WALK_EVERY_S)]
-    return pages.compare_page(names)
+    known = set(names)
+    chosen = [n for n in chosen if n in known] or names[:4]
+    return pages.compare_page(names, chosen)
 
 
 def _compare_options(registry: Registry, names: list[str]) -> list[str]:
@@ -67,16 +73,23 @@ def _compare_options(registry: Registry, names: list[str]) -> list[str]:
 
 
 def _compare_series(registry: Registry, names: list[str], metric: str) -> dict[str, Any]:
+    """Return ``{run: (steps, values)}`` of ``metric`` (a metric, or ``summary:layer``).
+
+    Summaries are computed as the run page does, `COMPARE_BUDGET_S` per redraw shared by the
+    runs (at least one snapshot each), so fifty runs draw at once and fill in.
+    """
     series = {}
+    summary, _, layer = metric.partition(":")
+    summarise = bool(layer) and summary in SUMMARY_COLUMNS
     for name in names:
         try:
             cache = registry.get(name)
         except ProbeError:
             continue
-        if cache.update(budget_s=0.5) is None:
+        budget = COMPARE_BUDGET_S / len(names)
+        if (cache.update(budget) if summarise else cache.refresh()) is None:
             continue
-        summary, _, layer = metric.partition(":")
-        if layer and summary in SUMMARY_COLUMNS:
+        if summarise:
             table = cache.summaries()
             table = table[table["layer"] == layer]
             series[name] = (table["step"], table[summary])
@@ -104,15 +117,16 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
     )
     app.layout = pages.shell(str(registry.catalog.root))
 
-    @app.callback(Output("page", "children"), Input("url", "pathname"))
-    def route(path: str | None) -> Any:
-        return _route(registry, path)
+    @app.callback(Output("page", "children"), Input("url", "pathname"), Input("url", "search"))
+    def route(path: str | None, query: str | None) -> Any:
+        return _route(registry, path, query)
 
     @app.callback(
         Output("runs-table", "children"),
         Output("runs-count", "children"),
         Output("runs-page", "data"),
         Output("runs-digest", "data"),
+        Output("runs-compare", "href"),
         Input("runs-tick", "n_intervals"),
         Input({"filter": ALL}, "value"),
         Input("runs-state", "value"),
@@ -128,7 +142,7 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
     ) -> tuple[Any, ...]:
         if not registry.catalog.runs(max_age_s=WALK_EVERY_S):
             card = pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
-            return card, "", 0, None
+            return card, "", 0, None, "/compare"
         page, trigger = int(page or 0), ctx.triggered_id
         if trigger in ("runs-prev", "runs-next"):
             page += 1 if trigger == "runs-next" else -1
@@ -142,7 +156,8 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
             shown.start + 1, shown.start + len(shown.rows), shown.n_matching, shown.counts
         )
         table = pages.runs_table(shown.rows, shown.grid_cols)
-        return table, count, shown.page, shown.digest
+        href = pages.compare_href([r["name"] for r in shown.rows])
+        return table, count, shown.page, shown.digest, href
 
     @app.callback(
         Output("compare-runs", "options"),
@@ -173,10 +188,11 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         Input("compare-runs", "value"),
         Input("compare-metric", "value"),
         Input("compare-tick", "n_intervals"),
+        Input("compare-log", "value"),
     )
-    def compare(names: list[str] | None, metric: str | None, _: Any) -> Any:
+    def compare(names: list[str] | None, metric: str | None, _: Any, log: Any) -> Any:
         series = _compare_series(registry, names or [], metric) if metric else {}
-        return figures.lines_figure(series, metric or "", metric or "")
+        return figures.lines_figure(series, metric or "", metric or "", log_y=bool(log))
 
     run_page.register(app, registry)
     return app

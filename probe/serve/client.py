@@ -86,7 +86,8 @@ def run_list(
         The server answered with an error.
     """
     filters = filters or {}
-    outputs = ["runs-table.children", "runs-count.children", "runs-page.data", "runs-digest.data"]
+    outputs = ["runs-table.children", "runs-count.children", "runs-page.data", "runs-digest.data",
+               "runs-compare.href"]
     prop = {"runs-tick": "n_intervals", "runs-prev": "n_clicks", "runs-next": "n_clicks"}
     body = {
         "output": f"..{'...'.join(outputs)}..",

@@ -179,13 +179,15 @@ def two_point_figure(traces: Any, fit: Any, layer: str) -> Figure:
     return _figure(data, f"two-point fit, {layer}: {note}", xaxis={"title": {"text": "step"}})
 
 
-def lines_figure(series: dict[str, tuple[Any, Any]], title: str, ylabel: str) -> Figure:
-    """Return one line per named (x, y) series, for comparing runs."""
+def lines_figure(
+    series: dict[str, tuple[Any, Any]], title: str, ylabel: str, log_y: bool = False
+) -> Figure:
+    """Return one line per named (x, y) series, for comparing runs (``log_y``: a log y axis)."""
     if not series:
         return message_figure("choose runs to compare", title)
     data = [_line(x, y, name) for name, (x, y) in series.items()]
-    return _figure(data, title, 420, xaxis={"title": {"text": "step"}},
-                   yaxis={"title": {"text": ylabel}})
+    yaxis = {"title": {"text": ylabel}} | ({"type": "log"} if log_y else {})
+    return _figure(data, title, 420, xaxis={"title": {"text": "step"}}, yaxis=yaxis)
 
 
 def sparkline(values: Sequence[float], width: int = 120, height: int = 24) -> str:

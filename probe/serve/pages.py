@@ -7,12 +7,13 @@ Layouts only; what fills them is computed by the callbacks of `probe.serve.app` 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from dash import dcc, html
 
 __all__ = [
     "TICK_MS",
+    "compare_href",
     "compare_page",
     "error_card",
     "run_href",
@@ -77,6 +78,8 @@ def runs_page(grid: dict[str, list[str]], states: list[str]) -> html.Div:
             html.Button("‹ previous", id="runs-prev"),
             html.Span(id="runs-count", style={"margin": "0 12px"}),
             html.Button("next ›", id="runs-next"),
+            dcc.Link("compare these runs", id="runs-compare", href="/compare",
+                     style={"marginLeft": "16px"}),
         ],
         style={"margin": "8px 0"},
     )
@@ -201,8 +204,19 @@ def _geometry_tab() -> list[Any]:
     ]
 
 
-def compare_page(names: list[str]) -> html.Div:
-    """Return the compare page: choose runs and one metric or one layer's summary.
+def compare_href(names: list[str]) -> str:
+    """Return the URL of the compare page with the runs ``names`` chosen.
+
+    Examples
+    --------
+    >>> compare_href(["runs/a b/run.zarr", "c.zarr"])
+    '/compare?run=runs%2Fa+b%2Frun.zarr&run=c.zarr'
+    """
+    return "/compare?" + urlencode([("run", n) for n in names])
+
+
+def compare_page(names: list[str], chosen: list[str]) -> html.Div:
+    """Return the compare page: choose runs (``chosen`` at first) and one metric or summary.
 
     The metric list is that of the chosen runs, kept current (with the run list) by a callback.
     """
@@ -210,9 +224,10 @@ def compare_page(names: list[str]) -> html.Div:
         [
             html.H3("compare runs"),
             html.Label("runs"),
-            dcc.Dropdown(names, names[:4], multi=True, id="compare-runs"),
+            dcc.Dropdown(names, chosen, multi=True, id="compare-runs"),
             html.Label("metric, or a layer's summary (summary:layer)"),
             dcc.Dropdown([], None, id="compare-metric"),
+            dcc.Checklist(["log y"], [], id="compare-log", inline=True),
             dcc.Graph(id="compare-graph"),
             dcc.Interval(id="compare-tick", interval=2 * TICK_MS),
         ]

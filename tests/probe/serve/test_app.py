@@ -14,8 +14,9 @@ def _call(client, output, inputs, state=()):
     return callback(client, output, inputs, state)
 
 
-def _page(client, path):
-    return json.dumps(_call(client, ["page.children"], [(("url", "pathname"), path)]))
+def _page(client, path, query=""):
+    url = [(("url", "pathname"), path), (("url", "search"), query)]
+    return json.dumps(_call(client, ["page.children"], url))
 
 
 @pytest.fixture
@@ -142,11 +143,23 @@ def test_compare_draws_one_line_per_run_of_a_metric_or_a_layers_summary(client, 
         client,
         ["compare-graph.figure"],
         [(("compare-runs", "value"), names), (("compare-metric", "value"), metric),
-         (("compare-tick", "n_intervals"), 1)],
+         (("compare-tick", "n_intervals"), 1), (("compare-log", "value"), ["log y"])],
     )
     data = out["compare-graph"]["figure"]["data"]
     assert [t["name"] for t in data] == names[:2]
     assert [len(t["y"]) for t in data] == n_points
+    assert out["compare-graph"]["figure"]["layout"]["yaxis"]["type"] == "log"
+
+
+def test_the_run_list_links_to_compare_with_the_runs_it_shows(client):
+    href = _runs_table(client, {"lr": ["0.2"]}, changed="runs-state")["runs-compare"]["href"]
+    assert href == "/compare?run=runs%2Flr%3D0.2%2Frun.zarr"
+    page = json.loads(_page(client, "/compare", href.partition("/compare")[2]))
+    runs = page["page"]["children"]["props"]["children"][2]["props"]
+    assert runs["id"] == "compare-runs" and runs["value"] == ["runs/lr=0.2/run.zarr"]
+    unknown = json.loads(_page(client, "/compare", "?run=..%2Fsecret&run=nope"))
+    runs = unknown["page"]["children"]["props"]["children"][2]["props"]
+    assert runs["value"] == ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr"]  # the default
 
 
 def test_the_server_runs_blas_on_one_thread(sweep, monkeypatch):

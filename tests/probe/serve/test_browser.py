@@ -106,6 +106,12 @@ def test_a_list_of_300_runs_appears_in_pages_and_fills_in(big_sweep, serve, brow
     assert "seed=000/" not in page and page.count("closed") == 50
     png = imread(io.BytesIO(browser.get_screenshot_as_png()))[..., :3]
     assert png.std() > 0.05 and (png.mean(axis=2) < 0.5).mean() > 0.002  # rows drawn
+    browser.find_element("id", "runs-compare").click()  # the page's 50 runs, compared
+    names = wait_for(lambda: browser.execute_script(
+        "const g = document.querySelector('#compare-graph .js-plotly-plot');"
+        "return g && g.data && g.data.length ? g.data.map(t => t.name) : null;"
+    ))
+    assert names == [f"runs/seed={k:03d}/run.zarr" for k in range(50, 100)]
 
 
 def test_a_run_page_shows_layers_last_step_and_the_slider_moves_the_embedding(
