@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 
@@ -67,8 +68,19 @@ class Served:
 
 
 @pytest.fixture
-def serve():
-    """Return a function that serves a folder; every server is stopped after the test."""
+def serve(monkeypatch):
+    """Return a function that serves a folder; every server is stopped after the test.
+
+    The server limits this process's BLAS pools to one thread (as `probe serve` does); they and
+    the variables it sets are restored after the test, so later tests run as before.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # restored (or removed) after
+        if not os.environ[var]:
+            monkeypatch.delenv(var)
+    pools = threadpool_info()
     started = []
 
     def start(root):
@@ -78,6 +90,8 @@ def serve():
     yield start
     for s in started:
         s.stop()
+    for pool in pools:
+        threadpool_limits(limits=pool["num_threads"], user_api=pool["user_api"])
 
 
 @pytest.fixture(scope="module")
