@@ -20,7 +20,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from probe.errors import ProbeError
 from probe.serve import figures, pages, run_page
 from probe.serve.cache import SUMMARY_COLUMNS
-from probe.serve.catalog import grid_columns
+from probe.serve.catalog import grid_columns, natural_key
 from probe.serve.registry import Registry
 from probe.serve.run_list import STATES, WALK_EVERY_S, list_page
 
@@ -35,7 +35,8 @@ def _route(registry: Registry, path: str | None, query: str | None = None) -> An
     path = path or "/"
     if path == "/":
         grid = grid_columns(registry.catalog.runs(max_age_s=WALK_EVERY_S))
-        return pages.runs_page({c: sorted(set(v.values())) for c, v in grid.items()}, [*STATES])
+        values = {c: sorted(set(v.values()), key=natural_key) for c, v in grid.items()}
+        return pages.runs_page(values, [*STATES])
     if path == "/compare":
         return _compare_page(registry, parse_qs((query or "").lstrip("?")).get("run", []))
     if path.startswith("/run/"):
@@ -127,6 +128,7 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         Output("runs-page", "data"),
         Output("runs-digest", "data"),
         Output("runs-compare", "href"),
+        Output({"filter": ALL}, "options"),
         Input("runs-tick", "n_intervals"),
         Input({"filter": ALL}, "value"),
         Input("runs-state", "value"),
@@ -142,7 +144,7 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
     ) -> tuple[Any, ...]:
         if not registry.catalog.runs(max_age_s=WALK_EVERY_S):
             card = pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
-            return card, "", 0, None, "/compare"
+            return card, "", 0, None, "/compare", [no_update] * len(ids)
         page, trigger = int(page or 0), ctx.triggered_id
         if trigger in ("runs-prev", "runs-next"):
             page += 1 if trigger == "runs-next" else -1
@@ -155,9 +157,11 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         count = pages.runs_count(
             shown.start + 1, shown.start + len(shown.rows), shown.n_matching, shown.counts
         )
-        table = pages.runs_table(shown.rows, shown.grid_cols)
+        table = pages.runs_table(shown.rows, list(shown.grid_values))
         href = pages.compare_href([r["name"] for r in shown.rows])
-        return table, count, shown.page, shown.digest, href
+        # a new run may bring a new value of a grid column (a new column needs a reload)
+        options = [shown.grid_values.get(i["filter"], no_update) for i in ids]
+        return table, count, shown.page, shown.digest, href, options
 
     @app.callback(
         Output("compare-runs", "options"),

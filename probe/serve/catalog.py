@@ -19,7 +19,7 @@ from typing import Any
 from hooks import schema
 from probe.errors import RunNotFoundError
 
-__all__ = ["Catalog", "RunEntry", "grid_columns"]
+__all__ = ["Catalog", "RunEntry", "grid_columns", "natural_key"]
 
 #: How deep below the served folder run stores are looked for (a sweep: runs/<name>/run.zarr).
 MAX_DEPTH = 4
@@ -94,7 +94,7 @@ class Catalog:
             return list(entries)
         found: list[RunEntry] = []
         self._walk(self.root, 0, found)
-        entries = sorted(found, key=lambda e: _natural(e.name))
+        entries = sorted(found, key=lambda e: natural_key(e.name))
         self._known = {e.name: e for e in entries}
         self._walked = (time.monotonic(), entries)
         return list(entries)
@@ -138,9 +138,16 @@ class Catalog:
         raise RunNotFoundError(msg)
 
 
-def _natural(name: str) -> list[tuple[int, int | str]]:
-    """Return a sort key of ``name`` that orders the numbers in it by value (seed=2 < seed=10)."""
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+def natural_key(name: str) -> list[tuple[int, float | str]]:
+    """Return a sort key of ``name`` that orders the numbers in it by value.
+
+    Examples
+    --------
+    >>> sorted(["seed=10", "seed=2", "lr=0.1", "lr=0.05"], key=natural_key)
+    ['lr=0.05', 'lr=0.1', 'seed=2', 'seed=10']
+    """
+    parts = re.split(r"(\d+(?:\.\d+)?)", name)
+    return [(0, float(p)) if p[:1].isdigit() else (1, p) for p in parts if p]
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:

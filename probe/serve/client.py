@@ -89,9 +89,13 @@ def run_list(
     outputs = ["runs-table.children", "runs-count.children", "runs-page.data", "runs-digest.data",
                "runs-compare.href"]
     prop = {"runs-tick": "n_intervals", "runs-prev": "n_clicks", "runs-next": "n_clicks"}
+    options = [{"id": {"filter": c}, "property": "options"} for c in filters]
     body = {
-        "output": f"..{'...'.join(outputs)}..",
-        "outputs": [dict(zip(("id", "property"), o.split("."), strict=True)) for o in outputs],
+        "output": f"..{'...'.join(outputs)}...{{\"filter\":[\"ALL\"]}}.options..",
+        "outputs": [
+            *[dict(zip(("id", "property"), o.split("."), strict=True)) for o in outputs],
+            options,
+        ],
         "inputs": [
             {"id": "runs-tick", "property": "n_intervals", "value": 1},
             [{"id": {"filter": c}, "property": "value", "value": v} for c, v in filters.items()],

@@ -24,7 +24,7 @@ from typing import Any
 
 from probe.serve import figures
 from probe.serve.cache import RunCache
-from probe.serve.catalog import RunEntry, grid_columns
+from probe.serve.catalog import RunEntry, grid_columns, natural_key
 from probe.serve.registry import Registry
 from probe.serve.state import CLOSED, RECORDING, STOPPED
 
@@ -73,8 +73,9 @@ class ListPage:
         Runs that match the filters.
     counts : dict of str to int
         How many runs that match the grid filters are in each state (`STATES`).
-    grid_cols : list of str
-        The sweep's grid columns (settings that differ between runs).
+    grid_values : dict of str to list of str
+        The sweep's grid columns (settings that differ between runs) and the values of each:
+        the options of the grid filters, which grow as new runs appear.
     """
 
     rows: list[dict[str, Any]]
@@ -83,12 +84,13 @@ class ListPage:
     n_pages: int
     n_matching: int
     counts: dict[str, int]
-    grid_cols: list[str]
+    grid_values: dict[str, list[str]]
 
     @property
     def digest(self) -> str:
         """Return a hash of everything the page shows (equal digests: nothing to redraw)."""
-        shown = [self.rows, self.start, self.n_pages, self.n_matching, self.counts, self.grid_cols]
+        shown = [self.rows, self.start, self.n_pages, self.n_matching, self.counts,
+                 self.grid_values]
         return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()
 
 
@@ -179,4 +181,5 @@ def list_page(
     page = min(max(page, 0), n_pages - 1)
     start = page * PAGE_SIZE
     rows = [_row(c, grid) for c in caches[start : start + PAGE_SIZE]]
-    return ListPage(rows, page, start, n_pages, len(caches), counts, list(grid))
+    values = {c: sorted(set(v.values()), key=natural_key) for c, v in grid.items()}
+    return ListPage(rows, page, start, n_pages, len(caches), counts, values)

@@ -281,3 +281,19 @@ def test_the_theory_tab_shows_the_chosen_layer(client):
 def test_a_run_list_poll_that_fails_raises_with_the_servers_answer(client):
     with pytest.raises(RuntimeError, match="the run list answered HTTP 500"):
         run_list(client, {"lr": 5})  # a filter's value must be a list
+
+
+def test_the_grid_filters_gain_the_values_of_new_runs(tmp_path, record, monkeypatch):
+    import probe.serve.run_list as run_list_module
+
+    monkeypatch.setattr(run_list_module, "WALK_EVERY_S", 0.0)
+    for lr in (0.1, 0.2):
+        record(tmp_path / f"lr={lr}.zarr", 1, config={"lr": lr})
+    client = build_app(tmp_path).server.test_client()
+    first = _runs_table(client, {"lr": []})
+    assert first["runs-count"]["children"] == "runs 1-2 of 2 · 2 closed"
+    record(tmp_path / "lr=0.05.zarr", 1, config={"lr": 0.05})
+    answer = _runs_table(client, {"lr": []}, digest=first["runs-digest"]["data"])
+    assert answer[json.dumps({"filter": "lr"}, separators=(",", ":"))]["options"] == [
+        "0.05", "0.1", "0.2"
+    ]
