@@ -128,6 +128,7 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         Output("runs-page", "data"),
         Output("runs-digest", "data"),
         Output("runs-compare", "href"),
+        Output("runs-filters", "children"),
         Output({"filter": ALL}, "options"),
         Input("runs-tick", "n_intervals"),
         Input({"filter": ALL}, "value"),
@@ -140,18 +141,20 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
     )
     def runs_table(
         _: Any, chosen: list[Any], states: Any, _p: Any, _n: Any,
-        ids: list[dict[str, str]], page: Any, digest: Any,
+        ids: list[dict[str, str]], page_data: Any, digest: Any,
     ) -> tuple[Any, ...]:
+        columns = [i["filter"] for i in ids]
         if not registry.catalog.runs(max_age_s=WALK_EVERY_S):
             card = pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
-            return card, "", 0, None, "/compare", [no_update] * len(ids)
-        page, trigger = int(page or 0), ctx.triggered_id
-        if trigger in ("runs-prev", "runs-next"):
-            page += 1 if trigger == "runs-next" else -1
-        elif trigger not in (None, "runs-tick"):
-            page = 0  # a filter changed: back to the first page
-        grid_filter = {i["filter"]: set(v) for i, v in zip(ids, chosen, strict=True) if v}
-        shown = list_page(registry, grid_filter, set(states or ()), page)
+            return card, "", None, None, "/compare", no_update, [no_update] * len(ids)
+        grid_filter = {c: sorted(v) for c, v in zip(columns, chosen, strict=True) if v}
+        states = sorted(states or ())
+        # The page number is kept with the filters it was for: other filters, first page.
+        filters = [grid_filter, states]
+        page = page_data[0] if isinstance(page_data, list) and page_data[1:] == [filters] else 0
+        if ctx.triggered_id in ("runs-prev", "runs-next"):
+            page += 1 if ctx.triggered_id == "runs-next" else -1
+        shown = list_page(registry, {c: set(v) for c, v in grid_filter.items()}, set(states), page)
         if shown.digest == digest:
             raise PreventUpdate  # nothing on the page changed: send nothing
         count = pages.runs_count(
@@ -159,9 +162,14 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         )
         table = pages.runs_table(shown.rows, list(shown.grid_values))
         href = pages.compare_href([r["name"] for r in shown.rows])
-        # a new run may bring a new value of a grid column (a new column needs a reload)
-        options = [shown.grid_values.get(i["filter"], no_update) for i in ids]
-        return table, count, shown.page, shown.digest, href, options
+        new_filters: Any = no_update
+        options: list[Any] = [no_update] * len(ids)
+        if list(shown.grid_values) != columns:  # runs that appeared differ in new settings
+            new_filters = pages.grid_filters(shown.grid_values, grid_filter)
+        else:  # the same columns; a new run may bring a new value
+            options = [shown.grid_values[c] for c in columns]
+        page_data = [shown.page, filters]
+        return table, count, page_data, shown.digest, href, new_filters, options
 
     @app.callback(
         Output("compare-runs", "options"),

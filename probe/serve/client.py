@@ -59,7 +59,7 @@ def run_list(
     client: Any,
     filters: dict[str, list[str]] | None = None,
     states: list[str] | None = None,
-    page: int = 0,
+    page_data: Any = None,
     changed: str = "runs-tick",
     digest: str | None = None,
 ) -> dict[str, Any] | None:
@@ -73,8 +73,9 @@ def run_list(
         The grid-column filters' values (``{column: [value text, ...]}``).
     states : list of str, optional
         The state filter's values.
-    page : int
-        The page the list shows now.
+    page_data : optional
+        The ``runs-page`` data of the list's last answer (its page and the filters it was
+        for); None: the list was just opened.
     changed : str
         The input that fired: ``runs-tick``, ``runs-prev``, ``runs-next``, ``runs-state``.
     digest : str, optional
@@ -87,7 +88,7 @@ def run_list(
     """
     filters = filters or {}
     outputs = ["runs-table.children", "runs-count.children", "runs-page.data", "runs-digest.data",
-               "runs-compare.href"]
+               "runs-compare.href", "runs-filters.children"]
     prop = {"runs-tick": "n_intervals", "runs-prev": "n_clicks", "runs-next": "n_clicks"}
     options = [{"id": {"filter": c}, "property": "options"} for c in filters]
     body = {
@@ -105,7 +106,7 @@ def run_list(
         ],
         "state": [
             [{"id": {"filter": c}, "property": "id", "value": {"filter": c}} for c in filters],
-            {"id": "runs-page", "property": "data", "value": page},
+            {"id": "runs-page", "property": "data", "value": page_data},
             {"id": "runs-digest", "property": "data", "value": digest},
         ],
         "changedPropIds": [f"{changed}.{prop.get(changed, 'value')}"],

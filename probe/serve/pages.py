@@ -16,6 +16,7 @@ __all__ = [
     "compare_href",
     "compare_page",
     "error_card",
+    "grid_filters",
     "run_href",
     "run_page",
     "runs_count",
@@ -29,6 +30,7 @@ TICK_MS = 1000
 
 _CARD = {"border": "1px solid #c0392b", "background": "#fdecea", "padding": "8px 12px",
          "margin": "8px 0", "borderRadius": "4px"}
+_FILTER = {"width": "220px", "display": "inline-block", "marginRight": "12px"}
 _CELL = {"padding": "4px 10px", "borderBottom": "1px solid #ddd", "textAlign": "left"}
 _STATE_COLOUR = {"recording": "#1e8449", "closed": "#555", "stopped without close": "#c0392b"}
 
@@ -66,13 +68,11 @@ def runs_page(grid: dict[str, list[str]], states: list[str]) -> html.Div:
     The table shows one page of runs; the pager moves between pages and ``runs-count`` says
     which runs are shown and how many are in each state.
     """
-    box = {"width": "220px", "display": "inline-block", "marginRight": "12px"}
-    filters = [
-        html.Div([html.Label(col), dcc.Dropdown(values, multi=True, id={"filter": col})], style=box)
-        for col, values in grid.items()
-    ]
     state = dcc.Dropdown(states, multi=True, id="runs-state")
-    filters.append(html.Div([html.Label("state"), state], style=box))
+    filters = [
+        html.Div(grid_filters(grid, {}), id="runs-filters", style={"display": "inline-block"}),
+        html.Div([html.Label("state"), state], style=_FILTER),
+    ]
     pager = html.Div(
         [
             html.Button("‹ previous", id="runs-prev"),
@@ -89,11 +89,25 @@ def runs_page(grid: dict[str, list[str]], states: list[str]) -> html.Div:
             html.Div(filters),
             pager,
             html.Div(id="runs-table"),
-            dcc.Store(id="runs-page", data=0),
+            dcc.Store(id="runs-page"),
             dcc.Store(id="runs-digest"),
             dcc.Interval(id="runs-tick", interval=2 * TICK_MS),
         ]
     )
+
+
+def grid_filters(grid: dict[str, list[str]], chosen: dict[str, list[str]]) -> list[html.Div]:
+    """Return one multi-select filter per grid column (its values), ``chosen`` selected."""
+    return [
+        html.Div(
+            [
+                html.Label(col),
+                dcc.Dropdown(values, chosen.get(col, []), multi=True, id={"filter": col}),
+            ],
+            style=_FILTER,
+        )
+        for col, values in grid.items()
+    ]
 
 
 def runs_count(first: int, last: int, n: int, counts: dict[str, int]) -> str:
@@ -110,7 +124,7 @@ def runs_count(first: int, last: int, n: int, counts: dict[str, int]) -> str:
 
 def runs_table(rows: list[dict[str, Any]], grid_cols: list[str]) -> html.Table:
     """Return the run list: one row per run with its state, counts and loss sparkline."""
-    head = ["run", "model", "state", "snapshots", "last step", "loss", *grid_cols]
+    head = ["run", "model class", "state", "snapshots", "last step", "loss", *grid_cols]
     body = []
     for r in rows:
         if r.get("error"):

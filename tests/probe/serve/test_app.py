@@ -65,8 +65,13 @@ def test_run_callbacks_refuse_names_outside_the_folder(client):
     assert out is None  # no update: the route shows the error card
 
 
-def _runs_table(client, filters=None, states=None, page=0, changed="runs-tick", digest=None):
+def _runs_table(client, filters=None, states=None, page=None, changed="runs-tick", digest=None):
+    """Poll the run list; ``page``: the ``runs-page`` data of the answer before."""
     return run_list(client, filters, states, page, changed, digest)
+
+
+def _page_of(answer):
+    return answer["runs-page"]["data"]
 
 
 def _text(answer):
@@ -227,15 +232,17 @@ def test_the_run_list_pages_and_filters_by_state(sweep, record, monkeypatch):
     first = _runs_table(client)
     assert first["runs-count"]["children"] == "runs 1-1 of 2 · 2 closed"
     assert "lr=0.1" in _text(first) and "lr=0.2" not in _text(first)
-    second = _runs_table(client, page=0, changed="runs-next")
-    assert second["runs-page"]["data"] == 1 and "lr=0.2" in _text(second)
+    second = _runs_table(client, page=_page_of(first), changed="runs-next")
+    assert _page_of(second)[0] == 1 and "lr=0.2" in _text(second)
     assert second["runs-count"]["children"] == "runs 2-2 of 2 · 2 closed"
-    past = _runs_table(client, page=1, changed="runs-next")  # no page 3: stays on the last
-    assert past["runs-page"]["data"] == 1
-    back = _runs_table(client, page=1, changed="runs-prev")
-    assert back["runs-page"]["data"] == 0 and "lr=0.1" in _text(back)
-    refiltered = _runs_table(client, {"lr": ["0.2"]}, page=1, changed="runs-state")
-    assert refiltered["runs-page"]["data"] == 0 and "lr=0.2" in _text(refiltered)
+    past = _runs_table(client, page=_page_of(second), changed="runs-next")  # stays on the last
+    assert _page_of(past)[0] == 1
+    back = _runs_table(client, page=_page_of(past), changed="runs-prev")
+    assert _page_of(back)[0] == 0 and "lr=0.1" in _text(back)
+    tick = _runs_table(client, page=_page_of(second))  # a poll keeps the page
+    assert _page_of(tick)[0] == 1 and "lr=0.2" in _text(tick)
+    refiltered = _runs_table(client, {"lr": ["0.2"]}, page=_page_of(second))  # first page
+    assert _page_of(refiltered) == [0, [{"lr": ["0.2"]}, []]] and "lr=0.2" in _text(refiltered)
     none = _runs_table(client, states=["recording"], changed="runs-state")
     assert none["runs-count"]["children"] == "no run matches the filters · 2 closed"
     assert "run-row" not in _text(none)
@@ -297,3 +304,23 @@ def test_the_grid_filters_gain_the_values_of_new_runs(tmp_path, record, monkeypa
     assert answer[json.dumps({"filter": "lr"}, separators=(",", ":"))]["options"] == [
         "0.05", "0.1", "0.2"
     ]
+
+
+def test_a_new_grid_column_adds_a_filter_and_keeps_the_chosen_values(tmp_path, record, monkeypatch):
+    import probe.serve.run_list as run_list_module
+
+    monkeypatch.setattr(run_list_module, "WALK_EVERY_S", 0.0)
+    for lr in (0.1, 0.2):
+        record(tmp_path / f"lr={lr}.zarr", 1, config={"lr": lr, "width": 8})
+    client = build_app(tmp_path).server.test_client()
+    first = _runs_table(client, {"lr": ["0.1"]})
+    assert "runs-filters" not in first  # the same columns: the filters are left as they are
+    record(tmp_path / "wide.zarr", 1, config={"lr": 0.1, "width": 16})
+    answer = _runs_table(client, {"lr": ["0.1"]}, digest=first["runs-digest"]["data"])
+    filters = answer["runs-filters"]["children"]
+    dropdowns = [f["props"]["children"][1]["props"] for f in filters]
+    assert [(d["id"], d["value"], d["options"]) for d in dropdowns] == [
+        ({"filter": "lr"}, ["0.1"], ["0.1", "0.2"]),
+        ({"filter": "width"}, [], ["8", "16"]),
+    ]
+    assert answer["runs-count"]["children"] == "runs 1-2 of 2 · 2 closed"  # lr=0.1 still chosen
