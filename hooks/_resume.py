@@ -116,6 +116,7 @@ def reopen_run(path: Path, expected: Mapping[str, Any]) -> zarr.Group:
             root,
             {
                 "resumed_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "closed_utc": None,  # recording again: readers must not see it closed
                 "n_resumes": int(attrs.get("n_resumes", 0)) + 1,
                 HOLDER_KEY: holder_attrs(),
             },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def run_attrs(
         "schema": schema.SCHEMA,
         "schema_version": schema.SCHEMA_VERSION,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # which run this is: a resume keeps it, overwrite=True makes a new one (readers that
+        # cache a run, like probe serve, must notice a rewrite even at equal counts)
+        "run_id": uuid.uuid4().hex,
         "toolkit_version": toolkit_version(),
         "torch_version": torch.__version__,
         "model_class": model_class,

@@ -9,6 +9,7 @@ the run page's callbacks are in `probe.serve.run_page`. Every run is reached thr
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -18,11 +19,11 @@ from threadpoolctl import threadpool_limits
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from probe.errors import ProbeError
-from probe.serve import figures, pages, run_page
+from probe.serve import catalog, figures, pages, run_page
 from probe.serve.cache import SUMMARY_COLUMNS
 from probe.serve.catalog import grid_columns, natural_key
 from probe.serve.registry import Registry
-from probe.serve.run_list import STATES, WALK_EVERY_S, list_page
+from probe.serve.run_list import STATES, list_page
 
 __all__ = ["COMPARE_BUDGET_S", "build_app", "limit_blas_threads", "make_app_server"]
 
@@ -34,7 +35,7 @@ def _route(registry: Registry, path: str | None, query: str | None = None) -> An
     """Return the page at URL ``path`` (``query``: its ``?...`` part, e.g. compare's runs)."""
     path = path or "/"
     if path == "/":
-        grid = grid_columns(registry.catalog.runs(max_age_s=WALK_EVERY_S))
+        grid = grid_columns(registry.catalog.runs(max_age_s=catalog.WALK_EVERY_S))
         values = {c: sorted(set(v.values()), key=natural_key) for c, v in grid.items()}
         return pages.runs_page(values, [*STATES])
     if path == "/compare":
@@ -51,7 +52,7 @@ def _route(registry: Registry, path: str | None, query: str | None = None) -> An
 
 def _compare_page(registry: Registry, chosen: list[str]) -> Any:
     """Return the compare page with the runs ``chosen`` (unknown names dropped; none: 4 runs)."""
-    names = [e.name for e in registry.catalog.runs(max_age_s=WALK_EVERY_S)]
+    names = [e.name for e in registry.catalog.runs(max_age_s=catalog.WALK_EVERY_S)]
     known = set(names)
     chosen = [n for n in chosen if n in known] or names[:4]
     return pages.compare_page(names, chosen)
@@ -73,22 +74,38 @@ def _compare_options(registry: Registry, names: list[str]) -> list[str]:
     return list(options)
 
 
+def _names(value: Any) -> list[str]:
+    """Return the run names a compare input holds (a list of str; anything else: none)."""
+    return [n for n in value if isinstance(n, str)] if isinstance(value, list) else []
+
+
 def _compare_series(registry: Registry, names: list[str], metric: str) -> dict[str, Any]:
     """Return ``{run: (steps, values)}`` of ``metric`` (a metric, or ``summary:layer``).
 
-    Summaries are computed as the run page does, `COMPARE_BUDGET_S` per redraw shared by the
-    runs (at least one snapshot each), so fifty runs draw at once and fill in.
+    Summaries are computed as the run page does, for `COMPARE_BUDGET_S` per redraw in all (at
+    least one snapshot), the least summarised runs first, so fifty runs draw at once and fill in.
     """
-    series = {}
-    summary, _, layer = metric.partition(":")
-    summarise = bool(layer) and summary in SUMMARY_COLUMNS
+    caches = {}
     for name in names:
         try:
-            cache = registry.get(name)
+            caches[name] = registry.get(name)
         except ProbeError:
             continue
-        budget = COMPARE_BUDGET_S / len(names)
-        if (cache.update(budget) if summarise else cache.refresh()) is None:
+    summary, _, layer = metric.partition(":")
+    summarise = bool(layer) and summary in SUMMARY_COLUMNS
+    if summarise:
+        def done(c: Any) -> float:
+            return c.n_done / c.run.n_snapshots if c.run is not None and c.run.n_snapshots else 0
+
+        start = time.perf_counter()
+        for k, cache in enumerate(sorted(caches.values(), key=done)):
+            left = COMPARE_BUDGET_S - (time.perf_counter() - start)
+            if left <= 0 and k:  # at least one snapshot per redraw, so any budget progresses
+                break
+            cache.update(max(left, 0.0))
+    series = {}
+    for name, cache in caches.items():
+        if cache.refresh() is None:
             continue
         if summarise:
             table = cache.summaries()
@@ -144,7 +161,7 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         ids: list[dict[str, str]], page_data: Any, digest: Any,
     ) -> tuple[Any, ...]:
         columns = [i["filter"] for i in ids]
-        if not registry.catalog.runs(max_age_s=WALK_EVERY_S):
+        if not registry.catalog.runs(max_age_s=catalog.WALK_EVERY_S):
             card = pages.error_card("no runs", f"no run store under {registry.catalog.root}.")
             return card, "", None, None, "/compare", no_update, [no_update] * len(ids)
         grid_filter = {c: sorted(v) for c, v in zip(columns, chosen, strict=True) if v}
@@ -184,8 +201,8 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
     def compare_options(
         names: list[str] | None, _: Any, old_runs: Any, old_metrics: Any, metric: str | None
     ) -> tuple[Any, ...]:
-        runs = [e.name for e in registry.catalog.runs(max_age_s=WALK_EVERY_S)]
-        metrics = _compare_options(registry, names or [])
+        runs = [e.name for e in registry.catalog.runs(max_age_s=catalog.WALK_EVERY_S)]
+        metrics = _compare_options(registry, _names(names))
         chosen = metric if metric in metrics else next(
             (m for m in ("loss", *metrics) if m in metrics), None
         )
@@ -202,9 +219,10 @@ def build_app(root: str | os.PathLike[str]) -> Dash:
         Input("compare-tick", "n_intervals"),
         Input("compare-log", "value"),
     )
-    def compare(names: list[str] | None, metric: str | None, _: Any, log: Any) -> Any:
-        series = _compare_series(registry, names or [], metric) if metric else {}
-        return figures.lines_figure(series, metric or "", metric or "", log_y=bool(log))
+    def compare(names: Any, metric: Any, _: Any, log: Any) -> Any:
+        metric = metric if isinstance(metric, str) else ""
+        series = _compare_series(registry, _names(names), metric) if metric else {}
+        return figures.lines_figure(series, metric, metric, log_y=bool(log))
 
     run_page.register(app, registry)
     return app

@@ -132,6 +132,9 @@ def runs_table(rows: list[dict[str, Any]], grid_cols: list[str]) -> html.Table:
         else:
             colour = _STATE_COLOUR.get(r["state"], "#555")
             state = html.Span(r["state"], className="state", style={"color": colour})
+            if r.get("damage"):  # shown, but part of it cannot be read
+                state = [state, html.Div("part cannot be read", className="damage",
+                                         title=r["damage"], style={"color": "#c0392b"})]
         spark = html.Img(src=r["spark"]) if r.get("spark") else ""
         cells = [
             dcc.Link(r["name"], href=run_href(r["name"]), className="run-link"),

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from probe.serve import figures
+from probe.serve import catalog, figures
 from probe.serve.cache import RunCache
 from probe.serve.catalog import RunEntry, grid_columns, natural_key
 from probe.serve.registry import Registry
@@ -34,7 +34,6 @@ __all__ = [
     "PAGE_SIZE",
     "STATES",
     "UNREADABLE",
-    "WALK_EVERY_S",
     "ListPage",
     "list_page",
 ]
@@ -43,8 +42,6 @@ __all__ = [
 PAGE_SIZE = 50
 #: Seconds of each poll spent opening runs not opened before.
 LIST_BUDGET_S = 1.0
-#: The list looks for new run stores at most this often (seconds; a walk of 750 runs: 0.1-0.6 s).
-WALK_EVERY_S = 5.0
 #: The state of a run the list has not opened yet (a later poll opens it).
 OPENING = "opening"
 #: The state of a run that cannot be read (its row shows the error).
@@ -111,6 +108,8 @@ def _row(cache: RunCache, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
     run = cache.run
     if cache.error is not None or run is None:
         return row | ({"error": cache.error} if cache.error is not None else {})
+    if cache.damage is not None:
+        row["damage"] = cache.damage
     version = cache.version()
     kept = cache.memo.get(("list-row",))
     if kept is None or kept[0] != version:
@@ -161,7 +160,7 @@ def list_page(
     budget_s : float, optional
         Seconds spent opening runs not opened before; default `LIST_BUDGET_S`.
     """
-    entries: list[RunEntry] = registry.catalog.runs(max_age_s=WALK_EVERY_S)
+    entries: list[RunEntry] = registry.catalog.runs(max_age_s=catalog.WALK_EVERY_S)
     grid = grid_columns(entries)
     wanted = {c: v for c, v in (grid_filter or {}).items() if v and c in grid}
     matching = [e for e in entries if all(grid[c].get(e.name) in v for c, v in wanted.items())]

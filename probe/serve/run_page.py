@@ -38,8 +38,8 @@ def _info(cache: RunCache) -> Any:
         f" · summarised: {cache.n_done}/{run.n_snapshots}",
     ]
     out: list[Any] = [html.Div(parts)]
-    if cache.error:
-        out.append(pages.error_card("part of this run cannot be read", cache.error))
+    if cache.damage:
+        out.append(pages.error_card("part of this run cannot be read", cache.damage))
     return out
 
 

@@ -195,9 +195,11 @@ def test_resume_continues_and_validates(tmp_path, tiny_mlp, probe_xy):
         Recorder(tiny_mlp, layers="0", store=path, probe=(x + 1, y), resume=True)
     with Recorder(tiny_mlp, layers="0", store=path, probe=(x, y), every=2, resume=True) as rec:
         assert rec.step_ == 4 and rec.n_snapshots == 3
+        assert probe.open_run(path).attrs["closed_utc"] is None  # recording again, not closed
         for _ in range(2):
             rec.step(loss=0.5)
     run = probe.open_run(path)
+    assert run.attrs["closed_utc"]  # closed again by the resumed writer
     np.testing.assert_array_equal(run.steps, [0, 2, 4, 6])
     assert list(run.metrics()["step"]) == [1, 2, 3, 4, 5, 6]
     assert run.attrs["n_resumes"] == 1

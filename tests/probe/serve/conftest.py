@@ -17,9 +17,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-def record(path, n_steps=4, *, close=True, config=None, agop=False, n=60, **kw):
+def record(path, n_steps=4, *, close=True, config=None, agop=False, n=60, torch_seed=0, **kw):
     """Record an MLP (layers "0", "2") on a 3-class probe set for ``n_steps`` steps."""
-    torch.manual_seed(0)
+    torch.manual_seed(torch_seed)
     x = torch.randn(n, 6)
     y = torch.arange(n) % 3
     net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from probe.errors import RunNotFoundError
-from probe.serve import build_app
+from probe.serve import build_app, catalog
 from probe.serve.client import callback, run_list
 
 
@@ -76,6 +76,13 @@ def _page_of(answer):
 
 def _text(answer):
     return json.dumps(answer["runs-table"]["children"])
+
+
+def _cells(answer):
+    """Return the run list's rows as lists of cell contents (run, model class, state, ...)."""
+    body = answer["runs-table"]["children"]["props"]["children"][1]
+    return [[td["props"]["children"] for td in tr["props"]["children"]]
+            for tr in body["props"]["children"]]
 
 
 def test_the_run_list_shows_every_run_and_filters_by_grid_column(client):
@@ -249,9 +256,8 @@ def test_the_run_list_pages_and_filters_by_state(sweep, record, monkeypatch):
 
 
 def test_the_run_list_counts_recording_runs_and_finds_new_ones(tmp_path, record, monkeypatch):
-    import probe.serve.run_list as run_list
 
-    monkeypatch.setattr(run_list, "WALK_EVERY_S", 0.0)  # look for new runs at every poll
+    monkeypatch.setattr(catalog, "WALK_EVERY_S", 0.0)  # look for new runs at every poll
     record(tmp_path / "done.zarr", 2)
     client = build_app(tmp_path).server.test_client()
     assert _runs_table(client)["runs-count"]["children"] == "runs 1-1 of 1 · 1 closed"
@@ -291,9 +297,8 @@ def test_a_run_list_poll_that_fails_raises_with_the_servers_answer(client):
 
 
 def test_the_grid_filters_gain_the_values_of_new_runs(tmp_path, record, monkeypatch):
-    import probe.serve.run_list as run_list_module
 
-    monkeypatch.setattr(run_list_module, "WALK_EVERY_S", 0.0)
+    monkeypatch.setattr(catalog, "WALK_EVERY_S", 0.0)
     for lr in (0.1, 0.2):
         record(tmp_path / f"lr={lr}.zarr", 1, config={"lr": lr})
     client = build_app(tmp_path).server.test_client()
@@ -307,9 +312,8 @@ def test_the_grid_filters_gain_the_values_of_new_runs(tmp_path, record, monkeypa
 
 
 def test_a_new_grid_column_adds_a_filter_and_keeps_the_chosen_values(tmp_path, record, monkeypatch):
-    import probe.serve.run_list as run_list_module
 
-    monkeypatch.setattr(run_list_module, "WALK_EVERY_S", 0.0)
+    monkeypatch.setattr(catalog, "WALK_EVERY_S", 0.0)
     for lr in (0.1, 0.2):
         record(tmp_path / f"lr={lr}.zarr", 1, config={"lr": lr, "width": 8})
     client = build_app(tmp_path).server.test_client()
@@ -324,3 +328,51 @@ def test_a_new_grid_column_adds_a_filter_and_keeps_the_chosen_values(tmp_path, r
         ({"filter": "width"}, [], ["8", "16"]),
     ]
     assert answer["runs-count"]["children"] == "runs 1-2 of 2 · 2 closed"  # lr=0.1 still chosen
+
+
+def test_the_list_opens_the_runs_of_the_page_shown_first(sweep, monkeypatch):
+    import probe.serve.run_list as run_list_module
+
+    monkeypatch.setattr(run_list_module, "PAGE_SIZE", 1)
+    monkeypatch.setattr(run_list_module, "LIST_BUDGET_S", 0.0)  # one new run opened per poll
+    client = build_app(sweep).server.test_client()
+    answer = _runs_table(client, page=[1, [{}, []]])  # the second page, no filter
+    assert "lr=0.2" in _text(answer) and '"closed"' in _text(answer)  # its run, opened
+    assert answer["runs-count"]["children"] == "runs 2-2 of 2 · 1 closed · 1 opening"
+
+
+def test_a_list_row_follows_new_commits(tmp_path, record):
+    rec = record(tmp_path / "live.zarr", 2, close=False)
+    try:
+        rec.flush()
+        client = build_app(tmp_path).server.test_client()
+        first = _runs_table(client)
+        (row,) = _cells(first)
+        assert row[2]["props"]["children"] == "recording" and row[3:5] == [3, 2]
+        rec.step(loss=0.1)
+        rec.flush()
+        second = _runs_table(client, digest=first["runs-digest"]["data"])
+        (row,) = _cells(second)
+        assert row[3:5] == [4, 3]  # snapshots, last step: the row was redrawn
+    finally:
+        rec.close()
+
+
+def test_compare_ignores_runs_that_are_not_a_list_and_shares_its_budget(sweep, monkeypatch):
+    import probe.serve.app as served
+
+    client = build_app(sweep).server.test_client()
+    graph = ["compare-graph.figure"]
+    metric, tick, log = ("compare-metric", "value"), ("compare-tick", "n_intervals"), (
+        "compare-log", "value")
+    out = _call(client, graph, [(("compare-runs", "value"), "runs/lr=0.1/run.zarr"),
+                                (metric, "loss"), (tick, 1), (log, [])])
+    assert "choose runs to compare" in json.dumps(out)  # a string is not a list of runs
+    monkeypatch.setattr(served, "COMPARE_BUDGET_S", 1e-9)  # one snapshot per redraw in all
+    names = ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr"]
+    lengths = []
+    for _ in range(2):
+        out = _call(client, graph, [(("compare-runs", "value"), names),
+                                    (metric, "effective_rank:2"), (tick, 1), (log, [])])
+        lengths.append([len(t["y"]) for t in out["compare-graph"]["figure"]["data"]])
+    assert lengths == [[1, 0], [1, 1]]  # the least summarised run goes next

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from probe.errors import RunNotFoundError
+from probe.serve import catalog
 from probe.serve.catalog import Catalog, grid_columns
 
 
@@ -16,9 +17,10 @@ def test_finds_the_runs_of_a_sweep_by_relative_name_with_their_grid(sweep):
     assert cat.resolve("runs/lr=0.2/run.zarr").path == sweep / "runs" / "lr=0.2" / "run.zarr"
 
 
-def test_a_run_store_itself_is_served_as_one_run_named_dot(sweep):
+def test_a_run_store_itself_is_served_as_one_run_named_by_its_folder(sweep):
     cat = Catalog(sweep / "runs" / "lr=0.1" / "run.zarr")
-    assert [e.name for e in cat.runs()] == ["."]
+    assert [e.name for e in cat.runs()] == ["run.zarr"]  # not ".": a link /run/. reads /run/
+    assert cat.resolve("run.zarr").path == sweep / "runs" / "lr=0.1" / "run.zarr"
     assert grid_columns(cat.runs()) == {}
 
 
@@ -65,7 +67,11 @@ def test_resolve_walks_again_only_for_a_name_it_has_not_seen(tmp_path, record, m
     for _ in range(3):  # a sweep's list resolves every run at every poll: no walk for known runs
         cat.resolve("a.zarr")
     assert len(walks) == n
-    record(tmp_path / "b.zarr", 1)  # a run that appeared since the last walk is still found
+    record(tmp_path / "b.zarr", 1)  # a run that appeared since the last walk is found ...
+    with pytest.raises(RunNotFoundError, match="no run 'b.zarr'"):
+        cat.resolve("b.zarr")  # ... not by walking at every request for an unknown name
+    assert len(walks) == n
+    monkeypatch.setattr(catalog, "WALK_EVERY_S", 0.0)  # ... but once the last walk is old
     assert cat.resolve("b.zarr").path == tmp_path / "b.zarr"
     assert len(walks) > n
     with pytest.raises(RunNotFoundError, match="no run 'c.zarr'"):

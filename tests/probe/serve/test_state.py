@@ -54,3 +54,24 @@ def test_a_thread_recorder_is_recording_until_closed(tmp_path, record):
         rec.close()
     run.refresh()
     assert run_state(run.attrs, run.path, []) == CLOSED
+
+
+def test_a_writer_that_exited_unreaped_is_not_alive():
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from probe.serve.state import _pid_alive
+
+    child = subprocess.Popen(["true"])  # exits at once; not waited for: a zombie
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        deadline = time.monotonic() + 30
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        assert not _pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert not _pid_alive(child.pid)  # reaped: gone
+    assert _pid_alive(os.getpid())
