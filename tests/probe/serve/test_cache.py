@@ -116,17 +116,6 @@ def test_damaged_metrics_leave_the_rest_of_the_run_shown(tmp_path, record):
     assert cache.error is None and cache.n_done == 4
 
 
-def test_a_multi_process_run_is_summarised_over_the_merged_probe_set(tmp_path, record):
-    path = tmp_path / "ddp.zarr"
-    for rank in (0, 1):
-        record(path, 2, rank=rank, world_size=2)
-    cache = RunCache(_entry(path))
-    cache.update(budget_s=60)
-    assert cache.state == "closed" and cache.run.world_size == 2
-    assert cache.n_done == cache.run.n_snapshots == 3
-    assert np.isfinite(cache.summaries()["effective_rank"]).all()
-
-
 def test_a_process_writer_is_read_while_it_records(tmp_path, record):
     path = tmp_path / "p.zarr"
     rec = record(path, 2, close=False, writer="process")
@@ -243,13 +232,15 @@ def test_a_resumed_run_records_and_its_new_commits_are_shown(tmp_path, record):
     assert cache.state == "closed"
 
 
-def test_a_resumed_multi_process_run_is_read_again(tmp_path, record):
+def test_a_multi_process_run_is_summarised_merged_and_read_again_when_resumed(tmp_path, record):
     path = tmp_path / "ddp.zarr"
     for rank in (0, 1):
         record(path, 2, rank=rank, world_size=2)
     cache = RunCache(_entry(path))
     cache.update(budget_s=60)
-    assert cache.state == "closed" and cache.n_done == 3
+    assert cache.state == "closed" and cache.run.world_size == 2
+    assert cache.n_done == cache.run.n_snapshots == 3
+    assert np.isfinite(cache.summaries()["effective_rank"]).all()  # over the merged probe set
     ranks = [record(path, 2, rank=r, world_size=2, resume=True, close=False) for r in (0, 1)]
     try:
         for rec in ranks:
