@@ -14,10 +14,11 @@ STEPS = [0, 10, 20, 30, 40]
 def test_the_slider_follows_the_newest_snapshot_only_while_on_the_last():
     top, marks, value = _slider(5, STEPS, None, None)  # first draw: the last snapshot
     assert (top, value) == (4, 4) and marks[0] == "0" and marks[4] == "40"
-    assert _slider(5, STEPS, 4, 3)[2] == 4  # was on the last (3): follows to the new last
+    assert _slider(5, STEPS, 3, 3)[2] == 4  # was on the last (3): follows to the new last
     assert _slider(5, STEPS, 1, 3)[2] == 1  # off the last: stays put as snapshots arrive
     assert _slider(5, STEPS, 1, 4)[2] == 1  # ... and when nothing new came
     assert _slider(3, STEPS[:3], 4, 4)[2] == 2  # the run got shorter (rewritten): clamped
+    assert _slider(3, STEPS[:3], 3, 4)[2] == 2  # ... also when off the last
     assert _slider(0, [], None, None)[:2] == (0, {})
 
 
