@@ -79,9 +79,11 @@ def _keep(cache: RunCache, key: tuple[Any, ...], value: Any) -> Any:
     Entries sharing ``key[:2]`` (kind and layer) are one group of at most `MAX_MEMO_STEPS`.
     """
     cache.memo[key] = value
-    group = [k for k in cache.memo if k[:2] == key[:2]]  # oldest use first
+    # list(dict) copies the keys in one step (no bytecode runs), so a view that inserts into
+    # the memo from another thread meanwhile cannot break the scan.
+    group = [k for k in list(cache.memo) if k[:2] == key[:2]]  # oldest use first
     for old in group[: max(len(group) - MAX_MEMO_STEPS, 0)]:
-        del cache.memo[old]
+        cache.memo.pop(old, None)
     return value
 
 
@@ -242,7 +244,8 @@ def geometry_table(cache: RunCache, layers: list[str], step: int) -> pd.DataFram
                 columns[name] = clusters.geometry(acts[name], y, sample_size=1000, cv=3)
             except ProbeError as err:
                 columns[name] = {"note": str(err)}
-        cache.memo[key] = pd.DataFrame(columns)
+        with cache.lock:  # `_keep` iterates the memo under the lock: never insert beside it
+            cache.memo[key] = pd.DataFrame(columns)
     return cache.memo[key]
 
 
