@@ -357,7 +357,12 @@ def _rho_or_nan(measure: str, A: F64, B: F64) -> float:
 
 
 def nfa_over_steps(
-    run: Run, layer: str, *, powers: Sequence[float] = (1, 0.5), subtract_init: bool = False
+    run: Run,
+    layer: str,
+    *,
+    powers: Sequence[float] = (1, 0.5),
+    subtract_init: bool = False,
+    steps: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Return the NFA measures of one layer at every committed snapshot of a run.
 
@@ -369,14 +374,18 @@ def nfa_over_steps(
         A recorded Linear/Conv layer.
     powers, subtract_init
         AGOP powers (`compare`); use ``(W_t - W_0)ᵀ(W_t - W_0)`` as the NFM (NaN at t = 0).
+    steps : sequence of int, optional
+        Only these snapshot steps (default: all). Their rows equal those of the full call, so a
+        live view computes only the snapshots committed since its last call.
 
     Returns
     -------
     pandas.DataFrame
         One row per (step, measure, power); columns ``layer, step, measure, power, value, init,
         nfm_change``: ``measure(M_t, G_t^p)``, ``measure(W_0ᵀW_0, G_0^p)`` (NaN with
-        ``subtract_init``) and ``measure(W_tᵀW_t, W_0ᵀW_0)``. Empty before the first commit.
-        Init is the first snapshot (a `UserWarning` says so when it is not step 0).
+        ``subtract_init``) and ``measure(W_tᵀW_t, W_0ᵀW_0)``. Empty before the first commit
+        or for no ``steps``. Init is the first snapshot (a `UserWarning` says so when it is not
+        step 0).
 
     Raises
     ------
@@ -384,28 +393,37 @@ def nfa_over_steps(
         Unknown layer, no weights, or (`AGOPNotRecordedError`) no AGOP recorded for it.
     ShapeMismatchError
         The stored AGOP is not (in, in) for the stored weight's input width.
+    StepNotFoundError
+        A step of ``steps`` has no snapshot.
     """
     keys = run.keys(layer)  # raises LayerNotInRunError for an unknown layer
-    if not run.n_snapshots:
+    if not run.n_snapshots or (steps is not None and not len(steps)):
         return pd.DataFrame({c: [] for c in FRAME_COLUMNS})
     if "agop" not in keys:
         msg = f"the run recorded no AGOP for layer {layer!r}; record with Recorder(..., agop=True)."
         raise AGOPNotRecordedError(msg)
-    W, G = run.weights(layer), run.agop(layer)
-    d = W.shape[-1]
-    if G.shape[1:] != (d, d):
-        msg = f"the AGOP of layer {layer!r} must be ({d}, {d}) per snapshot; got {G.shape[1:]}."
+    first = int(run.steps[0])
+    W0, G0 = run.weights(layer, first), run.agop(layer, first)
+    d = W0.shape[-1]
+    if G0.shape != (d, d):
+        msg = f"the AGOP of layer {layer!r} must be ({d}, {d}) per snapshot; got {G0.shape}."
         raise ShapeMismatchError(msg)
-    if run.steps[0] != 0:
-        msg = f"the first snapshot of {layer!r} is step {run.steps[0]}, not 0; it serves as init."
+    if first != 0:
+        msg = f"the first snapshot of {layer!r} is step {first}, not 0; it serves as init."
         warnings.warn(msg, UserWarning, stacklevel=2)
+    if steps is None:  # one read of each array rather than one per snapshot
+        chosen, W, G = [int(s) for s in run.steps], run.weights(layer), run.agop(layer)
+    else:
+        chosen = [int(s) for s in steps]
+        W = np.stack([run.weights(layer, s) for s in chosen])
+        G = np.stack([run.agop(layer, s) for s in chosen])
     # The init baseline is computed once: each AGOP power is an eigendecomposition (d x d).
-    M0 = nfm(W[0])
-    init = np.nan if subtract_init else compare(M0, G[0], powers=powers).to_frame()["value"]
+    M0 = nfm(W0)
+    init = np.nan if subtract_init else compare(M0, G0, powers=powers).to_frame()["value"]
     frames = []
-    for t, step in enumerate(run.steps):
+    for t, step in enumerate(chosen):
         Mt = nfm(W[t])
-        M = nfm(W[t], W[0], subtract_init=True) if subtract_init else Mt
+        M = nfm(W[t], W0, subtract_init=True) if subtract_init else Mt
         df = compare(M, G[t], powers=powers).to_frame()
         change = {m: _rho_or_nan(m, Mt, M0) for m in MEASURES}
         df["init"] = init

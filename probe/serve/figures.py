@@ -22,6 +22,8 @@ import plotly.io as pio
 from plotly.colors import qualitative
 
 __all__ = [
+    "MAX_CLASS_TRACES",
+    "MAX_CURVE_POINTS",
     "curves_figure",
     "embedding_figure",
     "heatmap_figure",
@@ -34,6 +36,10 @@ __all__ = [
 ]
 
 Figure = dict[str, Any]
+#: Classes drawn as one trace (and legend entry) each; more are coloured on a continuous scale.
+MAX_CLASS_TRACES = 50
+#: Points per learning curve sent to the page: a longer curve is thinned (`_thin`).
+MAX_CURVE_POINTS = 2000
 _MARGIN = {"l": 50, "r": 20, "t": 40, "b": 40}
 _TITLES = {
     "cka_prev": "CKA to the previous snapshot",
@@ -77,15 +83,46 @@ def message_figure(text: str, title: str = "") -> Figure:
 
 
 def curves_figure(metrics: pd.DataFrame) -> Figure:
-    """Return the learning curves: one line per logged metric over the optimizer step."""
+    """Return the learning curves: one line per logged metric over the optimizer step.
+
+    Each curve has at most `MAX_CURVE_POINTS` points (`_thin`), so the figure the page receives
+    at every new commit stays the same size however long the run.
+    """
     names = [c for c in metrics.columns if c not in ("step", "epoch", "rank")]
     if not len(metrics) or not names:
         return message_figure("no metrics logged yet", "learning curves")
     data = []
     for name in names:
-        ok = metrics[name].notna()
-        data.append(_line(metrics["step"][ok], metrics[name][ok], name))
+        ok = metrics[name].notna().to_numpy()
+        x, y = metrics["step"].to_numpy()[ok], metrics[name].to_numpy()[ok]
+        keep = _thin(y, MAX_CURVE_POINTS)
+        data.append(_line(x[keep], y[keep], name))
     return _figure(data, "learning curves", xaxis={"title": {"text": "step"}})
+
+
+def _thin(y: npt.NDArray[Any], max_points: int) -> npt.NDArray[np.int64]:
+    """Return the indices of at most ``max_points`` points of ``y`` that keep its shape.
+
+    Min/max decimation: ``y`` is cut into ``(max_points - 2) // 2`` runs of equal length and
+    each run keeps its smallest and largest value, in order, plus the first and last point, so
+    spikes (a loss blowing up) survive, which a stride would skip. Shorter curves keep all.
+
+    Examples
+    --------
+    >>> _thin(np.array([0.0, 5.0, 1.0, 2.0, -3.0, 0.0, 1.0]), 6).tolist()
+    [0, 1, 4, 6]
+    """
+    n = len(y)
+    if n <= max_points:
+        return np.arange(n)
+    size = -(-n // max(1, (max_points - 2) // 2))  # points per run
+    rows = -(-n // size)
+    padded = np.full(rows * size, np.nan)
+    padded[:n] = y
+    runs = padded.reshape(rows, size)  # every run holds at least one real value
+    offset = np.arange(rows) * size
+    lo, hi = offset + np.nanargmin(runs, axis=1), offset + np.nanargmax(runs, axis=1)
+    return np.unique(np.concatenate([[0, n - 1], lo, hi]))
 
 
 def summaries_figure(table: pd.DataFrame, columns: Sequence[str]) -> Figure:
@@ -132,14 +169,26 @@ def heatmap_figure(M: npt.NDArray[np.float64], labels: Sequence[Any], title: str
 
 
 def embedding_figure(frame: pd.DataFrame, step: int, layer: str, span: float) -> Figure:
-    """Return a scatter of one step's embedding coloured by label, on axes fixed to ``span``."""
+    """Return a scatter of one step's embedding on axes fixed to ``span``.
+
+    ``frame`` is `probe.serve.views.embedding_frame`'s. Integer class labels draw one trace per
+    class (at most `MAX_CLASS_TRACES` classes); more classes, or float targets (a regression
+    probe), draw one trace coloured on a continuous scale with a colour bar; no label or target
+    draws one plain trace.
+    """
     marker = {"size": 5, "opacity": 0.75}
     labels = frame["label"]
+    classes = sorted(labels.dropna().unique())
     data = []
-    if labels.notna().any():
-        for value in sorted(labels.dropna().unique()):
+    if 0 < len(classes) <= MAX_CLASS_TRACES:
+        for value in classes:
             part = frame[labels == value]
             data.append(_line(part["x"], part["y"], _label(value), mode="markers", marker=marker))
+    elif classes or frame["target"].notna().any():
+        name, values = ("class", labels) if classes else ("target", frame["target"])
+        scale = marker | {"color": np.asarray(values), "colorscale": "Viridis",
+                          "colorbar": {"title": {"text": name}, "len": 0.8}}
+        data.append(_line(frame["x"], frame["y"], name, mode="markers", marker=scale))
     else:
         data.append(_line(frame["x"], frame["y"], "samples", mode="markers", marker=marker))
     lim = [-span, span]

@@ -153,7 +153,10 @@ def register(app: Dash, registry: Registry) -> None:
         with cache.lock:
             if cache.run is None or layer is None or not cache.run.n_snapshots:
                 return figures.message_figure("no snapshot yet", "CKA step x step")
-            steps, M = views.cka_steps(cache, layer)
+            try:
+                steps, M = views.cka_steps(cache, layer)
+            except ProbeError as err:  # a damaged chunk: say so, as the embedding does
+                return figures.message_figure(str(err), "CKA step x step")
             return figures.heatmap_figure(M, steps, f"CKA between steps: {layer}")
 
     @app.callback(
@@ -170,7 +173,10 @@ def register(app: Dash, registry: Registry) -> None:
                 return figures.message_figure("no snapshot yet", "CKA layer x layer")
             step = int(run.steps[min(int(index or 0), run.n_snapshots - 1)])
             layers = cache.layers()
-            M = views.cka_layers(cache, layers, step)
+            try:
+                M = views.cka_layers(cache, layers, step)
+            except ProbeError as err:
+                return figures.message_figure(str(err), "CKA layer x layer")
             return figures.heatmap_figure(M, layers, f"CKA between layers at step {step}")
 
     @app.callback(
@@ -188,7 +194,10 @@ def register(app: Dash, registry: Registry) -> None:
                 return "no snapshot yet"
             step = int(run.steps[min(int(index or 0), run.n_snapshots - 1)])
             layers = cache.layers()
-        table = views.geometry_table(cache, layers, step)
+        try:
+            table = views.geometry_table(cache, layers, step)
+        except ProbeError as err:
+            return f"geometry at step {step} cannot be computed: {err}"
         return [html.Div(f"at step {step}"), _table(table)]
 
     @app.callback(
@@ -207,7 +216,10 @@ def register(app: Dash, registry: Registry) -> None:
                 return empty, empty
             nfa_layers = views.nfa_layers(cache)
             if layer in nfa_layers:
-                nfa = figures.nfa_figure(views.nfa_table(cache, layer), layer)
+                try:
+                    nfa = figures.nfa_figure(views.nfa_table(cache, layer), layer)
+                except ProbeError as err:
+                    nfa = figures.message_figure(str(err), "NFM vs AGOP")
             elif nfa_layers:
                 text = f"no AGOP of {layer}; recorded for {', '.join(nfa_layers)}"
                 nfa = figures.message_figure(text, "NFM vs AGOP")
@@ -219,7 +231,10 @@ def register(app: Dash, registry: Registry) -> None:
             if why:
                 two = figures.message_figure(f"two-point fit: {why}", "two-point effective theory")
             else:
-                two = figures.two_point_figure(*views.two_point(cache, layer), layer)
+                try:
+                    two = figures.two_point_figure(*views.two_point(cache, layer), layer)
+                except ProbeError as err:
+                    two = figures.message_figure(str(err), "two-point effective theory")
             return nfa, two
 
 

@@ -12,6 +12,10 @@ computed, so a redraw after a new snapshot computes only what the snapshot adds:
 * `nfa_table`: `probe.analysis.features.nfa_over_steps` of a layer with recorded AGOPs.
 * `two_point`: the two-point effective-theory fit (`probe.theory.effective_fit`), where the run
   is a two-sample regression probe.
+
+Memory stays bounded on a long live run: per-step entries (embedding frames, CKA between layers)
+keep the `MAX_MEMO_STEPS` most recently used steps of each layer (or layer set), and the NFA
+table and two-point fit keep one entry per layer, extended or replaced as snapshots arrive.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from probe.theory import effective_fit
 __all__ = [
     "HEATMAP_BUDGET_S",
     "MAX_HEATMAP_STEPS",
+    "MAX_MEMO_STEPS",
     "MAX_POINTS",
     "cka_layers",
     "cka_steps",
@@ -50,6 +55,8 @@ MAX_POINTS = 1000
 MAX_HEATMAP_STEPS = 40
 #: Seconds of CKA pairs per heatmap redraw; the rest follow at the next polls.
 HEATMAP_BUDGET_S = 0.5
+#: Steps whose embedding frame (or layer CKA matrix) stays memoised per layer (per layer set).
+MAX_MEMO_STEPS = 64
 
 
 def _run(cache: RunCache) -> Run:
@@ -58,11 +65,41 @@ def _run(cache: RunCache) -> Run:
     return run
 
 
+def _recall(cache: RunCache, key: tuple[Any, ...]) -> Any:
+    """Return ``cache.memo[key]`` marked most recently used, or None when it is not there."""
+    if key not in cache.memo:
+        return None
+    cache.memo[key] = value = cache.memo.pop(key)  # dicts keep insertion order: moved last
+    return value
+
+
+def _keep(cache: RunCache, key: tuple[Any, ...], value: Any) -> Any:
+    """Memoise a per-step ``value`` under ``key``; evict the least recently used steps.
+
+    Entries sharing ``key[:2]`` (kind and layer) are one group of at most `MAX_MEMO_STEPS`.
+    """
+    cache.memo[key] = value
+    # list(dict) copies the keys in one step (no bytecode runs), so a view that inserts into
+    # the memo from another thread meanwhile cannot break the scan.
+    group = [k for k in list(cache.memo) if k[:2] == key[:2]]  # oldest use first
+    for old in group[: max(len(group) - MAX_MEMO_STEPS, 0)]:
+        cache.memo.pop(old, None)
+    return value
+
+
 def embedding_frame(cache: RunCache, layer: str, step: int) -> pd.DataFrame:
-    """Return the 2-D PCA coordinates of ``layer`` at ``step``: columns ``sample, label, x, y``.
+    """Return the 2-D PCA coordinates of ``layer`` at ``step``.
 
     The projection is fitted on the reference step chosen at the first call for this layer and
     is reused for every later step, including steps committed later.
+
+    Returns
+    -------
+    DataFrame
+        At most `MAX_POINTS` rows (an evenly spaced subset of the probe set); columns
+        ``sample_id, label, target, x, y``: ``label`` is the integer class of a sample (NaN
+        unless the probe targets are 1-D integers), ``target`` its float target (NaN unless
+        they are 1-D floats, as for a regression probe).
     """
     run = _run(cache)
     ref_key = ("embed-ref", layer)
@@ -70,22 +107,32 @@ def embedding_frame(cache: RunCache, layer: str, step: int) -> pd.DataFrame:
         cache.memo[ref_key] = int(run.steps[-1])
     ref = cache.memo[ref_key]
     key = ("embed", layer, ref, int(step))
-    if key not in cache.memo:
-        steps = [ref] if step == ref else [ref, int(step)]
-        frames = np.stack([run.acts(layer, s) for s in steps])
-        n = frames.shape[1]
-        keep = np.arange(0, n, -(-n // MAX_POINTS))
-        y = run.targets
-        labels = y if y is not None and y.ndim == 1 else None
-        # covariance_eigh: an eigendecomposition of the (d, d) covariance, ~10x faster than a
-        # full SVD of the (n_samples, d) frame, and it is refitted for every new step.
-        table, _ = embed.embed(
-            frames, steps, labels=labels, reference=ref, layer=layer,
-            settings={"svd_solver": "covariance_eigh"},
-        )
-        table = table[table["step"] == int(step)].iloc[keep]
-        cache.memo[key] = table[["sample_id", "label", "x", "y"]].reset_index(drop=True)
-    return cache.memo[key]
+    frame = _recall(cache, key)
+    if frame is not None:
+        return frame
+    steps = [ref] if step == ref else [ref, int(step)]
+    frames = np.stack([run.acts(layer, s) for s in steps])
+    n = frames.shape[1]
+    keep = np.arange(0, n, -(-n // MAX_POINTS))
+    y = run.targets
+    one_d = y is not None and y.ndim == 1
+    # covariance_eigh: an eigendecomposition of the (d, d) covariance, ~10x faster than a
+    # full SVD of the (n_samples, d) frame, and it is refitted for every new step.
+    table, _ = embed.embed(
+        frames, steps, labels=y if one_d else None, reference=ref, layer=layer,
+        settings={"svd_solver": "covariance_eigh"},
+    )
+    table = table[table["step"] == int(step)].iloc[keep].reset_index(drop=True)
+    classes = one_d and y is not None and y.dtype.kind in "biu"
+    nan = np.full(len(table), np.nan)
+    frame = pd.DataFrame({
+        "sample_id": table["sample_id"],
+        "label": table["label"] if classes else nan,
+        "target": table["label"].astype(float) if one_d and not classes else nan,
+        "x": table["x"],
+        "y": table["y"],
+    })
+    return _keep(cache, key, frame)
 
 
 def heatmap_steps(steps: npt.NDArray[np.int64]) -> list[int]:
@@ -142,7 +189,11 @@ def cka_steps(
                 pairs[(b, a)] = _cka_or_nan(get(b), get(a))
                 computed += 1
             M[i, j] = M[j, i] = pairs[(b, a)]
-    (cache.pending.discard if complete else cache.pending.add)(("cka-steps", layer))
+    # Only the layer shown continues: a heatmap left half-drawn for another layer would keep the
+    # run's version changing at every poll, so every page of the run would redraw for good.
+    cache.pending -= {p for p in cache.pending if p[0] == "cka-steps"}
+    if not complete:
+        cache.pending.add(("cka-steps", layer))
     return steps, M
 
 
@@ -156,17 +207,18 @@ def _cka_or_nan(X: Any, Y: Any) -> float:
 def cka_layers(cache: RunCache, layers: list[str], step: int) -> npt.NDArray[np.float64]:
     """Return the linear CKA between every pair of ``layers`` at ``step``."""
     key = ("cka-layers", tuple(layers), int(step))
-    if key not in cache.memo:
-        run = _run(cache)
-        acts = [run.acts(name, step) for name in layers]
-        # Pairwise linear_cka (its feature-space form, O(n d²)) rather than cka_matrix's n x n
-        # Gram matrices, which cost O(n² d) per layer on a 2,000-sample probe set.
-        M = np.eye(len(layers))
-        for i in range(len(layers)):
-            for j in range(i):
-                M[i, j] = M[j, i] = _cka_or_nan(acts[i], acts[j])
-        cache.memo[key] = M
-    return cache.memo[key]
+    M = _recall(cache, key)
+    if M is not None:
+        return M
+    run = _run(cache)
+    acts = [run.acts(name, step) for name in layers]
+    # Pairwise linear_cka (its feature-space form, O(n d²)) rather than cka_matrix's n x n
+    # Gram matrices, which cost O(n² d) per layer on a 2,000-sample probe set.
+    M = np.eye(len(layers))
+    for i in range(len(layers)):
+        for j in range(i):
+            M[i, j] = M[j, i] = _cka_or_nan(acts[i], acts[j])
+    return _keep(cache, key, M)
 
 
 def geometry_table(cache: RunCache, layers: list[str], step: int) -> pd.DataFrame:
@@ -192,7 +244,8 @@ def geometry_table(cache: RunCache, layers: list[str], step: int) -> pd.DataFram
                 columns[name] = clusters.geometry(acts[name], y, sample_size=1000, cv=3)
             except ProbeError as err:
                 columns[name] = {"note": str(err)}
-        cache.memo[key] = pd.DataFrame(columns)
+        with cache.lock:  # `_keep` iterates the memo under the lock: never insert beside it
+            cache.memo[key] = pd.DataFrame(columns)
     return cache.memo[key]
 
 
@@ -203,12 +256,24 @@ def nfa_layers(cache: RunCache) -> list[str]:
 
 
 def nfa_table(cache: RunCache, layer: str) -> pd.DataFrame:
-    """Return `probe.analysis.features.nfa_over_steps` of ``layer`` (recomputed per new commit)."""
+    """Return `probe.analysis.features.nfa_over_steps` of ``layer`` at every snapshot.
+
+    One table per layer, extended by the rows of the snapshots committed since the last call
+    (a step's row depends only on that step and the first one), so a live run's new snapshot
+    costs one step's work rather than all of them.
+    """
     run = _run(cache)
-    key = ("nfa", layer, run.n_snapshots)
-    if key not in cache.memo:
-        cache.memo[key] = features.nfa_over_steps(run, layer)
-    return cache.memo[key]
+    key = ("nfa", layer)
+    n_done, table = cache.memo.get(key, (0, None))
+    if table is None or n_done != run.n_snapshots:
+        new = [int(s) for s in run.steps[n_done:]]
+        if table is None or n_done > run.n_snapshots:  # first call, or a rewritten run
+            table = features.nfa_over_steps(run, layer)
+        elif new:
+            table = pd.concat([table, features.nfa_over_steps(run, layer, steps=new)],
+                              ignore_index=True)
+        cache.memo[key] = (run.n_snapshots, table)
+    return table
 
 
 def two_point_why(run: Run) -> str:
@@ -226,8 +291,9 @@ def two_point_why(run: Run) -> str:
 def two_point(cache: RunCache, layer: str) -> tuple[Any, Any]:
     """Return the measured traces and the fit (`TwoPointFit`, or the error text) of ``layer``."""
     run = _run(cache)
-    key = ("two-point", layer, run.n_snapshots)
-    if key not in cache.memo:
+    key = ("two-point", layer)  # one entry per layer, replaced when the run has new snapshots
+    n_done, traces_fit = cache.memo.get(key, (-1, None))
+    if n_done != run.n_snapshots:
         inputs, targets = run.probe_inputs, run.targets
         assert inputs is not None  # checked by two_point_why
         assert targets is not None
@@ -238,5 +304,6 @@ def two_point(cache: RunCache, layer: str) -> tuple[Any, Any]:
             fit: Any = effective_fit.fit_two_point(tr)
         except ProbeError as err:
             fit = f"not fitted: {err}"
-        cache.memo[key] = (tr, fit)
-    return cache.memo[key]
+        traces_fit = (tr, fit)
+        cache.memo[key] = (run.n_snapshots, traces_fit)
+    return traces_fit

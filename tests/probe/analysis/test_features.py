@@ -26,6 +26,7 @@ from probe.errors import (
     InvalidArrayError,
     LayerNotInRunError,
     ShapeMismatchError,
+    StepNotFoundError,
 )
 from probe.plots.features import plot_nfa
 
@@ -392,6 +393,18 @@ def test_nfa_over_steps_matches_compare(tmp_path):
     # Output layer f = W2 h: J = W2, so AGOP = W2ᵀW2 = NFM exactly at power 1.
     out = nfa_over_steps(run, "2", powers=[1])
     np.testing.assert_allclose(out[out["measure"] == "pearson"]["value"], 1.0, atol=1e-6)
+
+
+def test_nfa_over_steps_of_some_steps_equals_those_rows_of_the_full_table(tmp_path):
+    run = record_run(tmp_path / "run.zarr")
+    for sub in (False, True):
+        full = nfa_over_steps(run, "0", subtract_init=sub)
+        part = nfa_over_steps(run, "0", subtract_init=sub, steps=[4, 6])
+        want = full[full["step"].isin([4, 6])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, want)
+    assert nfa_over_steps(run, "0", steps=[]).empty
+    with pytest.raises(StepNotFoundError, match="no snapshot at step 3"):
+        nfa_over_steps(run, "0", steps=[3])
 
 
 def test_nfa_over_steps_subtract_init_and_plot(tmp_path):
