@@ -120,11 +120,16 @@ def test_a_malformed_run_shows_an_error_card_and_the_others_are_still_served(tmp
          (("step", "max"), None), (("theory-layer", "value"), None)],
     )
     assert "this run cannot be read" in json.dumps(info)
-    good = _call(
-        client, ["version.data"], [(("tick", "n_intervals"), 1)],
-        [(("run-name", "data"), "good.zarr"), (("version", "data"), None)],
-    )
-    assert good["version"]["data"][:3] == [3, 2, 3]
+    version = None
+    for _ in range(20):  # a poll summarises for 0.5 s: the first may not finish all three
+        good = _call(
+            client, ["version.data"], [(("tick", "n_intervals"), 1)],
+            [(("run-name", "data"), "good.zarr"), (("version", "data"), version)],
+        )
+        version = good["version"]["data"] if good else version
+        if version[2] == 3:
+            break
+    assert version[:3] == [3, 2, 3] and version[4] is None  # snapshots, records, summarised
 
 
 def test_build_app_needs_a_folder(tmp_path):
@@ -138,7 +143,12 @@ def test_a_callback_that_fails_raises_with_the_servers_answer(client):
 
 
 @pytest.mark.parametrize(("metric", "n_points"), [("loss", [4, 6]), ("effective_rank:2", [5, 7])])
-def test_compare_draws_one_line_per_run_of_a_metric_or_a_layers_summary(client, metric, n_points):
+def test_compare_draws_one_line_per_run_of_a_metric_or_a_layers_summary(
+    client, metric, n_points, monkeypatch
+):
+    import probe.serve.app as served
+
+    monkeypatch.setattr(served, "COMPARE_BUDGET_S", 60.0)  # every snapshot in one redraw
     assert "compare-runs" in _page(client, "/compare")
     names = ["runs/lr=0.1/run.zarr", "runs/lr=0.2/run.zarr", "../outside"]
     options = _call(
