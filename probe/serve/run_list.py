@@ -99,6 +99,11 @@ def _state(cache: RunCache) -> str:
 
 def _row(cache: RunCache, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
     """Return the list row of one run from what its cache read last."""
+    with cache.lock:  # a run page may be refreshing the same run
+        return _row_locked(cache, grid)
+
+
+def _row_locked(cache: RunCache, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
     name = cache.entry.name
     row: dict[str, Any] = {
         "name": name,
