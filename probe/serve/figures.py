@@ -40,6 +40,8 @@ Figure = dict[str, Any]
 MAX_CLASS_TRACES = 50
 #: Points per learning curve sent to the page: a longer curve is thinned (`_thin`).
 MAX_CURVE_POINTS = 2000
+#: A curve with at most this many points is drawn with markers too.
+SPARSE_POINTS = 50
 _MARGIN = {"l": 50, "r": 20, "t": 40, "b": 40}
 _TITLES = {
     "cka_prev": "CKA to the previous snapshot",
@@ -86,7 +88,8 @@ def curves_figure(metrics: pd.DataFrame) -> Figure:
     """Return the learning curves: one line per logged metric over the optimizer step.
 
     Each curve has at most `MAX_CURVE_POINTS` points (`_thin`), so the figure the page receives
-    at every new commit stays the same size however long the run.
+    at every new commit stays the same size however long the run. Curves of at most
+    `SPARSE_POINTS` points (e.g. a test metric logged per epoch) are drawn with markers.
     """
     names = [c for c in metrics.columns if c not in ("step", "epoch", "rank")]
     if not len(metrics) or not names:
@@ -96,7 +99,10 @@ def curves_figure(metrics: pd.DataFrame) -> Figure:
         ok = metrics[name].notna().to_numpy()
         x, y = metrics["step"].to_numpy()[ok], metrics[name].to_numpy()[ok]
         keep = _thin(y, MAX_CURVE_POINTS)
-        data.append(_line(x[keep], y[keep], name))
+        # a metric logged rarely (per epoch, at the end) is a few points: mark them, or a
+        # single point would not be drawn at all
+        mode = "lines+markers" if keep.size <= SPARSE_POINTS else "lines"
+        data.append(_line(x[keep], y[keep], name, mode=mode))
     return _figure(data, "learning curves", xaxis={"title": {"text": "step"}})
 
 

@@ -257,5 +257,6 @@ def test_learning_curves_are_thinned_to_a_bound_keeping_ends_and_spikes():
     assert curve["y"].max() == 50.0 and curve["y"].min() == loss[-1]
     np.testing.assert_array_equal(acc["y"], np.arange(10.0))  # a short curve is unchanged
     np.testing.assert_array_equal(acc["x"], np.arange(n - 10, n))
+    assert (curve["mode"], acc["mode"]) == ("lines", "lines+markers")  # a few points are marked
     short = metrics.iloc[:figures.MAX_CURVE_POINTS]
     np.testing.assert_array_equal(figures.curves_figure(short)["data"][0]["y"], loss[:2000])
