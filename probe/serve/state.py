@@ -1,9 +1,10 @@
 """Whether a run is still being written: `run_state` reads it from the writer's attrs and times.
 
-``closed``: every writer called ``close()`` (``closed_utc`` is set). ``recording``: a writer
-has not closed and is alive: its process (``writer`` attrs: pid, host) still runs on this host,
-or, for a writer on another host, the run committed within `STALE_S`. ``stopped without
-close``: neither, i.e. the writer was killed or crashed; its committed snapshots stay readable.
+``closed``: every writer called ``close()`` (``closed_utc`` is set; in a multi-process run, every
+rank's). ``recording``: a writer has not closed and is alive: its process (``writer`` attrs: pid,
+host) still runs on this host, or, for a writer on another host, the run committed within
+`STALE_S`. ``stopped without close``: neither, i.e. the writer was killed or crashed (or a rank of
+a multi-process run never started while the others ended); its committed snapshots stay readable.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def run_state(attrs: dict[str, Any], folder: Path, ranks: list[dict[str, Any] | 
     ]
     if not states:
         return _group_state(attrs, folder, now)
-    if all(s == CLOSED for s in states):
-        return CLOSED
-    return RECORDING if RECORDING in states else STOPPED
+    if RECORDING in states:
+        return RECORDING
+    # every rank that started has closed or died; one that never started did not close either
+    return CLOSED if len(states) == len(ranks) and all(s == CLOSED for s in states) else STOPPED

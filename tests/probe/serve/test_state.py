@@ -39,6 +39,8 @@ def test_ranks_record_while_any_rank_lives_and_close_when_all_closed(tmp_path):
     assert run_state({}, tmp_path, [closed, closed]) == CLOSED
     assert run_state({}, tmp_path, [closed, live]) == RECORDING
     assert run_state({}, tmp_path, [closed, dead, None]) == STOPPED
+    assert run_state({}, tmp_path, [live, None]) == RECORDING  # rank 1 may start later
+    assert run_state({}, tmp_path, [closed, None]) == STOPPED  # rank 1 never ran: not complete
     assert run_state(closed, tmp_path, [None, None]) == CLOSED
 
 
