@@ -275,6 +275,7 @@ def test_an_array_created_but_never_committed_is_redone_on_resume(tmp_path, monk
 
     monkeypatch.setattr(appender, "update_attributes", crash_on_second_snapshot)
     rec = Recorder(model, layers=["a", "b"], store=path, probe=x, every=1)  # snapshot 0: a only
+    rec.flush()  # snapshot 0 commits alone: the writer may otherwise commit it with snapshot 1
     model.on = True
     rec.step()  # snapshot 1 creates layers/b/acts (one fill row + data), then the commit fails
     with pytest.raises(WriterError, match="killed"):
