@@ -195,7 +195,7 @@ class RunCache:
             return pd.DataFrame(self.rows, columns=["step", "layer", *SUMMARY_COLUMNS])
 
     def metrics(self) -> pd.DataFrame:
-        """Return the run's logged metrics (re-read only when new records were committed).
+        """Return the run's logged metrics (reading only records committed since the last call).
 
         Metrics that cannot be read give an empty table and a `damage` message.
         """
@@ -203,15 +203,16 @@ class RunCache:
             run = self.run
             if run is None:
                 return _no_metrics()
-            if self._metrics is None or self._metrics[0] != run.n_metric_records:
+            n, table = self._metrics or (0, None)
+            if table is None or n != run.n_metric_records:
                 try:
-                    table = run.metrics()
+                    table = _grown(run, table) if table is not None else run.metrics()
                     self._damage.pop("metrics", None)
                 except Exception as err:  # noqa: BLE001 - damaged metrics: say so, show the rest
                     self._damage["metrics"] = f"metrics: {type(err).__name__}: {err}"
                     table = _no_metrics()
                 self._metrics = (run.n_metric_records, table)
-            return self._metrics[1]
+            return table
 
     def version(self) -> list[Any]:
         """Return what changes when the view must redraw: counts, state, errors, pending work.
@@ -223,6 +224,21 @@ class RunCache:
         counts = [0, 0] if run is None else [run.n_snapshots, run.n_metric_records]
         busy = self.n_updates if self.pending else 0
         return [*counts, self.n_done, self.state, self.error, busy, self.damage, self.generation]
+
+
+def _grown(run: Run, kept: pd.DataFrame) -> pd.DataFrame:
+    """Return ``kept`` (the run's first metric records) with the records committed since.
+
+    Committed records never change, so only the new ones are read: a run logging every step
+    has 100k records after 100k steps. A metric logged for the first time changes the columns
+    (earlier records are NaN in it): then, or when the run has fewer records, all are re-read.
+    """
+    if run.n_metric_records < len(kept) or not len(kept):
+        return run.metrics()
+    new = run.metrics(start=len(kept))
+    if list(new.columns) != list(kept.columns):
+        return run.metrics()
+    return pd.concat([kept, new], ignore_index=True)
 
 
 def _no_metrics() -> pd.DataFrame:

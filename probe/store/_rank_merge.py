@@ -51,7 +51,7 @@ class RunReader(Protocol):
 
     def snapshot_array(self, path: str, step: int | None = None) -> Array: ...  # noqa: D102
 
-    def metrics(self, *, all_ranks: bool = False) -> pd.DataFrame: ...  # noqa: D102
+    def metrics(self, *, all_ranks: bool = False, start: int = 0) -> pd.DataFrame: ...  # noqa: D102
 
 
 def _per_sample(run: RunReader, path: str) -> bool:
@@ -232,10 +232,10 @@ class RankMerge:
         order = np.argsort(cols[1], kind="stable")
         return cols[0][order], cols[1][order], cols[2][order], cols[3][order]
 
-    def metrics(self, all_ranks: bool) -> pd.DataFrame | None:
-        """Return rank 0's metrics table, or every rank's with a ``rank`` column (None: none)."""
+    def metrics(self, all_ranks: bool, start: int = 0) -> pd.DataFrame | None:
+        """Return rank 0's metrics from record ``start``, or all ranks' (None: none)."""
         if not all_ranks:
-            return None if self.ranks[0] is None else self.ranks[0].metrics()
+            return None if self.ranks[0] is None else self.ranks[0].metrics(start=start)
         tables = [run.metrics(all_ranks=True) for run in self.ranks if run is not None]
         if not tables:
             return None

@@ -22,6 +22,7 @@ import zarr
 
 from hooks import schema
 from probe.errors import (
+    ConfigError,
     InvalidArgumentError,
     LayerNotInRunError,
     RunNotFoundError,
@@ -349,7 +350,7 @@ class Run:
         return key
 
     # ------------------------------------------------------------------ metrics and stream
-    def metrics(self, *, all_ranks: bool = False) -> pd.DataFrame:
+    def metrics(self, *, all_ranks: bool = False, start: int = 0) -> pd.DataFrame:
         """Return the logged scalars as a table: columns ``step``, ``epoch`` and one per metric.
 
         Metrics not logged at a step are NaN there.
@@ -359,8 +360,24 @@ class Run:
         all_ranks : bool
             Add a ``rank`` column and, for a multi-process run, the rows of every rank that
             logged metrics (ordered by step, then rank); by default only rank 0's rows.
+        start : int
+            Return only the records from this one on (0: all): what a live reader holding the
+            first ``start`` records lacks. Committed records never change, so
+            ``pd.concat([run.metrics().iloc[:start], run.metrics(start=start)])`` is the
+            whole table while the metric names stay the same.
+
+        Raises
+        ------
+        ConfigError
+            ``start`` is negative, or given with ``all_ranks`` (whose rows interleave ranks).
         """
-        if self._merge is not None and (table := self._merge.metrics(all_ranks)) is not None:
+        if start < 0 or (start and all_ranks):
+            msg = (
+                f"start must be an int >= 0 and cannot be combined with all_ranks=True; got "
+                f"start={start!r}, all_ranks={all_ranks}. Read every rank with start=0."
+            )
+            raise ConfigError(msg)
+        if self._merge is not None and (table := self._merge.metrics(all_ranks, start)) is not None:
             return table
         n = self.n_metric_records
         group = self.path / schema.METRICS
@@ -368,7 +385,8 @@ class Run:
             table = pd.DataFrame({"step": np.zeros(0, np.int64), "epoch": np.zeros(0, np.int64)})
         else:
             names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
-            cols = {name: self._arrays.read(f"{schema.METRICS}/{name}", n) for name in names}
+            rows = slice(start, None)
+            cols = {name: self._arrays.read(f"{schema.METRICS}/{name}", n, rows) for name in names}
             first = ["step", "epoch"]
             table = pd.DataFrame({k: cols[k] for k in first + [c for c in names if c not in first]})
         if all_ranks:

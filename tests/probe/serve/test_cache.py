@@ -130,13 +130,18 @@ def test_a_process_writer_is_read_while_it_records(tmp_path, record):
     assert json.loads((path / "zarr.json").read_text())["attributes"]["closed_utc"]
 
 
+def _live(record, path, n_steps):
+    """Return a recorder left open on ``path`` (its steps committed) and a cache that read it."""
+    rec = record(path, n_steps, close=False)
+    rec.flush()
+    cache = RunCache(_entry(path))
+    cache.update(budget_s=60)
+    return rec, cache
+
+
 def test_version_changes_only_with_new_work(tmp_path, record):
-    path = tmp_path / "r.zarr"
-    rec = record(path, 2, close=False)
+    rec, cache = _live(record, tmp_path / "r.zarr", 2)
     try:
-        rec.flush()
-        cache = RunCache(_entry(path))
-        cache.update(budget_s=60)
         v = cache.version()
         cache.update(budget_s=0.0)
         assert cache.version() == v  # nothing new
@@ -277,5 +282,30 @@ def test_a_stopped_run_is_not_reread_until_its_metadata_changes(tmp_path, record
         rec.flush()  # a commit rewrites the metadata: read again (and recording: pid is ours)
         cache.refresh()
         assert reads and cache.state == "recording"
+    finally:
+        rec.close()
+
+
+def test_metrics_read_only_the_new_records_and_equal_a_fresh_read(tmp_path, record, monkeypatch):
+    from probe.store import Run, open_run
+
+    path = tmp_path / "r.zarr"
+    rec, cache = _live(record, path, 3)
+    try:
+        cache.metrics()
+        starts = []
+        real = Run.metrics
+        monkeypatch.setattr(Run, "metrics", lambda self, **kw: (
+            starts.append(kw.get("start", 0)), real(self, **kw))[1])
+        rec.step(loss=0.5)
+        rec.flush()
+        cache.refresh()
+        pd.testing.assert_frame_equal(cache.metrics(), real(open_run(path)))
+        assert starts == [3]  # only the record committed since
+        rec.step(loss=0.4, acc=0.9)  # a new metric: earlier records are NaN in it
+        rec.flush()
+        cache.refresh()
+        pd.testing.assert_frame_equal(cache.metrics(), real(open_run(path)))
+        assert starts[1:] == [4, 0] and cache.metrics()["acc"].isna().sum() == 4
     finally:
         rec.close()

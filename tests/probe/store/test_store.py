@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import zarr
@@ -9,6 +10,7 @@ from torch import nn
 import probe
 from hooks import Recorder
 from probe.cli.app import main as cli_main
+from probe.errors import ConfigError
 
 
 @pytest.fixture
@@ -241,3 +243,15 @@ def test_cli_info_of_a_multi_process_run(tmp_path, capsys):
     assert info["world_size"] == 2 and info["arrays"]["layers/0/acts"] == [1, 5, 3]
     assert cli_main(["info", str(store)]) == 0
     assert "layers/0/acts" in capsys.readouterr().out
+
+
+def test_metrics_from_a_record_on_are_the_rest_of_the_table(run_path):
+    run = probe.open_run(run_path)
+    whole = run.metrics()
+    for start in (0, 5, 12, 20):
+        rest = run.metrics(start=start)
+        pd.testing.assert_frame_equal(rest, whole.iloc[start:].reset_index(drop=True))
+    with pytest.raises(ConfigError, match="start must be an int >= 0"):
+        run.metrics(start=-1)
+    with pytest.raises(ConfigError, match="cannot be combined with all_ranks=True"):
+        run.metrics(start=3, all_ranks=True)
