@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import zarr
 
 from hooks import schema
 from probe.errors import (
-    ConfigError,
     InvalidArgumentError,
     LayerNotInRunError,
     RunNotFoundError,
@@ -30,6 +28,7 @@ from probe.errors import (
 )
 from probe.store._rank_merge import RankMerge
 from probe.store._run_attrs import read_run_attrs
+from probe.store._run_records import StreamRows, read_metrics, read_stream
 from probe.store._run_summary import run_info, run_to_xarray
 from probe.store.arrays import CheckedGroup
 from probe.store.names import split_array_name
@@ -37,19 +36,6 @@ from probe.store.names import split_array_name
 __all__ = ["Run", "StreamRows", "open_run"]
 
 Array = npt.NDArray[Any]
-
-
-@dataclass
-class StreamRows:
-    """Watched training-batch activations of one layer: ``acts`` of shape (n_rows, ...).
-
-    ``step``, ``sample_id`` and ``rank`` (the recording process) have shape (n_rows,).
-    """
-
-    acts: Array
-    step: npt.NDArray[np.int64]
-    sample_id: npt.NDArray[np.int64]
-    rank: npt.NDArray[np.int64] | None = None
 
 
 def open_run(path: str | os.PathLike[str]) -> Run:
@@ -371,27 +357,7 @@ class Run:
         ConfigError
             ``start`` is negative, or given with ``all_ranks`` (whose rows interleave ranks).
         """
-        if start < 0 or (start and all_ranks):
-            msg = (
-                f"start must be an int >= 0 and cannot be combined with all_ranks=True; got "
-                f"start={start!r}, all_ranks={all_ranks}. Read every rank with start=0."
-            )
-            raise ConfigError(msg)
-        if self._merge is not None and (table := self._merge.metrics(all_ranks, start)) is not None:
-            return table
-        n = self.n_metric_records
-        group = self.path / schema.METRICS
-        if self._merge is not None or not n or not group.is_dir():
-            table = pd.DataFrame({"step": np.zeros(0, np.int64), "epoch": np.zeros(0, np.int64)})
-        else:
-            names = sorted(p.name for p in group.iterdir() if (p / "zarr.json").is_file())
-            rows = slice(start, None)
-            cols = {name: self._arrays.read(f"{schema.METRICS}/{name}", n, rows) for name in names}
-            first = ["step", "epoch"]
-            table = pd.DataFrame({k: cols[k] for k in first + [c for c in names if c not in first]})
-        if all_ranks:
-            table.insert(2, "rank", np.full(len(table), self.attrs.get(schema.RANK, 0), np.int64))
-        return table
+        return read_metrics(self, all_ranks, start)
 
     def stream(self, layer: str, *, key: str = "acts") -> StreamRows:
         """Return the watched training-batch activations of ``layer`` with steps and sample ids.
@@ -403,20 +369,7 @@ class Run:
         LayerNotInRunError
             ``layer`` was never watched.
         """
-        path = f"{schema.stream_group(layer)}/{key}"
-        cols = None
-        if self._merge is not None:
-            cols = self._merge.stream(path)
-        elif (self.path / path).is_dir():
-            n = self.n_stream_rows
-            step = self._arrays.read("stream/step", n)
-            ids = self._arrays.read("stream/sample_id", n)
-            rank = np.full(step.shape, self.attrs.get(schema.RANK, 0), np.int64)
-            cols = (self._arrays.read(path, n), step, ids, rank)
-        if cols is None:
-            msg = f"layer {layer!r} has no stream {key!r}; record it inside Recorder.watch()."
-            raise LayerNotInRunError(msg)
-        return StreamRows(*cols)
+        return read_stream(self, layer, key)
 
     # ------------------------------------------------------------------ summaries
     def info(self) -> dict[str, Any]:
