@@ -17,6 +17,7 @@ from probe.errors import ProbeError
 from probe.serve import figures, pages, views
 from probe.serve.cache import SUMMARY_COLUMNS, RunCache
 from probe.serve.registry import Registry
+from probe.store import Run
 
 __all__ = ["register"]
 
@@ -41,6 +42,11 @@ def _info(cache: RunCache) -> Any:
     if cache.damage:
         out.append(pages.error_card("part of this run cannot be read", cache.damage))
     return out
+
+
+def _step_at(run: Run, index: Any) -> int:
+    """Return the step of the snapshot at slider position ``index`` (clamped to the last)."""
+    return int(run.steps[min(int(index or 0), run.n_snapshots - 1)])
 
 
 def _slider(n: int, steps: list[int], value: int | None, old_max: int | None) -> tuple[Any, ...]:
@@ -132,7 +138,7 @@ def register(app: Dash, registry: Registry) -> None:
             run = cache.run
             if run is None or layer is None or not run.n_snapshots:
                 return figures.message_figure("no snapshot yet", "embedding")
-            step = int(run.steps[min(int(index or 0), run.n_snapshots - 1)])
+            step = _step_at(run, index)
             try:
                 frame = views.embedding_frame(cache, layer, step)
                 ref = views.embedding_frame(cache, layer, cache.memo[("embed-ref", layer)])
@@ -171,7 +177,7 @@ def register(app: Dash, registry: Registry) -> None:
             run = cache.run
             if run is None or not run.n_snapshots:
                 return figures.message_figure("no snapshot yet", "CKA layer x layer")
-            step = int(run.steps[min(int(index or 0), run.n_snapshots - 1)])
+            step = _step_at(run, index)
             layers = cache.layers()
             try:
                 M = views.cka_layers(cache, layers, step)
@@ -192,7 +198,7 @@ def register(app: Dash, registry: Registry) -> None:
             run = cache.run
             if run is None or not run.n_snapshots:
                 return "no snapshot yet"
-            step = int(run.steps[min(int(index or 0), run.n_snapshots - 1)])
+            step = _step_at(run, index)
             layers = cache.layers()
         try:
             table = views.geometry_table(cache, layers, step)
